@@ -1,0 +1,229 @@
+//! AEAD backends and CPU-feature dispatch.
+//!
+//! CPU features are detected once (cpufeatures caches CPUID) and the backend is chosen once
+//! per process, then once per key: an [`AeadKey`] holds the backend's own key schedule and
+//! every chunk goes straight to it with no further checks. A backend can be forced with
+//! [`AeadBackend::from_name`] (the `--backend` option) or the `DARE_AEAD_BACKEND` environment
+//! variable, for tests and benchmarks; forcing a backend the CPU lacks is an error, never a
+//! silent fallback.
+//!
+//! The portable backend is RustCrypto `aes-gcm` (two passes: AES-CTR, then GHASH); hand-written
+//! kernels live one ISA per file under `backend/`, the only place their `unsafe` may live.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, KeyInit};
+
+use crate::format::TAG_LEN;
+
+cpufeatures::new!(has_aes, "aes");
+cpufeatures::new!(has_pclmulqdq, "pclmulqdq");
+cpufeatures::new!(has_avx2, "avx2");
+cpufeatures::new!(has_avx512f, "avx512f");
+cpufeatures::new!(has_avx512vl, "avx512vl");
+cpufeatures::new!(has_avx512bw, "avx512bw");
+cpufeatures::new!(has_vaes, "vaes");
+cpufeatures::new!(has_vpclmulqdq, "vpclmulqdq");
+
+/// The CPU features that matter to AES-GCM, as detected on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// AES-NI round instructions.
+    pub aes: bool,
+    /// Carry-less multiply (GHASH).
+    pub pclmulqdq: bool,
+    /// 256-bit integer SIMD.
+    pub avx2: bool,
+    /// AVX-512 foundation.
+    pub avx512f: bool,
+    /// AVX-512 vector-length extensions.
+    pub avx512vl: bool,
+    /// AVX-512 byte/word instructions.
+    pub avx512bw: bool,
+    /// Vector AES (AES rounds on 256/512-bit registers).
+    pub vaes: bool,
+    /// Vector carry-less multiply.
+    pub vpclmulqdq: bool,
+}
+
+impl CpuFeatures {
+    /// Detects the features (CPUID is read once and cached).
+    pub fn detect() -> CpuFeatures {
+        CpuFeatures {
+            aes: has_aes::get(),
+            pclmulqdq: has_pclmulqdq::get(),
+            avx2: has_avx2::get(),
+            avx512f: has_avx512f::get(),
+            avx512vl: has_avx512vl::get(),
+            avx512bw: has_avx512bw::get(),
+            vaes: has_vaes::get(),
+            vpclmulqdq: has_vpclmulqdq::get(),
+        }
+    }
+
+    /// `(name, present)` pairs in a fixed order, for reports.
+    pub fn list(&self) -> [(&'static str, bool); 8] {
+        [
+            ("aes", self.aes),
+            ("pclmulqdq", self.pclmulqdq),
+            ("avx2", self.avx2),
+            ("avx512f", self.avx512f),
+            ("avx512vl", self.avx512vl),
+            ("avx512bw", self.avx512bw),
+            ("vaes", self.vaes),
+            ("vpclmulqdq", self.vpclmulqdq),
+        ]
+    }
+}
+
+/// An AES-256-GCM implementation the engine can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AeadBackend {
+    /// RustCrypto `aes-gcm` (uses AES-NI and PCLMULQDQ when present, constant-time soft AES otherwise).
+    Portable,
+}
+
+impl AeadBackend {
+    /// Every backend this build has, fastest first.
+    pub const ALL: &'static [AeadBackend] = &[AeadBackend::Portable];
+
+    /// The backend's name, as accepted by [`AeadBackend::from_name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            AeadBackend::Portable => "portable",
+        }
+    }
+
+    /// Parses a backend name.
+    pub fn from_name(s: &str) -> Option<AeadBackend> {
+        Self::ALL.iter().copied().find(|b| b.name() == s)
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_supported(self) -> bool {
+        match self {
+            AeadBackend::Portable => true,
+        }
+    }
+
+    /// The backends this CPU can run, fastest first.
+    pub fn available() -> Vec<AeadBackend> {
+        Self::ALL.iter().copied().filter(|b| b.is_supported()).collect()
+    }
+
+    /// The fastest backend this CPU supports.
+    pub fn best() -> AeadBackend {
+        Self::available().first().copied().unwrap_or(AeadBackend::Portable)
+    }
+
+    /// The process-wide default: `DARE_AEAD_BACKEND` if set (and valid), else [`best`](Self::best).
+    /// Read once.
+    pub fn default_for_process() -> Result<AeadBackend, BackendError> {
+        static CHOICE: OnceLock<Result<AeadBackend, BackendError>> = OnceLock::new();
+        CHOICE
+            .get_or_init(|| match std::env::var("DARE_AEAD_BACKEND") {
+                Ok(name) if !name.is_empty() => Self::forced(&name),
+                _ => Ok(Self::best()),
+            })
+            .clone()
+    }
+
+    /// The named backend, if it exists and this CPU supports it.
+    pub fn forced(name: &str) -> Result<AeadBackend, BackendError> {
+        let b = Self::from_name(name).ok_or_else(|| BackendError::Unknown(name.to_owned()))?;
+        if b.is_supported() { Ok(b) } else { Err(BackendError::Unsupported(b.name())) }
+    }
+}
+
+impl fmt::Display for AeadBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend could not be selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// No backend has that name.
+    Unknown(String),
+    /// The CPU lacks features the backend needs.
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Unknown(n) => {
+                let names: Vec<_> = AeadBackend::ALL.iter().map(|b| b.name()).collect();
+                write!(f, "unknown AEAD backend {n:?} (known: {})", names.join(", "))
+            }
+            BackendError::Unsupported(n) => write!(f, "AEAD backend {n} is not supported by this CPU"),
+        }
+    }
+}
+impl std::error::Error for BackendError {}
+
+/// An AES-256-GCM key schedule on one backend. Zeroized on drop by each backend's key type.
+pub(crate) enum AeadKey {
+    Portable(Box<Aes256Gcm>),
+}
+
+impl fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AeadKey({}, <redacted>)", self.backend())
+    }
+}
+
+/// Tag verification failed; the buffer has been zeroed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AuthFailed;
+
+impl AeadKey {
+    pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> AeadKey {
+        match backend {
+            AeadBackend::Portable => AeadKey::Portable(Box::new(Aes256Gcm::new(key.into()))),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> AeadBackend {
+        match self {
+            AeadKey::Portable(_) => AeadBackend::Portable,
+        }
+    }
+
+    /// Encrypts `buf` in place and returns the tag.
+    pub(crate) fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        match self {
+            AeadKey::Portable(k) => match k.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
+                Ok(tag) => tag.into(),
+                // aes-gcm fails only past 2^36 bytes per message; chunks are at most 4 MiB.
+                // Returning a zero tag makes such a chunk fail to open rather than panic here.
+                Err(_) => [0; TAG_LEN],
+            },
+        }
+    }
+
+    /// Verifies and decrypts `buf` in place. On failure `buf` is zeroed: no unauthenticated
+    /// plaintext is left for anyone to read.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AuthFailed> {
+        let ok = match self {
+            AeadKey::Portable(k) => k.decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into()).is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            zeroize::Zeroize::zeroize(buf);
+            Err(AuthFailed)
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Scheduling: chunks of a batch across the rayon pool, and the two-stage pipelines that
+//! overlap disk I/O with encryption. No cryptography is decided here; the sealer and opener
+//! say what to do with each chunk.
+//!
+//! Put: the caller's thread fills and seals batch k+1 while a writer thread writes batch k.
+//! Get: a reader thread reads batch k+1 while the caller's thread verifies and decrypts
+//! batch k. Each pipeline holds at most two batch buffers, so memory is bounded by twice the
+//! batch size whatever the object size. A crossbeam channel of capacity one links the stages
+//! and a second one returns the buffers for reuse.
+
+use std::io::{self, Read};
+use std::thread;
+
+use crossbeam_channel::bounded;
+use rayon::prelude::*;
+
+use crate::error::{OpenError, SealError};
+use crate::seal::{ObjectOpener, ObjectSealer, fill_batch};
+use crate::storage::{IoFile, ReadAt};
+
+/// Calls `f(i, chunk_i)` for each `stride`-sized chunk of `buf` (the last may be shorter),
+/// in parallel on the rayon pool when there is more than one chunk. Stops at the first error.
+pub(crate) fn for_each_chunk<E, F>(buf: &mut [u8], stride: usize, f: F) -> Result<(), E>
+where
+    E: Send,
+    F: Fn(usize, &mut [u8]) -> Result<(), E> + Sync + Send,
+{
+    if buf.len() <= stride {
+        return f(0, buf);
+    }
+    buf.par_chunks_mut(stride).enumerate().try_for_each(|(i, c)| f(i, c))
+}
+
+/// Chunks per batch for a given stride (at least one).
+pub(crate) fn chunks_per_batch(batch_bytes: usize, stride: usize) -> usize {
+    (batch_bytes / stride).max(1)
+}
+
+/// Seals everything `reader` yields into `file` (head at offset 0, then the batches).
+/// Returns the plaintext length. The file is not synced here.
+pub(crate) fn seal_to_file(
+    sealer: &mut ObjectSealer,
+    reader: &mut dyn Read,
+    file: &IoFile,
+    batch_bytes: usize,
+) -> Result<u64, SealError> {
+    let (r, _) = file.write_all_at(sealer.head().to_vec(), 0);
+    r?;
+    let mut offset = sealer.head().len() as u64;
+    let stride = sealer.stride();
+    let chunk = sealer.chunk_size();
+    let buf_len = chunks_per_batch(batch_bytes, stride) * stride;
+    let mut carry = None;
+    let mut total = 0u64;
+
+    // First batch inline: most objects are a single batch and need no writer thread.
+    let mut buf = vec![0u8; buf_len];
+    let (plain, fin) = fill_batch(reader, &mut buf, chunk, stride, &mut carry)?;
+    let n = sealer.seal_batch(&mut buf, plain, fin)?;
+    total += plain as u64;
+    if fin {
+        let (r, _) = file.write_prefix_at(buf, 0..n, offset);
+        r?;
+        return Ok(total);
+    }
+
+    thread::scope(|s| -> Result<u64, SealError> {
+        let (work_tx, work_rx) = bounded::<(Vec<u8>, usize, u64)>(1);
+        let (free_tx, free_rx) = bounded::<io::Result<Vec<u8>>>(2);
+        let writer = s.spawn(move || {
+            for (buf, len, off) in work_rx {
+                let (r, buf) = if len == 0 { (Ok(()), buf) } else { file.write_prefix_at(buf, 0..len, off) };
+                let failed = r.is_err();
+                if free_tx.send(r.map(|()| buf)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut spare = Some(vec![0u8; buf_len]);
+        work_tx.send((buf, n, offset)).map_err(|_| io::Error::other("writer stopped"))?;
+        offset += n as u64;
+        loop {
+            let mut buf = match spare.take() {
+                Some(b) => b,
+                None => free_rx.recv().map_err(|_| io::Error::other("writer stopped"))??,
+            };
+            let (plain, fin) = fill_batch(reader, &mut buf, chunk, stride, &mut carry)?;
+            let n = sealer.seal_batch(&mut buf, plain, fin)?;
+            total += plain as u64;
+            work_tx.send((buf, n, offset)).map_err(|_| io::Error::other("writer stopped"))?;
+            offset += n as u64;
+            if fin {
+                break;
+            }
+        }
+        drop(work_tx);
+        // Collect the writer's results: any failed write fails the put.
+        for r in free_rx.iter() {
+            r?;
+        }
+        writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
+        Ok(total)
+    })
+}
+
+/// Reads, verifies and decrypts chunks covering `[offset, offset + len)` of the object and
+/// passes the plaintext of the range to `sink`, in order.
+pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
+    opener: &ObjectOpener,
+    src: &S,
+    offset: u64,
+    len: u64,
+    batch_bytes: usize,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(), OpenError> {
+    let (first, last) = opener.plan_range(offset, len)?;
+    let stride = opener.stride();
+    let per = chunks_per_batch(batch_bytes, stride as usize) as u64;
+    let batches: Vec<(u64, u64)> = (first..=last)
+        .step_by(per as usize)
+        .map(|b| (b, per.min(last + 1 - b)))
+        .collect();
+    let end = offset + len;
+
+    let mut deliver = |buf: &mut Vec<u8>, b: u64, count: u64| -> Result<(), OpenError> {
+        if let Err(e) = opener.open_batch(buf, b, count) {
+            return Err(classify(opener, src, e));
+        }
+        let g = opener.geometry();
+        for i in 0..count {
+            let k = b + i;
+            let start = k * g.chunk_size;
+            let plen = g.chunk_plain_len(k);
+            let lo = offset.max(start);
+            let hi = end.min(start + plen);
+            if lo < hi {
+                let at = (i * stride + (lo - start)) as usize;
+                sink(&buf[at..at + (hi - lo) as usize])?;
+            }
+        }
+        Ok(())
+    };
+
+    if batches.len() == 1 {
+        let (b, count) = batches[0];
+        let (off, n) = opener.chunk_extent(b, count);
+        let mut buf = vec![0u8; n as usize];
+        src.read_exact_at(&mut buf, off)?;
+        return deliver(&mut buf, b, count);
+    }
+
+    thread::scope(|s| -> Result<(), OpenError> {
+        let (full_tx, full_rx) = bounded::<(io::Result<Vec<u8>>, u64, u64)>(1);
+        let (free_tx, free_rx) = bounded::<Vec<u8>>(2);
+        let batches_ref = &batches;
+        s.spawn(move || {
+            let mut spare = 2;
+            for &(b, count) in batches_ref {
+                let mut buf = if spare > 0 {
+                    spare -= 1;
+                    Vec::new()
+                } else {
+                    match free_rx.recv() {
+                        Ok(b) => b,
+                        Err(_) => return,
+                    }
+                };
+                let (off, n) = opener.chunk_extent(b, count);
+                buf.resize(n as usize, 0);
+                let r = src.read_exact_at(&mut buf, off).map(|()| buf);
+                let failed = r.is_err();
+                if full_tx.send((r, b, count)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for _ in 0..batches.len() {
+            let (r, b, count) = full_rx.recv().map_err(|_| io::Error::other("reader stopped"))?;
+            let mut buf = r?;
+            deliver(&mut buf, b, count)?;
+            let _ = free_tx.send(buf);
+        }
+        Ok(())
+    })
+}
+
+/// Turns a chunk failure into its most specific error by re-reading that chunk (cold path).
+fn classify<S: ReadAt + ?Sized>(opener: &ObjectOpener, src: &S, e: OpenError) -> OpenError {
+    let OpenError::ChunkAuth { index } = e else { return e };
+    let (off, n) = opener.chunk_extent(index, 1);
+    let mut stored = vec![0u8; n as usize];
+    if src.read_exact_at(&mut stored, off).is_err() {
+        return e;
+    }
+    opener.classify_failure(&stored, index)
+}

@@ -1,0 +1,149 @@
+//! Positioned file I/O for object files, with an io_uring implementation and a std fallback.
+//!
+//! The engine needs only three things from storage: read bytes at an offset, write a buffer
+//! at an offset, and make written data durable. [`IoMode::detect`] probes io_uring once at
+//! start (a ring can be refused by an old kernel or by a container's seccomp profile) and
+//! falls back to positioned std I/O with identical results. Both paths are tested.
+
+use std::fs::File;
+use std::io;
+use std::sync::OnceLock;
+
+#[cfg(target_os = "linux")]
+mod uring;
+mod std_io;
+
+/// Reads at positions. `Sync` so a reader thread can prefetch the next batch.
+pub trait ReadAt: Sync {
+    /// Fills `buf` from offset `off`; an early end of file is `UnexpectedEof`.
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
+}
+
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let start = usize::try_from(off).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        self.as_slice().read_exact_at(buf, off)
+    }
+}
+
+/// How object files are read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoMode {
+    /// io_uring, several requests in flight per batch.
+    Uring,
+    /// Positioned `pread`/`pwrite` through std.
+    Std,
+}
+
+impl IoMode {
+    /// io_uring if this kernel and sandbox allow a ring, else std. Probed once per process;
+    /// `DARE_IO=std` forces the fallback.
+    pub fn detect() -> IoMode {
+        static MODE: OnceLock<IoMode> = OnceLock::new();
+        *MODE.get_or_init(|| {
+            if std::env::var("DARE_IO").is_ok_and(|v| v == "std") {
+                return IoMode::Std;
+            }
+            if uring_available() { IoMode::Uring } else { IoMode::Std }
+        })
+    }
+
+    /// The mode's name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Uring => "io_uring",
+            IoMode::Std => "std",
+        }
+    }
+}
+
+/// Whether an io_uring can be created and completes a no-op here.
+pub fn uring_available() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        uring::probe()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// A file opened for positioned I/O in one [`IoMode`].
+#[derive(Debug)]
+pub struct IoFile {
+    file: File,
+    mode: IoMode,
+}
+
+impl IoFile {
+    /// Wraps an open file.
+    pub fn new(file: File, mode: IoMode) -> IoFile {
+        IoFile { file, mode }
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The I/O mode in use.
+    pub fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    /// Writes all of `buf` at `off`. Takes and returns the buffer: with io_uring the kernel
+    /// reads it while the request is in flight, so the buffer is owned for the duration.
+    pub fn write_all_at(&self, buf: Vec<u8>, off: u64) -> (io::Result<()>, Vec<u8>) {
+        self.write_prefix_at(buf, 0..0, off)
+    }
+
+    /// Writes `buf[range]` (all of `buf` when `range` is empty `0..0`) at `off`, returning the buffer.
+    pub fn write_prefix_at(&self, buf: Vec<u8>, range: std::ops::Range<usize>, off: u64) -> (io::Result<()>, Vec<u8>) {
+        let range = if range.is_empty() { 0..buf.len() } else { range };
+        match self.mode {
+            #[cfg(target_os = "linux")]
+            IoMode::Uring => uring::write_all_at(&self.file, buf, range, off),
+            _ => {
+                let r = std_io::write_all_at(&self.file, &buf[range], off);
+                (r, buf)
+            }
+        }
+    }
+
+    /// Makes written data durable (`fdatasync`).
+    pub fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// File length.
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+impl ReadAt for IoFile {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        match self.mode {
+            #[cfg(target_os = "linux")]
+            IoMode::Uring => uring::read_exact_at(&self.file, buf, off),
+            _ => std_io::read_exact_at(&self.file, buf, off),
+        }
+    }
+}
