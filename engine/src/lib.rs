@@ -27,3 +27,26 @@ pub use error::{FormatError, OpenError, SealError, StoreError};
 pub use seal::{ObjectOpener, ObjectSealer, SealOptions};
 pub use storage::IoMode;
 pub use store::{ObjectInfo, ObjectStore, StoreConfig};
+
+/// Entry points for fuzz targets and cross-backend tests. Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::backend::{AeadBackend, AeadKey};
+
+    /// One AES-256-GCM seal on `backend`, in place; returns the tag.
+    pub fn aead_seal(backend: AeadBackend, key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+        AeadKey::new(backend, key).seal_in_place(nonce, aad, buf)
+    }
+
+    /// One AES-256-GCM open on `backend`, in place; on failure `buf` is zeroed.
+    pub fn aead_open(
+        backend: AeadBackend,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> bool {
+        AeadKey::new(backend, key).open_in_place(nonce, aad, buf, tag).is_ok()
+    }
+}

