@@ -111,12 +111,19 @@ impl AeadBackend {
 
     /// The backends this CPU can run, fastest first.
     pub fn available() -> Vec<AeadBackend> {
-        Self::ALL.iter().copied().filter(|b| b.is_supported()).collect()
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|b| b.is_supported())
+            .collect()
     }
 
     /// The fastest backend this CPU supports.
     pub fn best() -> AeadBackend {
-        Self::available().first().copied().unwrap_or(AeadBackend::Portable)
+        Self::available()
+            .first()
+            .copied()
+            .unwrap_or(AeadBackend::Portable)
     }
 
     /// The process-wide default: `DARE_AEAD_BACKEND` if set (and valid), else [`best`](Self::best).
@@ -134,7 +141,11 @@ impl AeadBackend {
     /// The named backend, if it exists and this CPU supports it.
     pub fn forced(name: &str) -> Result<AeadBackend, BackendError> {
         let b = Self::from_name(name).ok_or_else(|| BackendError::Unknown(name.to_owned()))?;
-        if b.is_supported() { Ok(b) } else { Err(BackendError::Unsupported(b.name())) }
+        if b.is_supported() {
+            Ok(b)
+        } else {
+            Err(BackendError::Unsupported(b.name()))
+        }
     }
 }
 
@@ -159,9 +170,15 @@ impl fmt::Display for BackendError {
         match self {
             BackendError::Unknown(n) => {
                 let names: Vec<_> = AeadBackend::ALL.iter().map(|b| b.name()).collect();
-                write!(f, "unknown AEAD backend {n:?} (known: {})", names.join(", "))
+                write!(
+                    f,
+                    "unknown AEAD backend {n:?} (known: {})",
+                    names.join(", ")
+                )
             }
-            BackendError::Unsupported(n) => write!(f, "AEAD backend {n} is not supported by this CPU"),
+            BackendError::Unsupported(n) => {
+                write!(f, "AEAD backend {n} is not supported by this CPU")
+            }
         }
     }
 }
@@ -196,7 +213,12 @@ impl AeadKey {
     }
 
     /// Encrypts `buf` in place and returns the tag.
-    pub(crate) fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         match self {
             AeadKey::Portable(k) => match k.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
                 Ok(tag) => tag.into(),
@@ -204,6 +226,32 @@ impl AeadKey {
                 // Returning a zero tag makes such a chunk fail to open rather than panic here.
                 Err(_) => [0; TAG_LEN],
             },
+        }
+    }
+
+    /// Verifies `input` (ciphertext) and decrypts it into `output` (same length). On failure
+    /// `output` is zeroed.
+    pub(crate) fn open_to(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AuthFailed> {
+        let ok = match self {
+            AeadKey::Portable(k) => match aes_gcm::aead::inout::InOutBuf::new(input, output) {
+                Ok(io) => k
+                    .decrypt_inout_detached(nonce.into(), aad, io, tag.into())
+                    .is_ok(),
+                Err(_) => false,
+            },
+        };
+        if ok {
+            Ok(())
+        } else {
+            zeroize::Zeroize::zeroize(output);
+            Err(AuthFailed)
         }
     }
 
@@ -217,7 +265,9 @@ impl AeadKey {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthFailed> {
         let ok = match self {
-            AeadKey::Portable(k) => k.decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into()).is_ok(),
+            AeadKey::Portable(k) => k
+                .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+                .is_ok(),
         };
         if ok {
             Ok(())

@@ -28,7 +28,9 @@ where
     if buf.len() <= stride {
         return f(0, buf);
     }
-    buf.par_chunks_mut(stride).enumerate().try_for_each(|(i, c)| f(i, c))
+    buf.par_chunks_mut(stride)
+        .enumerate()
+        .try_for_each(|(i, c)| f(i, c))
 }
 
 /// Chunks per batch for a given stride (at least one).
@@ -69,7 +71,11 @@ pub(crate) fn seal_to_file(
         let (free_tx, free_rx) = bounded::<io::Result<Vec<u8>>>(2);
         let writer = s.spawn(move || {
             for (buf, len, off) in work_rx {
-                let (r, buf) = if len == 0 { (Ok(()), buf) } else { file.write_prefix_at(buf, 0..len, off) };
+                let (r, buf) = if len == 0 {
+                    (Ok(()), buf)
+                } else {
+                    file.write_prefix_at(buf, 0..len, off)
+                };
                 let failed = r.is_err();
                 if free_tx.send(r.map(|()| buf)).is_err() || failed {
                     return;
@@ -77,17 +83,23 @@ pub(crate) fn seal_to_file(
             }
         });
         let mut spare = Some(vec![0u8; buf_len]);
-        work_tx.send((buf, n, offset)).map_err(|_| io::Error::other("writer stopped"))?;
+        work_tx
+            .send((buf, n, offset))
+            .map_err(|_| io::Error::other("writer stopped"))?;
         offset += n as u64;
         loop {
             let mut buf = match spare.take() {
                 Some(b) => b,
-                None => free_rx.recv().map_err(|_| io::Error::other("writer stopped"))??,
+                None => free_rx
+                    .recv()
+                    .map_err(|_| io::Error::other("writer stopped"))??,
             };
             let (plain, fin) = fill_batch(reader, &mut buf, chunk, stride, &mut carry)?;
             let n = sealer.seal_batch(&mut buf, plain, fin)?;
             total += plain as u64;
-            work_tx.send((buf, n, offset)).map_err(|_| io::Error::other("writer stopped"))?;
+            work_tx
+                .send((buf, n, offset))
+                .map_err(|_| io::Error::other("writer stopped"))?;
             offset += n as u64;
             if fin {
                 break;
@@ -98,7 +110,9 @@ pub(crate) fn seal_to_file(
         for r in free_rx.iter() {
             r?;
         }
-        writer.join().map_err(|_| io::Error::other("writer thread panicked"))?;
+        writer
+            .join()
+            .map_err(|_| io::Error::other("writer thread panicked"))?;
         Ok(total)
     })
 }
@@ -175,7 +189,9 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
             }
         });
         for _ in 0..batches.len() {
-            let (r, b, count) = full_rx.recv().map_err(|_| io::Error::other("reader stopped"))?;
+            let (r, b, count) = full_rx
+                .recv()
+                .map_err(|_| io::Error::other("reader stopped"))?;
             let mut buf = r?;
             deliver(&mut buf, b, count)?;
             let _ = free_tx.send(buf);
@@ -186,7 +202,9 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
 
 /// Turns a chunk failure into its most specific error by re-reading that chunk (cold path).
 fn classify<S: ReadAt + ?Sized>(opener: &ObjectOpener, src: &S, e: OpenError) -> OpenError {
-    let OpenError::ChunkAuth { index } = e else { return e };
+    let OpenError::ChunkAuth { index } = e else {
+        return e;
+    };
     let (off, n) = opener.chunk_extent(index, 1);
     let mut stored = vec![0u8; n as usize];
     if src.read_exact_at(&mut stored, off).is_err() {

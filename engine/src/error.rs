@@ -35,22 +35,30 @@ pub enum FormatError {
 impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FormatError::Empty => f.write_str("object file is empty (zero bytes): not a dare object"),
+            FormatError::Empty => {
+                f.write_str("object file is empty (zero bytes): not a dare object")
+            }
             FormatError::Truncated { need } => {
-                write!(f, "object header is truncated (needs at least {need} bytes)")
+                write!(
+                    f,
+                    "object header is truncated (needs at least {need} bytes)"
+                )
             }
             FormatError::BadMagic => f.write_str("not a dare object (bad magic bytes)"),
             FormatError::UnsupportedVersion(v) => {
-                write!(f, "object format version {v} is not supported by this build (it reads version 1)")
+                write!(
+                    f,
+                    "object format version {v} is not supported by this build (it reads version 1)"
+                )
             }
             FormatError::UnknownSuite(s) => write!(f, "unknown encryption suite id {s}"),
             FormatError::UnknownKeyKind(k) => write!(f, "unknown key kind {k} in object header"),
-            FormatError::BadChunkSize => {
-                f.write_str("chunk size must be a power of two from 4096 (4 KiB) to 4194304 (4 MiB)")
-            }
-            FormatError::BadLength => {
-                f.write_str("object body has an impossible length: the object is truncated or extended")
-            }
+            FormatError::BadChunkSize => f.write_str(
+                "chunk size must be a power of two from 4096 (4 KiB) to 4194304 (4 MiB)",
+            ),
+            FormatError::BadLength => f.write_str(
+                "object body has an impossible length: the object is truncated or extended",
+            ),
             FormatError::BadName(why) => write!(f, "invalid name: {why}"),
             FormatError::Invalid(why) => write!(f, "malformed object header: {why}"),
         }
@@ -188,8 +196,13 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::NotAStore(p) => write!(f, "{p} is not a dare store (run `dare init` first)"),
-            StoreError::NoSuchBucket(b) => write!(f, "no such bucket: {b} (create it with `dare bucket create`)"),
+            StoreError::NotAStore(p) => {
+                write!(f, "{p} is not a dare store (run `dare init` first)")
+            }
+            StoreError::NoSuchBucket(b) => write!(
+                f,
+                "no such bucket: {b} (create it with `dare bucket create`)"
+            ),
             StoreError::BucketExists(b) => write!(f, "bucket {b} already exists"),
             StoreError::BucketNotEmpty(b) => write!(f, "bucket {b} is not empty"),
             StoreError::NoSuchObject { bucket, key } => write!(f, "no such object: {bucket}/{key}"),

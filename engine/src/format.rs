@@ -136,7 +136,11 @@ impl Header {
         out.push(kind);
         out.extend_from_slice(&self.nonce_prefix);
         out.push(0);
-        out.extend_from_slice(&u16::try_from(self.name.len()).unwrap_or(u16::MAX).to_le_bytes());
+        out.extend_from_slice(
+            &u16::try_from(self.name.len())
+                .unwrap_or(u16::MAX)
+                .to_le_bytes(),
+        );
         out.extend_from_slice(&u16::try_from(kb.len()).unwrap_or(u16::MAX).to_le_bytes());
         out.extend_from_slice(&self.meta_len.to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
@@ -147,10 +151,12 @@ impl Header {
     /// Parses H from the start of `buf`. Returns the header and its length. If `buf` is too
     /// short, returns [`FormatError::Truncated`] with the total length needed when known.
     pub fn parse(buf: &[u8]) -> Result<(Header, usize), FormatError> {
-        let fixed: &[u8; FIXED_LEN] = buf
-            .get(..FIXED_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(FormatError::Truncated { need: FIXED_LEN as u64 })?;
+        let fixed: &[u8; FIXED_LEN] =
+            buf.get(..FIXED_LEN)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(FormatError::Truncated {
+                    need: FIXED_LEN as u64,
+                })?;
         if fixed[0..4] != MAGIC {
             return Err(FormatError::BadMagic);
         }
@@ -180,20 +186,37 @@ impl Header {
         }
         let key_block = match (suite, kind, kb_len) {
             (Suite::Plaintext, 0, 0) => None,
-            (Suite::Aes256Gcm, k, _) if k != 0 => Some(KeyKind::from_byte(k).ok_or(FormatError::UnknownKeyKind(k))?),
+            (Suite::Aes256Gcm, k, _) if k != 0 => {
+                Some(KeyKind::from_byte(k).ok_or(FormatError::UnknownKeyKind(k))?)
+            }
             _ => return Err(FormatError::Invalid("suite and key block disagree")),
         };
         if suite == Suite::Aes256Gcm && (meta_len as usize) < TAG_LEN + 2 {
             return Err(FormatError::Invalid("metadata block too short"));
         }
         let total = FIXED_LEN + name_len + kb_len;
-        let rest = buf.get(FIXED_LEN..total).ok_or(FormatError::Truncated { need: total as u64 })?;
+        let rest = buf
+            .get(FIXED_LEN..total)
+            .ok_or(FormatError::Truncated { need: total as u64 })?;
         let name = std::str::from_utf8(&rest[..name_len])
             .map_err(|_| FormatError::Invalid("name is not UTF-8"))?
             .to_owned();
         check_name(&name)?;
-        let key_block = key_block.map(|kind| KeyBlock { kind, bytes: rest[name_len..].to_vec() });
-        Ok((Header { suite, chunk_shift, nonce_prefix, name, key_block, meta_len }, total))
+        let key_block = key_block.map(|kind| KeyBlock {
+            kind,
+            bytes: rest[name_len..].to_vec(),
+        });
+        Ok((
+            Header {
+                suite,
+                chunk_shift,
+                nonce_prefix,
+                name,
+                key_block,
+                meta_len,
+            },
+            total,
+        ))
     }
 }
 
@@ -233,14 +256,22 @@ impl Geometry {
             return Err(FormatError::BadLength);
         }
         if body_len == tag {
-            return Ok(Geometry { chunk_size, chunks: 1, plaintext_len: 0 });
+            return Ok(Geometry {
+                chunk_size,
+                chunks: 1,
+                plaintext_len: 0,
+            });
         }
         let chunks = body_len.div_ceil(stride);
         let last = body_len - (chunks - 1) * stride;
         if last <= tag || chunks > MAX_CHUNKS {
             return Err(FormatError::BadLength);
         }
-        Ok(Geometry { chunk_size, chunks, plaintext_len: body_len - chunks * tag })
+        Ok(Geometry {
+            chunk_size,
+            chunks,
+            plaintext_len: body_len - chunks * tag,
+        })
     }
 
     /// Ciphertext body length for `plaintext_len` bytes (the inverse of `from_body_len`).
@@ -260,14 +291,19 @@ impl Geometry {
 
     /// Plaintext length of chunk `i`.
     pub fn chunk_plain_len(&self, i: u64) -> u64 {
-        if i + 1 < self.chunks { self.chunk_size } else { self.plaintext_len - i * self.chunk_size }
+        if i + 1 < self.chunks {
+            self.chunk_size
+        } else {
+            self.plaintext_len - i * self.chunk_size
+        }
     }
 }
 
 /// Encodes user metadata: count (u16 LE), then per entry key length (u16 LE), key, value
 /// length (u16 LE), value.
 pub fn encode_meta(meta: &[(String, String)]) -> Result<Vec<u8>, FormatError> {
-    let count = u16::try_from(meta.len()).map_err(|_| FormatError::Invalid("too many metadata entries"))?;
+    let count =
+        u16::try_from(meta.len()).map_err(|_| FormatError::Invalid("too many metadata entries"))?;
     let mut out = Vec::new();
     out.extend_from_slice(&count.to_le_bytes());
     for (k, v) in meta {
@@ -275,7 +311,8 @@ pub fn encode_meta(meta: &[(String, String)]) -> Result<Vec<u8>, FormatError> {
             return Err(FormatError::Invalid("empty metadata key"));
         }
         for s in [k, v] {
-            let n = u16::try_from(s.len()).map_err(|_| FormatError::Invalid("metadata entry too long"))?;
+            let n = u16::try_from(s.len())
+                .map_err(|_| FormatError::Invalid("metadata entry too long"))?;
             out.extend_from_slice(&n.to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
@@ -328,10 +365,17 @@ pub fn check_name(name: &str) -> Result<(), FormatError> {
         return Err(FormatError::BadName("`.` and `..` are not names"));
     }
     if name.starts_with(".dare") {
-        return Err(FormatError::BadName("names starting with `.dare` are reserved"));
+        return Err(FormatError::BadName(
+            "names starting with `.dare` are reserved",
+        ));
     }
-    if name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
-        return Err(FormatError::BadName("must not contain `/`, `\\`, NUL or control characters"));
+    if name
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(FormatError::BadName(
+            "must not contain `/`, `\\`, NUL or control characters",
+        ));
     }
     Ok(())
 }
@@ -371,15 +415,24 @@ mod tests {
             }
             // A body that ends inside (or right after) the tag of a full chunk plus < 17 bytes.
             for extra in 1..=16 {
-                assert_eq!(Geometry::from_body_len(shift, c + 16 + extra), Err(FormatError::BadLength));
+                assert_eq!(
+                    Geometry::from_body_len(shift, c + 16 + extra),
+                    Err(FormatError::BadLength)
+                );
             }
-            assert_eq!(Geometry::from_body_len(shift, 15), Err(FormatError::BadLength));
+            assert_eq!(
+                Geometry::from_body_len(shift, 15),
+                Err(FormatError::BadLength)
+            );
         }
     }
 
     #[test]
     fn meta_roundtrip() {
-        let m = vec![("a".to_string(), "".to_string()), ("ключ".to_string(), "v".repeat(300))];
+        let m = vec![
+            ("a".to_string(), "".to_string()),
+            ("ключ".to_string(), "v".repeat(300)),
+        ];
         assert_eq!(decode_meta(&encode_meta(&m).unwrap()).unwrap(), m);
         assert!(decode_meta(&[1, 0]).is_err());
         assert!(decode_meta(&[0, 0, 9]).is_err());
@@ -401,14 +454,20 @@ mod tests {
             chunk_shift: 16,
             nonce_prefix: [1, 2, 3, 4, 5, 6, 7],
             name: "obj".into(),
-            key_block: Some(KeyBlock { kind: KeyKind::StoreRoot, bytes: vec![9; 40] }),
+            key_block: Some(KeyBlock {
+                kind: KeyKind::StoreRoot,
+                bytes: vec![9; 40],
+            }),
             meta_len: 18,
         };
         let b = h.to_bytes().unwrap();
         assert_eq!(b.len(), 24 + 3 + 40);
         let (p, n) = Header::parse(&b).unwrap();
         assert_eq!((p, n), (h, b.len()));
-        assert!(matches!(Header::parse(&b[..30]), Err(FormatError::Truncated { need: 67 })));
+        assert!(matches!(
+            Header::parse(&b[..30]),
+            Err(FormatError::Truncated { need: 67 })
+        ));
         let mut v = b.clone();
         v[4] = 2;
         assert_eq!(Header::parse(&v), Err(FormatError::UnsupportedVersion(2)));

@@ -28,13 +28,56 @@ pub use seal::{ObjectOpener, ObjectSealer, SealOptions};
 pub use storage::IoMode;
 pub use store::{ObjectInfo, ObjectStore, StoreConfig};
 
-/// Entry points for fuzz targets and cross-backend tests. Not part of the stable API.
+/// Entry points for fuzz targets, cross-backend tests and benchmarks. Not part of the
+/// stable API: embedders use [`ObjectSealer`], [`ObjectOpener`] and [`ObjectStore`].
 #[doc(hidden)]
 pub mod fuzzing {
     use crate::backend::{AeadBackend, AeadKey};
 
+    /// A raw AES-256-GCM key schedule on one backend (for benchmarks and differential tests).
+    #[derive(Debug)]
+    pub struct RawAead(AeadKey);
+
+    impl RawAead {
+        /// Expands `key` for `backend` (which must be supported; see `AeadBackend::forced`).
+        pub fn new(backend: AeadBackend, key: &[u8; 32]) -> RawAead {
+            RawAead(AeadKey::new(backend, key))
+        }
+        /// Seals in place, returns the tag.
+        pub fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+            self.0.seal_in_place(nonce, aad, buf)
+        }
+        /// Opens in place; on failure `buf` is zeroed.
+        pub fn open_in_place(
+            &self,
+            nonce: &[u8; 12],
+            aad: &[u8],
+            buf: &mut [u8],
+            tag: &[u8; 16],
+        ) -> bool {
+            self.0.open_in_place(nonce, aad, buf, tag).is_ok()
+        }
+        /// Opens `input` into `output`; on failure `output` is zeroed.
+        pub fn open_to(
+            &self,
+            nonce: &[u8; 12],
+            aad: &[u8],
+            input: &[u8],
+            output: &mut [u8],
+            tag: &[u8; 16],
+        ) -> bool {
+            self.0.open_to(nonce, aad, input, output, tag).is_ok()
+        }
+    }
+
     /// One AES-256-GCM seal on `backend`, in place; returns the tag.
-    pub fn aead_seal(backend: AeadBackend, key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+    pub fn aead_seal(
+        backend: AeadBackend,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; 16] {
         AeadKey::new(backend, key).seal_in_place(nonce, aad, buf)
     }
 
@@ -47,6 +90,8 @@ pub mod fuzzing {
         buf: &mut [u8],
         tag: &[u8; 16],
     ) -> bool {
-        AeadKey::new(backend, key).open_in_place(nonce, aad, buf, tag).is_ok()
+        AeadKey::new(backend, key)
+            .open_in_place(nonce, aad, buf, tag)
+            .is_ok()
     }
 }

@@ -19,7 +19,8 @@ use crate::backend::{AeadBackend, AeadKey};
 use crate::batch;
 use crate::error::{FormatError, OpenError, SealError};
 use crate::format::{
-    self, Geometry, Header, MARKER_CHUNK, MARKER_FINAL, MARKER_META, MAX_CHUNKS, PREFIX_LEN, Suite, TAG_LEN,
+    self, Geometry, Header, MARKER_CHUNK, MARKER_FINAL, MARKER_META, MAX_CHUNKS, PREFIX_LEN, Suite,
+    TAG_LEN,
 };
 use crate::storage::ReadAt;
 
@@ -54,7 +55,10 @@ pub struct ObjectSealer {
 impl ObjectSealer {
     /// Starts a new object. With a provider the object is encrypted under a fresh data key;
     /// with `None` it is stored in clear (a bucket created with encryption off).
-    pub fn new(provider: Option<&dyn KeyProvider>, opts: &SealOptions<'_>) -> Result<Self, SealError> {
+    pub fn new(
+        provider: Option<&dyn KeyProvider>,
+        opts: &SealOptions<'_>,
+    ) -> Result<Self, SealError> {
         format::check_name(opts.name)?;
         let meta_plain = format::encode_meta(opts.meta)?;
         let (suite, key_block, data_key) = match provider {
@@ -70,7 +74,14 @@ impl ObjectSealer {
         }
         let tag = if data_key.is_some() { TAG_LEN } else { 0 };
         let meta_len = u32::try_from(meta_plain.len() + tag).map_err(|_| SealError::TooLarge)?;
-        let header = Header { suite, chunk_shift: opts.chunk_shift, nonce_prefix: prefix, name: opts.name.to_owned(), key_block, meta_len };
+        let header = Header {
+            suite,
+            chunk_shift: opts.chunk_shift,
+            nonce_prefix: prefix,
+            name: opts.name.to_owned(),
+            key_block,
+            meta_len,
+        };
         let mut head = header.to_bytes()?;
         let aad = format::header_digest(&head);
         let key = data_key.map(|dk| AeadKey::new(opts.backend, dk.expose_secret()));
@@ -80,7 +91,15 @@ impl ObjectSealer {
             meta.extend_from_slice(&t);
         }
         head.extend_from_slice(&meta);
-        Ok(ObjectSealer { key, prefix, aad, chunk_size: 1 << opts.chunk_shift, next_index: 0, finished: false, head })
+        Ok(ObjectSealer {
+            key,
+            prefix,
+            aad,
+            chunk_size: 1 << opts.chunk_shift,
+            next_index: 0,
+            finished: false,
+            head,
+        })
     }
 
     /// Header and metadata block: the first bytes of the object.
@@ -108,9 +127,16 @@ impl ObjectSealer {
     /// the chunk slots (slot `i` starts at `i * stride`); every chunk but the last is full.
     /// `is_final` says the batch ends the object. Returns the length of the sealed batch,
     /// which is the prefix of `batch` to write.
-    pub fn seal_batch(&mut self, batch: &mut [u8], plain_len: usize, is_final: bool) -> Result<usize, SealError> {
+    pub fn seal_batch(
+        &mut self,
+        batch: &mut [u8],
+        plain_len: usize,
+        is_final: bool,
+    ) -> Result<usize, SealError> {
         if self.finished {
-            return Err(SealError::Format(FormatError::Invalid("object already finished")));
+            return Err(SealError::Format(FormatError::Invalid(
+                "object already finished",
+            )));
         }
         let c = self.chunk_size;
         let chunks = if plain_len == 0 {
@@ -133,11 +159,19 @@ impl ObjectSealer {
         };
         let stride = self.stride();
         let sealed_len = plain_len + chunks * TAG_LEN;
-        let buf = batch.get_mut(..sealed_len).ok_or(SealError::Format(FormatError::Invalid("batch buffer too small")))?;
+        let buf = batch
+            .get_mut(..sealed_len)
+            .ok_or(SealError::Format(FormatError::Invalid(
+                "batch buffer too small",
+            )))?;
         let (prefix, aad) = (self.prefix, self.aad);
         batch::for_each_chunk(buf, stride, |i, chunk| {
             let index = first + i as u64;
-            let marker = if is_final && index + 1 == after { MARKER_FINAL } else { MARKER_CHUNK };
+            let marker = if is_final && index + 1 == after {
+                MARKER_FINAL
+            } else {
+                MARKER_CHUNK
+            };
             let (data, tag) = chunk.split_at_mut(chunk.len() - TAG_LEN);
             // `index < 2^32` was checked above, so the cast keeps every bit.
             let t = key.seal_in_place(&format::nonce(&prefix, index as u32, marker), &aad, data);
@@ -237,25 +271,43 @@ impl ObjectOpener {
         src.read_exact_at(&mut meta_block, hlen as u64)?;
         let (key, geometry, meta_plain) = match &header.key_block {
             None => {
-                let g = Geometry { chunk_size: header.chunk_size(), chunks: body_len.div_ceil(header.chunk_size()).max(1), plaintext_len: body_len };
+                let g = Geometry {
+                    chunk_size: header.chunk_size(),
+                    chunks: body_len.div_ceil(header.chunk_size()).max(1),
+                    plaintext_len: body_len,
+                };
                 (None, g, meta_block)
             }
             Some(kb) => {
-                let p = provider.ok_or(OpenError::Key(dare_keys::KeyError::Provider("object is encrypted but no key provider was given".into())))?;
+                let p = provider.ok_or(OpenError::Key(dare_keys::KeyError::Provider(
+                    "object is encrypted but no key provider was given".into(),
+                )))?;
                 let dk = p.open_data_key(kb).map_err(OpenError::Key)?;
                 let key = AeadKey::new(backend, dk.expose_secret());
                 let split = meta_block.len() - TAG_LEN;
                 let (data, tag) = meta_block.split_at_mut(split);
                 let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError::HeaderAuth)?;
-                key.open_in_place(&format::nonce(&header.nonce_prefix, 0, MARKER_META), &aad, data, &tag)
-                    .map_err(|_| OpenError::HeaderAuth)?;
+                key.open_in_place(
+                    &format::nonce(&header.nonce_prefix, 0, MARKER_META),
+                    &aad,
+                    data,
+                    &tag,
+                )
+                .map_err(|_| OpenError::HeaderAuth)?;
                 meta_block.truncate(split);
                 let g = Geometry::from_body_len(header.chunk_shift, body_len)?;
                 (Some(key), g, meta_block)
             }
         };
         let meta = format::decode_meta(&meta_plain).map_err(|_| OpenError::HeaderAuth)?;
-        Ok(ObjectOpener { header, key, aad, geometry, body_offset, meta })
+        Ok(ObjectOpener {
+            header,
+            key,
+            aad,
+            geometry,
+            body_offset,
+            meta,
+        })
     }
 
     /// The verified header.
@@ -294,14 +346,22 @@ impl ObjectOpener {
         if len == 0 {
             return Err(OpenError::EmptyRange);
         }
-        let end = offset.checked_add(len).filter(|&e| e <= size).ok_or(OpenError::RangeOutOfBounds { offset, len, size })?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= size)
+            .ok_or(OpenError::RangeOutOfBounds { offset, len, size })?;
         let c = self.geometry.chunk_size;
         Ok((offset / c, (end - 1) / c))
     }
 
     /// Bytes each chunk occupies in the file (chunk + tag, or the chunk alone in clear).
     pub fn stride(&self) -> u64 {
-        self.geometry.chunk_size + if self.key.is_some() { TAG_LEN as u64 } else { 0 }
+        self.geometry.chunk_size
+            + if self.key.is_some() {
+                TAG_LEN as u64
+            } else {
+                0
+            }
     }
 
     /// File extent `(offset, length)` holding chunks `first..first+count` (`count >= 1`).
@@ -327,12 +387,20 @@ impl ObjectOpener {
         let last_chunk = g.chunks - 1;
         let result = batch::for_each_chunk(buf, stride, |i, chunk| {
             let index = first + i as u64;
-            let marker = if index == last_chunk { MARKER_FINAL } else { MARKER_CHUNK };
-            let split = chunk.len().checked_sub(TAG_LEN).ok_or(OpenError::Truncated)?;
+            let marker = if index == last_chunk {
+                MARKER_FINAL
+            } else {
+                MARKER_CHUNK
+            };
+            let split = chunk
+                .len()
+                .checked_sub(TAG_LEN)
+                .ok_or(OpenError::Truncated)?;
             let (data, tag) = chunk.split_at_mut(split);
             let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError::Truncated)?;
             let nonce = format::nonce(&prefix, index as u32, marker);
-            key.open_in_place(&nonce, &self.aad, data, &tag).map_err(|_| OpenError::ChunkAuth { index })
+            key.open_in_place(&nonce, &self.aad, data, &tag)
+                .map_err(|_| OpenError::ChunkAuth { index })
         });
         match result {
             Ok(()) => Ok(buf.len() - (count as usize) * TAG_LEN),
@@ -350,13 +418,19 @@ impl ObjectOpener {
     pub fn classify_failure(&self, stored: &[u8], index: u64) -> OpenError {
         let generic = OpenError::ChunkAuth { index };
         let Some(key) = &self.key else { return generic };
-        let Some(split) = stored.len().checked_sub(TAG_LEN) else { return generic };
-        let Ok(tag) = <[u8; TAG_LEN]>::try_from(&stored[split..]) else { return generic };
+        let Some(split) = stored.len().checked_sub(TAG_LEN) else {
+            return generic;
+        };
+        let Ok(tag) = <[u8; TAG_LEN]>::try_from(&stored[split..]) else {
+            return generic;
+        };
         let is_last = index + 1 == self.geometry.chunks;
         let other = if is_last { MARKER_CHUNK } else { MARKER_FINAL };
         let mut scratch = stored[..split].to_vec();
         let nonce = format::nonce(&self.header.nonce_prefix, index as u32, other);
-        let verified = key.open_in_place(&nonce, &self.aad, &mut scratch, &tag).is_ok();
+        let verified = key
+            .open_in_place(&nonce, &self.aad, &mut scratch, &tag)
+            .is_ok();
         scratch.zeroize();
         match (verified, is_last) {
             (true, true) => OpenError::Truncated,
@@ -380,7 +454,6 @@ impl ObjectOpener {
     }
 }
 
-
 /// Seals `data` into an in-memory object (header, metadata, chunks), `batch_bytes` at a time.
 /// The store uses the pipelined file path; this one serves tests, fuzzing and embedders
 /// that keep objects in memory.
@@ -397,7 +470,13 @@ pub fn seal_to_vec(
     let mut carry = None;
     let mut reader = data;
     loop {
-        let (plain, fin) = fill_batch(&mut reader, &mut buf, sealer.chunk_size(), stride, &mut carry)?;
+        let (plain, fin) = fill_batch(
+            &mut reader,
+            &mut buf,
+            sealer.chunk_size(),
+            stride,
+            &mut carry,
+        )?;
         let n = sealer.seal_batch(&mut buf, plain, fin)?;
         out.extend_from_slice(&buf[..n]);
         if fin {
@@ -421,7 +500,9 @@ pub fn open_from_slice(
         let mut buf = vec![0u8; n as usize];
         object.read_exact_at(&mut buf, off)?;
         if let Err(e) = opener.open_batch(&mut buf, 0, 1) {
-            let stored = object.get(off as usize..(off + n) as usize).unwrap_or_default();
+            let stored = object
+                .get(off as usize..(off + n) as usize)
+                .unwrap_or_default();
             return Err(match e {
                 OpenError::ChunkAuth { index } => opener.classify_failure(stored, index),
                 e => e,

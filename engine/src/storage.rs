@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io;
 use std::sync::OnceLock;
 
+mod std_io;
 #[cfg(target_os = "linux")]
 mod uring;
-mod std_io;
 
 /// Reads at positions. `Sync` so a reader thread can prefetch the next batch.
 pub trait ReadAt: Sync {
@@ -55,7 +55,11 @@ impl IoMode {
             if std::env::var("DARE_IO").is_ok_and(|v| v == "std") {
                 return IoMode::Std;
             }
-            if uring_available() { IoMode::Uring } else { IoMode::Std }
+            if uring_available() {
+                IoMode::Uring
+            } else {
+                IoMode::Std
+            }
         })
     }
 
@@ -110,8 +114,17 @@ impl IoFile {
     }
 
     /// Writes `buf[range]` (all of `buf` when `range` is empty `0..0`) at `off`, returning the buffer.
-    pub fn write_prefix_at(&self, buf: Vec<u8>, range: std::ops::Range<usize>, off: u64) -> (io::Result<()>, Vec<u8>) {
-        let range = if range.is_empty() { 0..buf.len() } else { range };
+    pub fn write_prefix_at(
+        &self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+        off: u64,
+    ) -> (io::Result<()>, Vec<u8>) {
+        let range = if range.is_empty() {
+            0..buf.len()
+        } else {
+            range
+        };
         match self.mode {
             #[cfg(target_os = "linux")]
             IoMode::Uring => uring::write_all_at(&self.file, buf, range, off),

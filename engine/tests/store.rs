@@ -37,18 +37,26 @@ fn get(s: &ObjectStore, key: &str, keys: &RootKeys) -> Result<Vec<u8>, StoreErro
 fn roundtrip(io: IoMode) {
     let Some((_d, s)) = store(io) else { return };
     let keys = RootKeys::random();
-    for (i, len) in [0usize, 1, 4095, 4096, 4097, 100_000, 1 << 20].into_iter().enumerate() {
+    for (i, len) in [0usize, 1, 4095, 4096, 4097, 100_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
         let data = pattern(len, i as u64);
         let key = format!("obj-{i}");
         let meta = vec![("k".to_string(), format!("v{i}"))];
-        let info = s.put("b", &key, &mut data.as_slice(), Some(&keys), &meta).unwrap();
+        let info = s
+            .put("b", &key, &mut data.as_slice(), Some(&keys), &meta)
+            .unwrap();
         assert_eq!(info.size, len as u64);
         assert!(info.encrypted);
         assert_eq!(get(&s, &key, &keys).unwrap(), data, "{io:?} len {len}");
         let o = s.open_object("b", &key, Some(&keys)).unwrap();
         assert_eq!(o.meta(), &meta[..]);
         let head = s.head("b", &key).unwrap();
-        assert_eq!((head.size, head.chunk_size, head.encrypted), (len as u64, 4096, true));
+        assert_eq!(
+            (head.size, head.chunk_size, head.encrypted),
+            (len as u64, 4096, true)
+        );
         if len > 10 {
             let (off, n) = (len as u64 / 3, len as u64 / 2);
             let mut got = Vec::new();
@@ -62,7 +70,9 @@ fn roundtrip(io: IoMode) {
     }
     // Plaintext object through the same store.
     let data = pattern(50_000, 99);
-    let info = s.put("b", "plain", &mut data.as_slice(), None, &[]).unwrap();
+    let info = s
+        .put("b", "plain", &mut data.as_slice(), None, &[])
+        .unwrap();
     assert!(!info.encrypted);
     let o = s.open_object("b", "plain", None).unwrap();
     let mut out = Vec::new();
@@ -90,11 +100,17 @@ fn roundtrip_std() {
 fn both_io_paths_write_identical_layouts() {
     // Same data, same key provider: the files differ only in random nonce prefix and key, so
     // compare sizes and that each path reads the other's files.
-    let (Some((_d1, a)), Some((_d2, b))) = (store(IoMode::Uring), store(IoMode::Std)) else { return };
+    let (Some((_d1, a)), Some((_d2, b))) = (store(IoMode::Uring), store(IoMode::Std)) else {
+        return;
+    };
     let keys = RootKeys::random();
     let data = pattern(300_000, 5);
-    let ia = a.put("b", "x", &mut data.as_slice(), Some(&keys), &[]).unwrap();
-    let ib = b.put("b", "x", &mut data.as_slice(), Some(&keys), &[]).unwrap();
+    let ia = a
+        .put("b", "x", &mut data.as_slice(), Some(&keys), &[])
+        .unwrap();
+    let ib = b
+        .put("b", "x", &mut data.as_slice(), Some(&keys), &[])
+        .unwrap();
     assert_eq!(ia.stored_size, ib.stored_size);
     let mut a_as_std = a.clone();
     let mut cfg = *a.config();
@@ -122,15 +138,30 @@ fn failed_put_leaves_previous_version(io: IoMode) {
     let Some((d, s)) = store(io) else { return };
     let keys = RootKeys::random();
     let old = pattern(10_000, 1);
-    s.put("b", "k", &mut old.as_slice(), Some(&keys), &[]).unwrap();
-    let err = s.put("b", "k", &mut FailAfter { left: 100_000 }, Some(&keys), &[]).unwrap_err();
+    s.put("b", "k", &mut old.as_slice(), Some(&keys), &[])
+        .unwrap();
+    let err = s
+        .put("b", "k", &mut FailAfter { left: 100_000 }, Some(&keys), &[])
+        .unwrap_err();
     assert!(matches!(err, StoreError::Seal(_)), "{err}");
-    let err = s.put("b", "new", &mut FailAfter { left: 3 }, Some(&keys), &[]).unwrap_err();
+    let err = s
+        .put("b", "new", &mut FailAfter { left: 3 }, Some(&keys), &[])
+        .unwrap_err();
     assert!(matches!(err, StoreError::Seal(_)), "{err}");
     assert_eq!(get(&s, "k", &keys).unwrap(), old, "previous version intact");
-    assert!(matches!(get(&s, "new", &keys), Err(StoreError::NoSuchObject { .. })));
-    let leftovers: Vec<_> = std::fs::read_dir(d.path().join("buckets/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "temporary files left behind: {leftovers:?}");
+    assert!(matches!(
+        get(&s, "new", &keys),
+        Err(StoreError::NoSuchObject { .. })
+    ));
+    let leftovers: Vec<_> = std::fs::read_dir(d.path().join("buckets/b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary files left behind: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -145,26 +176,58 @@ fn failed_put_std() {
 
 #[test]
 fn names_and_missing_things() {
-    let Some((_d, s)) = store(IoMode::Std) else { return };
+    let Some((_d, s)) = store(IoMode::Std) else {
+        return;
+    };
     let keys = RootKeys::random();
     for bad in ["", "..", ".", "a/b", "../x", "a\0b", ".dare-tmp-1"] {
-        assert!(matches!(s.put("b", bad, &mut &b"x"[..], Some(&keys), &[]), Err(StoreError::BadName(_))), "{bad:?}");
-        assert!(matches!(s.create_bucket(bad), Err(StoreError::BadName(_))), "{bad:?}");
+        assert!(
+            matches!(
+                s.put("b", bad, &mut &b"x"[..], Some(&keys), &[]),
+                Err(StoreError::BadName(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(s.create_bucket(bad), Err(StoreError::BadName(_))),
+            "{bad:?}"
+        );
     }
-    assert!(matches!(s.put("nope", "k", &mut &b"x"[..], Some(&keys), &[]), Err(StoreError::NoSuchBucket(_))));
-    assert!(matches!(s.open_object("b", "missing", Some(&keys)), Err(StoreError::NoSuchObject { .. })));
-    assert!(matches!(s.create_bucket("b"), Err(StoreError::BucketExists(_))));
+    assert!(matches!(
+        s.put("nope", "k", &mut &b"x"[..], Some(&keys), &[]),
+        Err(StoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        s.open_object("b", "missing", Some(&keys)),
+        Err(StoreError::NoSuchObject { .. })
+    ));
+    assert!(matches!(
+        s.create_bucket("b"),
+        Err(StoreError::BucketExists(_))
+    ));
     // A file renamed to another object's name is refused.
-    s.put("b", "one", &mut &b"first"[..], Some(&keys), &[]).unwrap();
-    std::fs::copy(s.root().join("buckets/b/one"), s.root().join("buckets/b/two")).unwrap();
-    assert!(matches!(s.open_object("b", "two", Some(&keys)), Err(StoreError::Open(OpenError::Format(_)))));
+    s.put("b", "one", &mut &b"first"[..], Some(&keys), &[])
+        .unwrap();
+    std::fs::copy(
+        s.root().join("buckets/b/one"),
+        s.root().join("buckets/b/two"),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.open_object("b", "two", Some(&keys)),
+        Err(StoreError::Open(OpenError::Format(_)))
+    ));
 }
 
 #[test]
 fn put_many_small_objects_in_parallel() {
-    let Some((_d, s)) = store(IoMode::detect()) else { return };
+    let Some((_d, s)) = store(IoMode::detect()) else {
+        return;
+    };
     let keys = RootKeys::random();
-    let objs: Vec<(String, Vec<u8>)> = (0..64).map(|i| (format!("s{i}"), pattern(i * 37, i as u64))).collect();
+    let objs: Vec<(String, Vec<u8>)> = (0..64)
+        .map(|i| (format!("s{i}"), pattern(i * 37, i as u64)))
+        .collect();
     for r in s.put_many("b", &objs, Some(&keys)) {
         r.unwrap();
     }

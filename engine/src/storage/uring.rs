@@ -28,7 +28,9 @@ thread_local! {
 /// Whether a ring can be set up and completes a no-op (seccomp can allow the setup call and
 /// still block `io_uring_enter`).
 pub(super) fn probe() -> bool {
-    let Ok(mut ring) = IoUring::new(2) else { return false };
+    let Ok(mut ring) = IoUring::new(2) else {
+        return false;
+    };
     let nop = opcode::Nop::new().build().user_data(7);
     // SAFETY: a NOP entry references no memory, so nothing has to outlive it.
     if unsafe { ring.submission().push(&nop) }.is_err() {
@@ -37,12 +39,16 @@ pub(super) fn probe() -> bool {
     if ring.submit_and_wait(1).is_err() {
         return false;
     }
-    ring.completion().next().is_some_and(|c| c.user_data() == 7 && c.result() >= 0)
+    ring.completion()
+        .next()
+        .is_some_and(|c| c.user_data() == 7 && c.result() >= 0)
 }
 
 fn with_ring<T>(f: impl FnOnce(&mut IoUring) -> io::Result<T>) -> io::Result<T> {
     RING.with(|cell| {
-        let mut slot = cell.try_borrow_mut().map_err(|_| io::Error::other("io_uring ring busy"))?;
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("io_uring ring busy"))?;
         if slot.is_none() {
             *slot = Some(IoUring::new(DEPTH as u32 * 2)?);
         }
@@ -72,12 +78,22 @@ enum Dir {
 /// # Safety
 /// - `dir`'s pointer must be valid for reads (Write) or writes (Read) of `total` bytes for the
 ///   whole call, and not accessed by anything else meanwhile.
-unsafe fn transfer(ring: &mut IoUring, file: &File, dir: Dir, total: usize, off: u64) -> io::Result<()> {
+unsafe fn transfer(
+    ring: &mut IoUring,
+    file: &File,
+    dir: Dir,
+    total: usize,
+    off: u64,
+) -> io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
     let mut todo: Vec<Piece> = (0..total.div_ceil(PIECE))
         .map(|i| {
             let pos = i * PIECE;
-            Piece { pos, len: PIECE.min(total - pos), off: off + pos as u64 }
+            Piece {
+                pos,
+                len: PIECE.min(total - pos),
+                off: off + pos as u64,
+            }
         })
         .rev()
         .collect();
@@ -95,9 +111,13 @@ unsafe fn transfer(ring: &mut IoUring, file: &File, dir: Dir, total: usize, off:
             let len = u32::try_from(p.len).map_err(|_| io::Error::other("piece too large"))?;
             let sqe = match dir {
                 // SAFETY (pointer arithmetic): `p.pos + p.len <= total`, inside the buffer.
-                Dir::Read(ptr) => opcode::Read::new(fd, unsafe { ptr.add(p.pos) }, len).offset(p.off).build(),
+                Dir::Read(ptr) => opcode::Read::new(fd, unsafe { ptr.add(p.pos) }, len)
+                    .offset(p.off)
+                    .build(),
                 // SAFETY: as above.
-                Dir::Write(ptr) => opcode::Write::new(fd, unsafe { ptr.add(p.pos) }, len).offset(p.off).build(),
+                Dir::Write(ptr) => opcode::Write::new(fd, unsafe { ptr.add(p.pos) }, len)
+                    .offset(p.off)
+                    .build(),
             }
             .user_data(slot as u64);
             // SAFETY:
@@ -128,21 +148,33 @@ unsafe fn transfer(ring: &mut IoUring, file: &File, dir: Dir, total: usize, off:
                 std::process::abort();
             }
         }
-        let done: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        let done: Vec<(u64, i32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
         for (slot, res) in done {
-            let Some(p) = in_flight.get_mut(slot as usize).and_then(Option::take) else { continue };
+            let Some(p) = in_flight.get_mut(slot as usize).and_then(Option::take) else {
+                continue;
+            };
             outstanding -= 1;
             match res {
                 r if r < 0 => {
                     first_err.get_or_insert(io::Error::from_raw_os_error(-r));
                 }
                 0 if p.len > 0 => {
-                    first_err.get_or_insert(io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of file"));
+                    first_err.get_or_insert(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "unexpected end of file",
+                    ));
                 }
                 r => {
                     let n = r as usize;
                     if n < p.len {
-                        todo.push(Piece { pos: p.pos + n, len: p.len - n, off: p.off + n as u64 });
+                        todo.push(Piece {
+                            pos: p.pos + n,
+                            len: p.len - n,
+                            off: p.off + n as u64,
+                        });
                     }
                 }
             }

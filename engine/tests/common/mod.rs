@@ -15,11 +15,20 @@ impl KeyProvider for RootKeys {
     fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
         let s = Secret32::generate("data key")?;
         let w = wrap::wrap_key(&self.0, &s);
-        Ok((DataKey::from_bytes(*s.expose_secret()), KeyBlock { kind: KeyKind::StoreRoot, bytes: w.to_vec() }))
+        Ok((
+            DataKey::from_bytes(*s.expose_secret()),
+            KeyBlock {
+                kind: KeyKind::StoreRoot,
+                bytes: w.to_vec(),
+            },
+        ))
     }
     fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
         if block.kind != KeyKind::StoreRoot {
-            return Err(KeyError::WrongKind { expected: 1, found: block.kind.to_byte() });
+            return Err(KeyError::WrongKind {
+                expected: 1,
+                found: block.kind.to_byte(),
+            });
         }
         let s = wrap::unwrap_key(&self.0, &block.bytes, "data key")?;
         Ok(DataKey::from_bytes(*s.expose_secret()))

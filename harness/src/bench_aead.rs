@@ -1,0 +1,301 @@
+//! `dare bench aead`: AES-256-GCM seal and open throughput of every engine backend this CPU
+//! supports and, in the same run, of reference implementations (aws-lc-rs, ring; RustCrypto
+//! is the engine's portable backend), so ratios are taken under the same machine load.
+//!
+//! Seal encrypts one buffer in place over and over. Open decrypts *valid* ciphertext: it
+//! reads a sealed buffer and writes the plaintext to a second buffer (out of place), for
+//! every implementation that offers that; ring only opens in place, so its open copies the
+//! ciphertext into the working buffer first, and is marked so. Each thread has its own
+//! buffers and key. Rounds alternate between implementations so drift hits all of them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use dare_engine::AeadBackend;
+use dare_engine::fuzzing::RawAead;
+use serde_json::json;
+
+#[derive(Debug, Args)]
+pub struct AeadArgs {
+    /// Message size in bytes (repeatable).
+    #[arg(long = "size", default_values_t = [4096u64, 65536, 1048576])]
+    pub sizes: Vec<u64>,
+    /// Threads, each sealing/opening its own buffers (repeatable).
+    #[arg(long = "threads", default_values_t = [1usize])]
+    pub threads: Vec<usize>,
+    /// Seconds of measurement per implementation, operation, size and thread count, split
+    /// into alternating rounds.
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Leave out the reference implementations (aws-lc-rs, ring).
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One implementation under test.
+trait Impl: Send + Sync {
+    fn seal(&self, buf: &mut [u8]) -> [u8; 16];
+    /// Opens `ct` (with `tag`) into `out`; `scratch` is a working buffer for in-place-only APIs.
+    fn open(&self, ct: &[u8], tag: &[u8; 16], out: &mut [u8]) -> bool;
+}
+
+const NONCE: [u8; 12] = [7; 12];
+const AAD: [u8; 32] = [3; 32];
+
+struct Engine(RawAead);
+impl Impl for Engine {
+    fn seal(&self, buf: &mut [u8]) -> [u8; 16] {
+        self.0.seal_in_place(&NONCE, &AAD, buf)
+    }
+    fn open(&self, ct: &[u8], tag: &[u8; 16], out: &mut [u8]) -> bool {
+        self.0.open_to(&NONCE, &AAD, ct, out, tag)
+    }
+}
+
+#[cfg(feature = "reference-impls")]
+mod reference {
+    use super::{AAD, Impl, NONCE};
+
+    pub struct AwsLc(pub aws_lc_rs::aead::LessSafeKey);
+    impl AwsLc {
+        pub fn new(key: &[u8; 32]) -> Option<Self> {
+            let k = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key).ok()?;
+            Some(AwsLc(aws_lc_rs::aead::LessSafeKey::new(k)))
+        }
+    }
+    impl Impl for AwsLc {
+        fn seal(&self, buf: &mut [u8]) -> [u8; 16] {
+            use aws_lc_rs::aead::{Aad, Nonce};
+            let mut t = [0u8; 16];
+            if let Ok(tag) = self.0.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(NONCE),
+                Aad::from(&AAD),
+                buf,
+            ) {
+                t.copy_from_slice(tag.as_ref());
+            }
+            t
+        }
+        fn open(&self, ct: &[u8], tag: &[u8; 16], out: &mut [u8]) -> bool {
+            use aws_lc_rs::aead::{Aad, Nonce};
+            self.0
+                .open_separate_gather(
+                    Nonce::assume_unique_for_key(NONCE),
+                    Aad::from(&AAD),
+                    ct,
+                    tag,
+                    out,
+                )
+                .is_ok()
+        }
+    }
+
+    pub struct Ring(pub ring::aead::LessSafeKey);
+    impl Ring {
+        pub fn new(key: &[u8; 32]) -> Option<Self> {
+            let k = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key).ok()?;
+            Some(Ring(ring::aead::LessSafeKey::new(k)))
+        }
+    }
+    impl Impl for Ring {
+        fn seal(&self, buf: &mut [u8]) -> [u8; 16] {
+            use ring::aead::{Aad, Nonce};
+            let mut t = [0u8; 16];
+            if let Ok(tag) = self.0.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(NONCE),
+                Aad::from(&AAD),
+                buf,
+            ) {
+                t.copy_from_slice(tag.as_ref());
+            }
+            t
+        }
+        fn open(&self, ct: &[u8], tag: &[u8; 16], out: &mut [u8]) -> bool {
+            use ring::aead::{Aad, Nonce, Tag};
+            out.copy_from_slice(ct); // ring opens in place only
+            let Ok(tag) = Tag::try_from(&tag[..]) else {
+                return false;
+            };
+            self.0
+                .open_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(NONCE),
+                    Aad::from(&AAD),
+                    tag,
+                    out,
+                    0..,
+                )
+                .is_ok()
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub backend: String,
+    pub op: &'static str,
+    pub bytes: u64,
+    pub threads: usize,
+    pub bytes_per_sec: f64,
+}
+
+fn implementations(with_reference: bool) -> Vec<(String, Box<dyn Impl>)> {
+    let key = [0x42u8; 32];
+    let mut v: Vec<(String, Box<dyn Impl>)> = AeadBackend::available()
+        .into_iter()
+        .map(|b| {
+            (
+                b.name().to_owned(),
+                Box::new(Engine(RawAead::new(b, &key))) as Box<dyn Impl>,
+            )
+        })
+        .collect();
+    #[cfg(feature = "reference-impls")]
+    if with_reference {
+        if let Some(k) = reference::AwsLc::new(&key) {
+            v.push(("aws-lc-rs".into(), Box::new(k)));
+        }
+        if let Some(k) = reference::Ring::new(&key) {
+            v.push(("ring".into(), Box::new(k)));
+        }
+    }
+    #[cfg(not(feature = "reference-impls"))]
+    let _ = with_reference;
+    v
+}
+
+/// Runs `op` on `threads` threads for `dur`; returns bytes per second.
+fn measure(imp: &dyn Impl, op: &'static str, size: usize, threads: usize, dur: Duration) -> f64 {
+    let total: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut buf = vec![0x5au8; size];
+                    let mut out = vec![0u8; size];
+                    let tag = imp.seal(&mut buf); // valid ciphertext for open
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    while start.elapsed() < dur {
+                        for _ in 0..8 {
+                            if op == "seal" {
+                                std::hint::black_box(imp.seal(std::hint::black_box(&mut buf)));
+                            } else {
+                                let ok = imp.open(std::hint::black_box(&buf), &tag, &mut out);
+                                assert!(ok, "valid ciphertext failed to open");
+                            }
+                        }
+                        n += 8;
+                    }
+                    (n * size as u64, start.elapsed())
+                })
+            })
+            .collect();
+        let mut bytes = 0u64;
+        let mut secs = 0f64;
+        for h in handles {
+            let (b, e) = h.join().unwrap_or((0, Duration::from_secs(1)));
+            bytes += b;
+            secs = secs.max(e.as_secs_f64());
+        }
+        (bytes as f64 / secs) as u64
+    });
+    total as f64
+}
+
+/// Measures every implementation; rounds alternate between implementations.
+pub fn run_bench(a: &AeadArgs) -> Result<Vec<Sample>> {
+    if a.seconds <= 0.0 || !a.seconds.is_finite() {
+        bail!("--seconds must be positive");
+    }
+    for &s in &a.sizes {
+        if s == 0 || s > (64 << 20) {
+            bail!("--size must be from 1 byte to 64 MiB");
+        }
+    }
+    if a.threads.iter().any(|&t| t == 0 || t > 256) {
+        bail!("--threads must be from 1 to 256");
+    }
+    let imps = implementations(!a.no_reference);
+    const ROUNDS: u32 = 5;
+    let slice = Duration::from_secs_f64(a.seconds / f64::from(ROUNDS));
+    let mut out = Vec::new();
+    for &size in &a.sizes {
+        for &threads in &a.threads {
+            for op in ["seal", "open"] {
+                let mut rates = vec![Vec::new(); imps.len()];
+                for _ in 0..ROUNDS {
+                    for (i, (_, imp)) in imps.iter().enumerate() {
+                        rates[i].push(measure(imp.as_ref(), op, size as usize, threads, slice));
+                    }
+                }
+                for (i, (name, _)) in imps.iter().enumerate() {
+                    let r = &mut rates[i];
+                    r.sort_by(f64::total_cmp);
+                    out.push(Sample {
+                        backend: name.clone(),
+                        op,
+                        bytes: size,
+                        threads,
+                        bytes_per_sec: r[r.len() / 2],
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(a: AeadArgs) -> Result<()> {
+    let selected = AeadBackend::default_for_process()?;
+    let samples = run_bench(&a)?;
+    if a.json {
+        let v = json!({
+            "cpu": crate::cpuinfo::cpu_model(),
+            "selected": selected.name(),
+            "results": samples.iter().map(|s| json!({
+                "backend": s.backend, "op": s.op, "bytes": s.bytes, "threads": s.threads, "bytes_per_sec": s.bytes_per_sec,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "cpu: {}   selected backend: {}",
+        crate::cpuinfo::cpu_model(),
+        selected
+    );
+    println!(
+        "median of 5 alternating rounds, {:.1} s per figure; GB/s = 10^9 bytes/s",
+        a.seconds
+    );
+    println!(
+        "{:<12} {:<5} {:>9} {:>7} {:>9} {:>12}",
+        "impl", "op", "bytes", "threads", "GB/s", "vs aws-lc-rs"
+    );
+    for s in &samples {
+        let base = samples
+            .iter()
+            .find(|b| {
+                b.backend == "aws-lc-rs"
+                    && b.op == s.op
+                    && b.bytes == s.bytes
+                    && b.threads == s.threads
+            })
+            .map(|b| format!("{:.2}x", s.bytes_per_sec / b.bytes_per_sec))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<5} {:>9} {:>7} {:>9.2} {:>12}",
+            s.backend,
+            s.op,
+            s.bytes,
+            s.threads,
+            s.bytes_per_sec / 1e9,
+            base
+        );
+    }
+    Ok(())
+}
