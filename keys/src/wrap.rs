@@ -25,7 +25,11 @@ pub fn wrap_key(kek: &Secret32, key: &Secret32) -> [u8; WRAPPED_LEN] {
 
 /// Unwraps a wrapped 256-bit key. Fails with [`KeyError::Malformed`] for any length other
 /// than [`WRAPPED_LEN`] and with [`KeyError::UnwrapFailed`] when the integrity check fails.
-pub fn unwrap_key(kek: &Secret32, wrapped: &[u8], kind: &'static str) -> Result<Secret32, KeyError> {
+pub fn unwrap_key(
+    kek: &Secret32,
+    wrapped: &[u8],
+    kind: &'static str,
+) -> Result<Secret32, KeyError> {
     if wrapped.len() != WRAPPED_LEN {
         return Err(KeyError::Malformed("wrapped key must be exactly 40 bytes"));
     }
@@ -69,8 +73,14 @@ mod tests {
         }
         let other = Secret32::generate("kek").unwrap();
         assert_eq!(unwrap_key(&other, &w, "k"), Err(KeyError::UnwrapFailed));
-        assert!(matches!(unwrap_key(&kek, &w[..8], "k"), Err(KeyError::Malformed(_))));
-        assert!(matches!(unwrap_key(&kek, &[], "k"), Err(KeyError::Malformed(_))));
+        assert!(matches!(
+            unwrap_key(&kek, &w[..8], "k"),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(matches!(
+            unwrap_key(&kek, &[], "k"),
+            Err(KeyError::Malformed(_))
+        ));
     }
 
     /// Wycheproof aes_kwp_test.json, every 256-bit-KEK case: valid 32-byte keys must wrap to
@@ -98,7 +108,10 @@ mod tests {
                         assert_eq!(&k.expose_secret()[..], &t.pt[..], "tc {}", t.tc_id);
                         let mut pb = [0u8; 32];
                         pb.copy_from_slice(&t.pt);
-                        assert_eq!(&wrap_key(&kek, &Secret32::from_bytes("k", pb))[..], &t.ct[..]);
+                        assert_eq!(
+                            &wrap_key(&kek, &Secret32::from_bytes("k", pb))[..],
+                            &t.ct[..]
+                        );
                         accepted += 1;
                     }
                     Err(_) => assert!(!should_accept, "tc {} rejected", t.tc_id),
@@ -118,8 +131,13 @@ mod tests {
         let kek = h("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8");
         let kw = KwpAes192::new(kek.as_slice().try_into().unwrap());
         let mut buf = [0u8; 32];
-        let out = kw.wrap_key(&h("c37b7e6492584340bed12207808941155068f738"), &mut buf).unwrap();
-        assert_eq!(out, &h("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a")[..]);
+        let out = kw
+            .wrap_key(&h("c37b7e6492584340bed12207808941155068f738"), &mut buf)
+            .unwrap();
+        assert_eq!(
+            out,
+            &h("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a")[..]
+        );
         let mut buf = [0u8; 16];
         let out = kw.wrap_key(&h("466f7250617369"), &mut buf).unwrap();
         assert_eq!(out, &h("afbeb0f07dfbf5419200f2ccb50bb24f")[..]);

@@ -43,8 +43,12 @@ const HEADER_LEN: usize = 52;
 /// Refuse bodies beyond this size before allocating (a real store is kilobytes).
 const MAX_BODY: u64 = 256 * 1024 * 1024;
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { op, path: path.to_path_buf(), source }
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn checksum(header: &[u8], body: &[u8]) -> [u8; 32] {
@@ -88,7 +92,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Table, StoreError> {
     let len = u64::from_le_bytes(l);
     let have = (bytes.len() - HEADER_LEN) as u64;
     if len > MAX_BODY || len != have {
-        return Err(corrupt("body length does not match the file size (truncated?)"));
+        return Err(corrupt(
+            "body length does not match the file size (truncated?)",
+        ));
     }
     let body = &bytes[HEADER_LEN..];
     let sum = checksum(&bytes[..20], body);
@@ -178,7 +184,9 @@ pub(crate) fn write(dir: &Path, table: &Table) -> Result<FileStamp, StoreError> 
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync directory", dir))
 }
 
 /// An exclusive `flock`, released when dropped (the file is closed).

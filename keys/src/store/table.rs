@@ -31,7 +31,10 @@ impl Serialize for B64 {
 impl<'de> Deserialize<'de> for B64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        STANDARD.decode(s.as_bytes()).map(B64).map_err(serde::de::Error::custom)
+        STANDARD
+            .decode(s.as_bytes())
+            .map(B64)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -231,7 +234,13 @@ impl Table {
             Some(m) if m.state == MasterState::Active => {}
             _ => return Err(corrupt("active master key version missing or not active")),
         }
-        if self.masters.iter().filter(|m| m.state == MasterState::Active).count() != 1 {
+        if self
+            .masters
+            .iter()
+            .filter(|m| m.state == MasterState::Active)
+            .count()
+            != 1
+        {
             return Err(corrupt("more than one active master key"));
         }
         if self.rotation_key(self.active_rotation).is_none() {
@@ -239,7 +248,10 @@ impl Table {
         }
         for r in &self.rotation_keys {
             if r.wrapped.0.len() != WRAPPED_LEN || self.master(r.master_version).is_none() {
-                return Err(corrupt(format!("rotation key {} record is invalid", r.version)));
+                return Err(corrupt(format!(
+                    "rotation key {} record is invalid",
+                    r.version
+                )));
             }
         }
         for ns in &self.namespaces {
@@ -267,7 +279,13 @@ impl Table {
                 return Err(corrupt(format!("rotation task {} record is invalid", t.id)));
             }
         }
-        if self.tasks.iter().filter(|t| t.state != TaskState::Completed).count() > 1 {
+        if self
+            .tasks
+            .iter()
+            .filter(|t| t.state != TaskState::Completed)
+            .count()
+            > 1
+        {
             return Err(corrupt("more than one unfinished rotation task"));
         }
         Ok(())
