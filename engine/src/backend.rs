@@ -7,8 +7,11 @@
 //! variable, for tests and benchmarks; forcing a backend the CPU lacks is an error, never a
 //! silent fallback.
 //!
-//! The portable backend is RustCrypto `aes-gcm` (two passes: AES-CTR, then GHASH); hand-written
-//! kernels live one ISA per file under `backend/`, the only place their `unsafe` may live.
+//! The portable backend is RustCrypto `aes-gcm` (two passes: AES-CTR, then GHASH). The
+//! hand-written kernels live one ISA per file under `backend/` (`vaes512.rs`, `vaes256.rs`),
+//! the only place their `unsafe` may live; each proves its CPU features with a zero-sized
+//! token that only its `detect()` creates, and the `#[target_feature]` list sits beside the
+//! detection list. All backends produce identical bytes (tests and fuzzing check it).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -17,6 +20,22 @@ use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
 
 use crate::format::TAG_LEN;
+
+#[cfg(target_arch = "x86_64")]
+mod common;
+#[cfg(target_arch = "x86_64")]
+mod vaes256;
+#[cfg(target_arch = "x86_64")]
+mod vaes512;
+/// Every kernel against RustCrypto and Wycheproof through all four entry points
+/// (in place, out of place, seal, open), instantiated once per kernel.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod kernel_tests;
+
+#[cfg(target_arch = "x86_64")]
+use vaes256::{Vaes256Key, Vaes256Token};
+#[cfg(target_arch = "x86_64")]
+use vaes512::{Vaes512Key, Vaes512Token};
 
 cpufeatures::new!(has_aes, "aes");
 cpufeatures::new!(has_pclmulqdq, "pclmulqdq");
@@ -82,17 +101,23 @@ impl CpuFeatures {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AeadBackend {
+    /// Stitched VAES + VPCLMULQDQ kernel over 512-bit registers (AVX-512F/VL/BW).
+    Vaes512,
+    /// Stitched VAES + VPCLMULQDQ kernel over 256-bit registers (AVX2), for CPUs without AVX-512.
+    Vaes256,
     /// RustCrypto `aes-gcm` (uses AES-NI and PCLMULQDQ when present, constant-time soft AES otherwise).
     Portable,
 }
 
 impl AeadBackend {
     /// Every backend this build has, fastest first.
-    pub const ALL: &'static [AeadBackend] = &[AeadBackend::Portable];
+    pub const ALL: &'static [AeadBackend] = &[AeadBackend::Vaes512, AeadBackend::Vaes256, AeadBackend::Portable];
 
     /// The backend's name, as accepted by [`AeadBackend::from_name`].
     pub fn name(self) -> &'static str {
         match self {
+            AeadBackend::Vaes512 => "vaes512",
+            AeadBackend::Vaes256 => "vaes256",
             AeadBackend::Portable => "portable",
         }
     }
@@ -105,6 +130,12 @@ impl AeadBackend {
     /// Whether this CPU can run the backend.
     pub fn is_supported(self) -> bool {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::Vaes512 => Vaes512Token::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::Vaes256 => Vaes256Token::detect().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            AeadBackend::Vaes512 | AeadBackend::Vaes256 => false,
             AeadBackend::Portable => true,
         }
     }
@@ -186,6 +217,10 @@ impl std::error::Error for BackendError {}
 
 /// An AES-256-GCM key schedule on one backend. Zeroized on drop by each backend's key type.
 pub(crate) enum AeadKey {
+    #[cfg(target_arch = "x86_64")]
+    Vaes512(Box<Vaes512Key>),
+    #[cfg(target_arch = "x86_64")]
+    Vaes256(Box<Vaes256Key>),
     Portable(Box<Aes256Gcm>),
 }
 
@@ -200,14 +235,32 @@ impl fmt::Debug for AeadKey {
 pub(crate) struct AuthFailed;
 
 impl AeadKey {
+    /// The key schedule of `key` on `backend`. Detection already happened (tokens are cached
+    /// by std); a backend this CPU lacks falls back to the portable one, which produces the
+    /// same bytes — callers choose backends through [`AeadBackend::forced`], which refuses.
     pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> AeadKey {
         match backend {
-            AeadBackend::Portable => AeadKey::Portable(Box::new(Aes256Gcm::new(key.into()))),
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::Vaes512 => match Vaes512Token::detect() {
+                Some(t) => return AeadKey::Vaes512(Box::new(Vaes512Key::new(t, key))),
+                None => {}
+            },
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::Vaes256 => match Vaes256Token::detect() {
+                Some(t) => return AeadKey::Vaes256(Box::new(Vaes256Key::new(t, key))),
+                None => {}
+            },
+            _ => {}
         }
+        AeadKey::Portable(Box::new(Aes256Gcm::new(key.into())))
     }
 
     pub(crate) fn backend(&self) -> AeadBackend {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes512(_) => AeadBackend::Vaes512,
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes256(_) => AeadBackend::Vaes256,
             AeadKey::Portable(_) => AeadBackend::Portable,
         }
     }
@@ -219,13 +272,35 @@ impl AeadKey {
         aad: &[u8],
         buf: &mut [u8],
     ) -> [u8; TAG_LEN] {
+        // Every backend fails only past 2^36 bytes per message; chunks are at most 4 MiB.
+        // Returning a zero tag makes such a chunk fail to open rather than panic here.
         match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes512(k) => k.seal_in_place(nonce, aad, buf).unwrap_or([0; TAG_LEN]),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes256(k) => k.seal_in_place(nonce, aad, buf).unwrap_or([0; TAG_LEN]),
             AeadKey::Portable(k) => match k.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
                 Ok(tag) => tag.into(),
-                // aes-gcm fails only past 2^36 bytes per message; chunks are at most 4 MiB.
-                // Returning a zero tag makes such a chunk fail to open rather than panic here.
                 Err(_) => [0; TAG_LEN],
             },
+        }
+    }
+
+    /// Encrypts `input` into `output` (same length) and returns the tag; `None` if the
+    /// lengths differ.
+    pub(crate) fn seal_to(&self, nonce: &[u8; 12], aad: &[u8], input: &[u8], output: &mut [u8]) -> Option<[u8; TAG_LEN]> {
+        if input.len() != output.len() {
+            return None;
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes512(k) => k.seal(nonce, aad, input, output).ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes256(k) => k.seal(nonce, aad, input, output).ok(),
+            AeadKey::Portable(_) => {
+                output.copy_from_slice(input);
+                Some(self.seal_in_place(nonce, aad, output))
+            }
         }
     }
 
@@ -240,6 +315,10 @@ impl AeadKey {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthFailed> {
         let ok = match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes512(k) => k.open(nonce, aad, input, output, tag).is_ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes256(k) => k.open(nonce, aad, input, output, tag).is_ok(),
             AeadKey::Portable(k) => match aes_gcm::aead::inout::InOutBuf::new(input, output) {
                 Ok(io) => k
                     .decrypt_inout_detached(nonce.into(), aad, io, tag.into())
@@ -265,6 +344,10 @@ impl AeadKey {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthFailed> {
         let ok = match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes512(k) => k.open_in_place(nonce, aad, buf, tag).is_ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes256(k) => k.open_in_place(nonce, aad, buf, tag).is_ok(),
             AeadKey::Portable(k) => k
                 .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
                 .is_ok(),
