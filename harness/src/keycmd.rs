@@ -100,7 +100,14 @@ pub fn run(d: &Dare, cmd: KeysCommand) -> Result<()> {
         KeysCommand::Rotation(RotationCommand::Resume { id }) => {
             let id = match id.or_else(|| unfinished(d).map(|t| t.id)) {
                 Some(i) => i,
-                None => bail!("no unfinished rotation to resume"),
+                None => {
+                    // Nothing interrupted: resuming is a no-op, so scripts can always call it.
+                    match d.keys.rotation_history().last() {
+                        Some(t) => println!("no interrupted rotation; the latest, {}, is {}", t.id, t.state.as_str()),
+                        None => println!("no rotation has been started in this store"),
+                    }
+                    return Ok(());
+                }
             };
             let s = d.keys.resume_rotation(id)?;
             print_status(&s);
