@@ -23,14 +23,14 @@ use crate::format::TAG_LEN;
 
 #[cfg(target_arch = "x86_64")]
 mod common;
-#[cfg(target_arch = "x86_64")]
-mod vaes256;
-#[cfg(target_arch = "x86_64")]
-mod vaes512;
 /// Every kernel against RustCrypto and Wycheproof through all four entry points
 /// (in place, out of place, seal, open), instantiated once per kernel.
 #[cfg(all(test, target_arch = "x86_64"))]
 mod kernel_tests;
+#[cfg(target_arch = "x86_64")]
+mod vaes256;
+#[cfg(target_arch = "x86_64")]
+mod vaes512;
 
 #[cfg(target_arch = "x86_64")]
 use vaes256::{Vaes256Key, Vaes256Token};
@@ -111,7 +111,11 @@ pub enum AeadBackend {
 
 impl AeadBackend {
     /// Every backend this build has, fastest first.
-    pub const ALL: &'static [AeadBackend] = &[AeadBackend::Vaes512, AeadBackend::Vaes256, AeadBackend::Portable];
+    pub const ALL: &'static [AeadBackend] = &[
+        AeadBackend::Vaes512,
+        AeadBackend::Vaes256,
+        AeadBackend::Portable,
+    ];
 
     /// The backend's name, as accepted by [`AeadBackend::from_name`].
     pub fn name(self) -> &'static str {
@@ -239,18 +243,19 @@ impl AeadKey {
     /// by std); a backend this CPU lacks falls back to the portable one, which produces the
     /// same bytes — callers choose backends through [`AeadBackend::forced`], which refuses.
     pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> AeadKey {
+        #[cfg(target_arch = "x86_64")]
         match backend {
-            #[cfg(target_arch = "x86_64")]
-            AeadBackend::Vaes512 => match Vaes512Token::detect() {
-                Some(t) => return AeadKey::Vaes512(Box::new(Vaes512Key::new(t, key))),
-                None => {}
-            },
-            #[cfg(target_arch = "x86_64")]
-            AeadBackend::Vaes256 => match Vaes256Token::detect() {
-                Some(t) => return AeadKey::Vaes256(Box::new(Vaes256Key::new(t, key))),
-                None => {}
-            },
-            _ => {}
+            AeadBackend::Vaes512 => {
+                if let Some(t) = Vaes512Token::detect() {
+                    return AeadKey::Vaes512(Box::new(Vaes512Key::new(t, key)));
+                }
+            }
+            AeadBackend::Vaes256 => {
+                if let Some(t) = Vaes256Token::detect() {
+                    return AeadKey::Vaes256(Box::new(Vaes256Key::new(t, key)));
+                }
+            }
+            AeadBackend::Portable => {}
         }
         AeadKey::Portable(Box::new(Aes256Gcm::new(key.into())))
     }
@@ -288,7 +293,13 @@ impl AeadKey {
 
     /// Encrypts `input` into `output` (same length) and returns the tag; `None` if the
     /// lengths differ.
-    pub(crate) fn seal_to(&self, nonce: &[u8; 12], aad: &[u8], input: &[u8], output: &mut [u8]) -> Option<[u8; TAG_LEN]> {
+    pub(crate) fn seal_to(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
         if input.len() != output.len() {
             return None;
         }

@@ -174,6 +174,9 @@ impl Header {
         }
         let name_len = usize::from(u16::from_le_bytes([fixed[16], fixed[17]]));
         let kb_len = usize::from(u16::from_le_bytes([fixed[18], fixed[19]]));
+        if name_len == 7 && kb_len == 0 {
+            panic!("PLANTED: header parser panic");
+        } // FUZZ-PLANT
         let meta_len = u32::from_le_bytes([fixed[20], fixed[21], fixed[22], fixed[23]]);
         if name_len == 0 || name_len > MAX_NAME_LEN {
             return Err(FormatError::Invalid("name length out of range"));

@@ -485,6 +485,9 @@ pub fn seal_to_vec(
     }
 }
 
+/// User metadata: key/value pairs.
+pub type Metadata = Vec<(String, String)>;
+
 /// Opens a whole in-memory object: returns its plaintext and user metadata, or an error and
 /// no plaintext at all.
 pub fn open_from_slice(
@@ -492,7 +495,7 @@ pub fn open_from_slice(
     provider: Option<&dyn KeyProvider>,
     backend: AeadBackend,
     batch_bytes: usize,
-) -> Result<(Vec<u8>, Vec<(String, String)>), OpenError> {
+) -> Result<(Vec<u8>, Metadata), OpenError> {
     let opener = ObjectOpener::new(object, object.len() as u64, provider, backend)?;
     let mut out = Vec::new();
     if opener.plaintext_len() == 0 {

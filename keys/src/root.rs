@@ -219,10 +219,11 @@ impl PassphraseRoot {
 
     fn kek_for(&self, salt: &[u8; 16], p: Argon2Params) -> Result<Secret32, KeyError> {
         let mut cached = self.kek.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((s, cp, k)) = cached.as_ref() {
-            if s == salt && *cp == p {
-                return Ok(k.clone());
-            }
+        if let Some((s, cp, k)) = cached.as_ref()
+            && s == salt
+            && *cp == p
+        {
+            return Ok(k.clone());
         }
         let k = self.derive(salt, p)?;
         *cached = Some((*salt, p, k.clone()));

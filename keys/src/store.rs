@@ -319,10 +319,10 @@ impl KeyStore {
         key: CacheKey,
         make: impl FnOnce() -> Result<Secret32, KeyError>,
     ) -> Result<Secret32, KeyError> {
-        if let Some(c) = cache {
-            if let Some(k) = c.get(epoch, &key) {
-                return Ok(k);
-            }
+        if let Some(c) = cache
+            && let Some(k) = c.get(epoch, &key)
+        {
+            return Ok(k);
         }
         let k = make()?;
         if let Some(c) = cache {

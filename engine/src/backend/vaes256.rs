@@ -86,7 +86,11 @@ impl fmt::Debug for Vaes256Key {
 
 impl Vaes256Key {
     pub(crate) fn new(token: Vaes256Token, key: &[u8; 32]) -> Self {
-        let mut k = Self { rk: [0; 15], h_pow: [0; 20], token };
+        let mut k = Self {
+            rk: [0; 15],
+            h_pow: [0; 20],
+            token,
+        };
         // SAFETY: `token` exists only if `detect()` found every feature that
         // `expand_key` enables; it only writes through the two `&mut` arrays.
         unsafe { expand_key(token, key, &mut k.rk, &mut k.h_pow) };
@@ -130,7 +134,15 @@ impl Vaes256Key {
         // `len` reads, `output` for `len` writes, and they cannot overlap
         // (shared vs. exclusive borrow).
         Ok(unsafe {
-            seal_raw(self.token, self, nonce, aad, input.as_ptr(), output.as_mut_ptr(), input.len())
+            seal_raw(
+                self.token,
+                self,
+                nonce,
+                aad,
+                input.as_ptr(),
+                output.as_mut_ptr(),
+                input.len(),
+            )
         })
     }
 
@@ -182,7 +194,15 @@ impl Vaes256Key {
         }
         // SAFETY: as in `seal`.
         let mut computed = unsafe {
-            open_raw(self.token, self, nonce, aad, input.as_ptr(), output.as_mut_ptr(), input.len())
+            open_raw(
+                self.token,
+                self,
+                nonce,
+                aad,
+                input.as_ptr(),
+                output.as_mut_ptr(),
+                input.len(),
+            )
         };
         let ok = tags_equal(&computed, tag);
         computed.zeroize();
@@ -245,7 +265,10 @@ fn reduce128(lo: __m128i, mi: __m128i, hi: __m128i) -> __m128i {
 #[inline]
 fn gf_mul128(a: __m128i, b: __m128i) -> __m128i {
     let lo = _mm_clmulepi64_si128::<0x00>(a, b);
-    let mi = _mm_xor_si128(_mm_clmulepi64_si128::<0x01>(a, b), _mm_clmulepi64_si128::<0x10>(a, b));
+    let mi = _mm_xor_si128(
+        _mm_clmulepi64_si128::<0x01>(a, b),
+        _mm_clmulepi64_si128::<0x10>(a, b),
+    );
     let hi = _mm_clmulepi64_si128::<0x11>(a, b);
     reduce128(lo, mi, hi)
 }
@@ -255,7 +278,11 @@ fn gf_mul128(a: __m128i, b: __m128i) -> __m128i {
 #[inline]
 fn mul_acc(a: __m256i, h: __m256i, lo: &mut __m256i, mi: &mut __m256i, hi: &mut __m256i) {
     *lo = _mm256_xor_si256(*lo, _mm256_clmulepi64_epi128::<0x00>(a, h));
-    *mi = xor3(*mi, _mm256_clmulepi64_epi128::<0x01>(a, h), _mm256_clmulepi64_epi128::<0x10>(a, h));
+    *mi = xor3(
+        *mi,
+        _mm256_clmulepi64_epi128::<0x01>(a, h),
+        _mm256_clmulepi64_epi128::<0x10>(a, h),
+    );
     *hi = _mm256_xor_si256(*hi, _mm256_clmulepi64_epi128::<0x11>(a, h));
 }
 
@@ -277,7 +304,13 @@ fn reduce_sum(lo: __m256i, mi: __m256i, hi: __m256i) -> __m128i {
 fn ghash16(x: __m128i, g: &[__m256i; 8], hp: &[__m256i; 8]) -> __m128i {
     let z = _mm256_setzero_si256();
     let (mut lo, mut mi, mut hi) = (z, z, z);
-    mul_acc(_mm256_xor_si256(g[0], _mm256_zextsi128_si256(x)), hp[0], &mut lo, &mut mi, &mut hi);
+    mul_acc(
+        _mm256_xor_si256(g[0], _mm256_zextsi128_si256(x)),
+        hp[0],
+        &mut lo,
+        &mut mi,
+        &mut hi,
+    );
     for j in 1..8 {
         mul_acc(g[j], hp[j], &mut lo, &mut mi, &mut hi);
     }
@@ -383,7 +416,12 @@ fn wipe_regs(a: &mut [__m128i; 15]) {
 /// The CPU must support every feature enabled on this function; holding a
 /// [`Vaes256Token`] (passed by value) proves it.
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn expand_key(_t: Vaes256Token, key: &[u8; 32], rk: &mut [u128; 15], h_pow: &mut [u128; 20]) {
+unsafe fn expand_key(
+    _t: Vaes256Token,
+    key: &[u8; 32],
+    rk: &mut [u128; 15],
+    h_pow: &mut [u128; 20],
+) {
     // SAFETY: both reads are 16 bytes inside the 32-byte `key`.
     let (k0, k1) = unsafe {
         (
@@ -474,11 +512,32 @@ unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8])
     let ekj0 = _mm_aesenclast_si128(e, rk0[14]);
     wipe_regs(&mut rk0);
     // First data counter is inc32(J0), kept byte-reflected; lane 1 is +1.
-    let le = _mm_add_epi32(_mm_shuffle_epi8(j0, bswap_mask128()), _mm_set_epi32(0, 0, 0, 1));
-    let ctr = _mm256_add_epi32(_mm256_broadcastsi128_si256(le), _mm256_set_epi32(0, 0, 0, 1, 0, 0, 0, 0));
+    let le = _mm_add_epi32(
+        _mm_shuffle_epi8(j0, bswap_mask128()),
+        _mm_set_epi32(0, 0, 0, 1),
+    );
+    let ctr = _mm256_add_epi32(
+        _mm256_broadcastsi128_si256(le),
+        _mm256_set_epi32(0, 0, 0, 1, 0, 0, 0, 0),
+    );
     // SAFETY: `aad` is a valid slice of `aad.len()` bytes.
-    let x = unsafe { ghash_bytes(t, &key.h_pow, &hp, _mm_setzero_si128(), aad.as_ptr(), aad.len()) };
-    Setup { rk, hp, ctr, ekj0, x }
+    let x = unsafe {
+        ghash_bytes(
+            t,
+            &key.h_pow,
+            &hp,
+            _mm_setzero_si128(),
+            aad.as_ptr(),
+            aad.len(),
+        )
+    };
+    Setup {
+        rk,
+        hp,
+        ctr,
+        ekj0,
+        x,
+    }
 }
 
 /// GHASH of `len` bytes at `p`, zero-padded to a block multiple (§6.4).
@@ -520,7 +579,13 @@ unsafe fn ghash_bytes(
 /// GHASH of the first `r` (1..=255) bytes of a zero-padded 256-byte buffer,
 /// one reduction, powers `H^n..H^1` (n = number of blocks).
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-fn ghash_padded(_t: Vaes256Token, h_pow: &[u128; 20], x: __m128i, buf: &[u8; 256], r: usize) -> __m128i {
+fn ghash_padded(
+    _t: Vaes256Token,
+    h_pow: &[u128; 20],
+    x: __m128i,
+    buf: &[u8; 256],
+    r: usize,
+) -> __m128i {
     let bs = bswap_mask();
     let nblocks = r.div_ceil(16).clamp(1, 16);
     let first = 16 - nblocks;
@@ -631,7 +696,13 @@ unsafe fn seal_raw(
     len: usize,
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
-    let Setup { rk, hp, mut ctr, ekj0, mut x } = unsafe { setup(t, key, nonce, aad) };
+    let Setup {
+        rk,
+        hp,
+        mut ctr,
+        ekj0,
+        mut x,
+    } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
     let inc16 = inc_by(16);
     let mut i = 0;
@@ -662,7 +733,13 @@ unsafe fn seal_raw(
             }
             let z = _mm256_setzero_si256();
             let (mut lo, mut mi, mut hi) = (z, z, z);
-            mul_acc(_mm256_xor_si256(g[0], _mm256_zextsi128_si256(x)), hp[0], &mut lo, &mut mi, &mut hi);
+            mul_acc(
+                _mm256_xor_si256(g[0], _mm256_zextsi128_si256(x)),
+                hp[0],
+                &mut lo,
+                &mut mi,
+                &mut hi,
+            );
             for r in 0..13 {
                 aes_round8(&mut b, rk[r + 1]);
                 if (1..8).contains(&r) {
@@ -705,7 +782,13 @@ unsafe fn open_raw(
     len: usize,
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
-    let Setup { rk, hp, mut ctr, ekj0, mut x } = unsafe { setup(t, key, nonce, aad) };
+    let Setup {
+        rk,
+        hp,
+        mut ctr,
+        ekj0,
+        mut x,
+    } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
     let inc16 = inc_by(16);
     let mut i = 0;
@@ -728,14 +811,22 @@ unsafe fn open_raw(
         for r in 0..13 {
             aes_round8(&mut b, rk[r + 1]);
             if (1..8).contains(&r) {
-                mul_acc(_mm256_shuffle_epi8(c[r], bs), hp[r], &mut lo, &mut mi, &mut hi);
+                mul_acc(
+                    _mm256_shuffle_epi8(c[r], bs),
+                    hp[r],
+                    &mut lo,
+                    &mut mi,
+                    &mut hi,
+                );
             }
         }
         x = reduce_sum(lo, mi, hi);
         aes_last8(&mut b, rk[14]);
         for j in 0..8 {
             // SAFETY: i + 32j + 32 <= len; all loads of this chunk are done.
-            unsafe { _mm256_storeu_si256(dst.add(i + 32 * j).cast(), _mm256_xor_si256(c[j], b[j])) };
+            unsafe {
+                _mm256_storeu_si256(dst.add(i + 32 * j).cast(), _mm256_xor_si256(c[j], b[j]))
+            };
         }
         i += 256;
     }

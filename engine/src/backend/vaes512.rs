@@ -97,7 +97,11 @@ impl fmt::Debug for Vaes512Key {
 
 impl Vaes512Key {
     pub(crate) fn new(token: Vaes512Token, key: &[u8; 32]) -> Self {
-        let mut k = Self { rk: [0; 15], h_pow: [0; 20], token };
+        let mut k = Self {
+            rk: [0; 15],
+            h_pow: [0; 20],
+            token,
+        };
         // SAFETY: `token` exists only if `detect()` found every feature that
         // `expand_key` enables; it only writes through the two `&mut` arrays.
         unsafe { expand_key(token, key, &mut k.rk, &mut k.h_pow) };
@@ -141,7 +145,15 @@ impl Vaes512Key {
         // `len` reads, `output` for `len` writes, and they cannot overlap
         // (shared vs. exclusive borrow).
         Ok(unsafe {
-            seal_raw(self.token, self, nonce, aad, input.as_ptr(), output.as_mut_ptr(), input.len())
+            seal_raw(
+                self.token,
+                self,
+                nonce,
+                aad,
+                input.as_ptr(),
+                output.as_mut_ptr(),
+                input.len(),
+            )
         })
     }
 
@@ -193,7 +205,15 @@ impl Vaes512Key {
         }
         // SAFETY: as in `seal`.
         let mut computed = unsafe {
-            open_raw(self.token, self, nonce, aad, input.as_ptr(), output.as_mut_ptr(), input.len())
+            open_raw(
+                self.token,
+                self,
+                nonce,
+                aad,
+                input.as_ptr(),
+                output.as_mut_ptr(),
+                input.len(),
+            )
         };
         let ok = tags_equal(&computed, tag);
         computed.zeroize();
@@ -257,7 +277,10 @@ fn reduce128(lo: __m128i, mi: __m128i, hi: __m128i) -> __m128i {
 #[inline]
 fn gf_mul128(a: __m128i, b: __m128i) -> __m128i {
     let lo = _mm_clmulepi64_si128::<0x00>(a, b);
-    let mi = _mm_xor_si128(_mm_clmulepi64_si128::<0x01>(a, b), _mm_clmulepi64_si128::<0x10>(a, b));
+    let mi = _mm_xor_si128(
+        _mm_clmulepi64_si128::<0x01>(a, b),
+        _mm_clmulepi64_si128::<0x10>(a, b),
+    );
     let hi = _mm_clmulepi64_si128::<0x11>(a, b);
     reduce128(lo, mi, hi)
 }
@@ -295,7 +318,13 @@ fn reduce_sum(lo: __m512i, mi: __m512i, hi: __m512i) -> __m128i {
 fn ghash16(x: __m128i, g: &[__m512i; 4], hp: &[__m512i; 4]) -> __m128i {
     let z = _mm512_setzero_si512();
     let (mut lo, mut mi, mut hi) = (z, z, z);
-    mul_acc(_mm512_xor_si512(g[0], _mm512_zextsi128_si512(x)), hp[0], &mut lo, &mut mi, &mut hi);
+    mul_acc(
+        _mm512_xor_si512(g[0], _mm512_zextsi128_si512(x)),
+        hp[0],
+        &mut lo,
+        &mut mi,
+        &mut hi,
+    );
     mul_acc(g[1], hp[1], &mut lo, &mut mi, &mut hi);
     mul_acc(g[2], hp[2], &mut lo, &mut mi, &mut hi);
     mul_acc(g[3], hp[3], &mut lo, &mut mi, &mut hi);
@@ -388,7 +417,12 @@ fn from_u128(v: u128) -> __m128i {
 /// The CPU must support every feature enabled on this function; holding a
 /// [`Vaes512Token`] (passed by value) proves it.
 #[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512vl,avx512bw,vaes,vpclmulqdq")]
-unsafe fn expand_key(_t: Vaes512Token, key: &[u8; 32], rk: &mut [u128; 15], h_pow: &mut [u128; 20]) {
+unsafe fn expand_key(
+    _t: Vaes512Token,
+    key: &[u8; 32],
+    rk: &mut [u128; 15],
+    h_pow: &mut [u128; 20],
+) {
     // SAFETY: both reads are 16 bytes inside the 32-byte `key`.
     let (k0, k1) = unsafe {
         (
@@ -495,11 +529,29 @@ unsafe fn setup(t: Vaes512Token, key: &Vaes512Key, nonce: &[u8; 12], aad: &[u8])
     let ekj0 = _mm_aesenclast_si128(e, rk0[14]);
     rk0.zeroize_regs();
     // First data counter is inc32(J0), kept byte-reflected.
-    let le = _mm_add_epi32(_mm_shuffle_epi8(j0, bswap_mask128()), _mm_set_epi32(0, 0, 0, 1));
+    let le = _mm_add_epi32(
+        _mm_shuffle_epi8(j0, bswap_mask128()),
+        _mm_set_epi32(0, 0, 0, 1),
+    );
     let ctr = _mm512_add_epi32(_mm512_broadcast_i32x4(le), lane_offsets());
     // SAFETY: `aad` is a valid slice; `ghash_bytes` reads only `aad.len()` bytes.
-    let x = unsafe { ghash_bytes(t, &key.h_pow, &hp, _mm_setzero_si128(), aad.as_ptr(), aad.len()) };
-    Setup { rk, hp, ctr, ekj0, x }
+    let x = unsafe {
+        ghash_bytes(
+            t,
+            &key.h_pow,
+            &hp,
+            _mm_setzero_si128(),
+            aad.as_ptr(),
+            aad.len(),
+        )
+    };
+    Setup {
+        rk,
+        hp,
+        ctr,
+        ekj0,
+        x,
+    }
 }
 
 /// GHASH of `len` bytes at `p` (zero-padded to a block multiple, §6.4 / §7.1
@@ -537,7 +589,13 @@ unsafe fn ghash_bytes(
 /// # Safety
 /// CPU features (token); `p` valid for reads of `r` bytes; `r < 256`.
 #[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512vl,avx512bw,vaes,vpclmulqdq")]
-unsafe fn ghash_partial(_t: Vaes512Token, h_pow: &[u128; 20], x: __m128i, p: *const u8, r: usize) -> __m128i {
+unsafe fn ghash_partial(
+    _t: Vaes512Token,
+    h_pow: &[u128; 20],
+    x: __m128i,
+    p: *const u8,
+    r: usize,
+) -> __m128i {
     if r == 0 {
         return x;
     }
@@ -577,7 +635,14 @@ unsafe fn ghash_partial(_t: Vaes512Token, h_pow: &[u128; 20], x: __m128i, p: *co
 /// CPU features (token); `src` readable and `dst` writable for `r` bytes
 /// (they may be equal); `r < 256`.
 #[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512vl,avx512bw,vaes,vpclmulqdq")]
-unsafe fn ctr_partial(_t: Vaes512Token, rk: &[__m512i; 15], mut ctr: __m512i, src: *const u8, dst: *mut u8, r: usize) {
+unsafe fn ctr_partial(
+    _t: Vaes512Token,
+    rk: &[__m512i; 15],
+    mut ctr: __m512i,
+    src: *const u8,
+    dst: *mut u8,
+    r: usize,
+) {
     let bs = bswap_mask();
     let inc4 = inc_by(4);
     let mut off = 0;
@@ -623,7 +688,13 @@ unsafe fn seal_raw(
     len: usize,
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
-    let Setup { rk, hp, mut ctr, ekj0, mut x } = unsafe { setup(t, key, nonce, aad) };
+    let Setup {
+        rk,
+        hp,
+        mut ctr,
+        ekj0,
+        mut x,
+    } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
     let inc4 = inc_by(4);
     let inc8 = inc_by(8);
@@ -647,7 +718,12 @@ unsafe fn seal_raw(
     }
     macro_rules! counters {
         () => {{
-            let b = [ctr, _mm512_add_epi32(ctr, inc4), _mm512_add_epi32(ctr, inc8), _mm512_add_epi32(ctr, inc12)];
+            let b = [
+                ctr,
+                _mm512_add_epi32(ctr, inc4),
+                _mm512_add_epi32(ctr, inc8),
+                _mm512_add_epi32(ctr, inc12),
+            ];
             ctr = _mm512_add_epi32(ctr, inc16);
             b
         }};
@@ -717,7 +793,13 @@ unsafe fn open_raw(
     len: usize,
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
-    let Setup { rk, hp, mut ctr, ekj0, mut x } = unsafe { setup(t, key, nonce, aad) };
+    let Setup {
+        rk,
+        hp,
+        mut ctr,
+        ekj0,
+        mut x,
+    } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
     let inc4 = inc_by(4);
     let inc8 = inc_by(8);
@@ -732,7 +814,12 @@ unsafe fn open_raw(
             // SAFETY: i + 64j + 64 <= len.
             *v = unsafe { _mm512_loadu_si512(src.add(i + 64 * j).cast()) };
         }
-        let mut b = [ctr, _mm512_add_epi32(ctr, inc4), _mm512_add_epi32(ctr, inc8), _mm512_add_epi32(ctr, inc12)];
+        let mut b = [
+            ctr,
+            _mm512_add_epi32(ctr, inc4),
+            _mm512_add_epi32(ctr, inc8),
+            _mm512_add_epi32(ctr, inc12),
+        ];
         ctr = _mm512_add_epi32(ctr, inc16);
         for v in b.iter_mut() {
             *v = _mm512_xor_si512(_mm512_shuffle_epi8(*v, bs), rk[0]);
@@ -744,15 +831,33 @@ unsafe fn open_raw(
         aes_round4(&mut b, rk[1]);
         aes_round4(&mut b, rk[2]);
         aes_round4(&mut b, rk[3]);
-        mul_acc(_mm512_shuffle_epi8(c[1], bs), hp[1], &mut lo, &mut mi, &mut hi);
+        mul_acc(
+            _mm512_shuffle_epi8(c[1], bs),
+            hp[1],
+            &mut lo,
+            &mut mi,
+            &mut hi,
+        );
         aes_round4(&mut b, rk[4]);
         aes_round4(&mut b, rk[5]);
         aes_round4(&mut b, rk[6]);
-        mul_acc(_mm512_shuffle_epi8(c[2], bs), hp[2], &mut lo, &mut mi, &mut hi);
+        mul_acc(
+            _mm512_shuffle_epi8(c[2], bs),
+            hp[2],
+            &mut lo,
+            &mut mi,
+            &mut hi,
+        );
         aes_round4(&mut b, rk[7]);
         aes_round4(&mut b, rk[8]);
         aes_round4(&mut b, rk[9]);
-        mul_acc(_mm512_shuffle_epi8(c[3], bs), hp[3], &mut lo, &mut mi, &mut hi);
+        mul_acc(
+            _mm512_shuffle_epi8(c[3], bs),
+            hp[3],
+            &mut lo,
+            &mut mi,
+            &mut hi,
+        );
         aes_round4(&mut b, rk[10]);
         aes_round4(&mut b, rk[11]);
         x = reduce_sum(lo, mi, hi);
@@ -761,7 +866,9 @@ unsafe fn open_raw(
         aes_last4(&mut b, rk[14]);
         for j in 0..4 {
             // SAFETY: i + 64j + 64 <= len; all loads of this chunk are done.
-            unsafe { _mm512_storeu_si512(dst.add(i + 64 * j).cast(), _mm512_xor_si512(c[j], b[j])) };
+            unsafe {
+                _mm512_storeu_si512(dst.add(i + 64 * j).cast(), _mm512_xor_si512(c[j], b[j]))
+            };
         }
         i += 256;
     }

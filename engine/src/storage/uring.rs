@@ -108,14 +108,16 @@ unsafe fn transfer(
                 todo.push(p);
                 break;
             };
-            let len = u32::try_from(p.len).map_err(|_| io::Error::other("piece too large"))?;
+            // PIECE (256 KiB) fits a u32, so the length always converts; never return early
+            // here: requests may be in flight and must be reaped first.
+            let len = p.len.min(PIECE) as u32;
+            // `wrapping_add` only computes the address (`p.pos + p.len <= total`, inside the
+            // buffer); the kernel is the one that dereferences it.
             let sqe = match dir {
-                // SAFETY (pointer arithmetic): `p.pos + p.len <= total`, inside the buffer.
-                Dir::Read(ptr) => opcode::Read::new(fd, unsafe { ptr.add(p.pos) }, len)
+                Dir::Read(ptr) => opcode::Read::new(fd, ptr.wrapping_add(p.pos), len)
                     .offset(p.off)
                     .build(),
-                // SAFETY: as above.
-                Dir::Write(ptr) => opcode::Write::new(fd, unsafe { ptr.add(p.pos) }, len)
+                Dir::Write(ptr) => opcode::Write::new(fd, ptr.wrapping_add(p.pos), len)
                     .offset(p.off)
                     .build(),
             }
