@@ -296,6 +296,28 @@ impl ObjectStore {
             .collect()
     }
 
+    /// Reads many small objects at once: each is opened, verified and decrypted in parallel
+    /// on the rayon pool. Results come back in input order; an object that fails verification
+    /// yields its error and no bytes.
+    pub fn get_many(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        provider: Option<&dyn KeyProvider>,
+    ) -> Vec<Result<Vec<u8>, StoreError>> {
+        keys.par_iter()
+            .map(|key| {
+                let obj = self.open_object(bucket, key, provider)?;
+                let mut out = Vec::with_capacity(usize::try_from(obj.size()).unwrap_or(0));
+                obj.read_all(self.cfg.batch_bytes, &mut |p| {
+                    out.extend_from_slice(p);
+                    Ok(())
+                })?;
+                Ok(out)
+            })
+            .collect()
+    }
+
     /// Opens an object for reading: parses and authenticates its header and metadata.
     pub fn open_object(
         &self,

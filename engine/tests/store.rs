@@ -234,4 +234,17 @@ fn put_many_small_objects_in_parallel() {
     for (k, v) in &objs {
         assert_eq!(&get(&s, k, &keys).unwrap(), v);
     }
+    let names: Vec<String> = objs
+        .iter()
+        .map(|(k, _)| k.clone())
+        .chain(["missing".to_string()])
+        .collect();
+    let got = s.get_many("b", &names, Some(&keys));
+    for ((_, v), g) in objs.iter().zip(&got) {
+        assert_eq!(g.as_ref().unwrap(), v);
+    }
+    assert!(matches!(
+        got.last(),
+        Some(Err(StoreError::NoSuchObject { .. }))
+    ));
 }
