@@ -37,6 +37,13 @@ use vaes256::{Vaes256Key, Vaes256Token};
 #[cfg(target_arch = "x86_64")]
 use vaes512::{Vaes512Key, Vaes512Token};
 
+/// The kernels' proof tokens, detected once per process and then only copied.
+#[cfg(target_arch = "x86_64")]
+fn tokens() -> (Option<Vaes512Token>, Option<Vaes256Token>) {
+    static TOKENS: OnceLock<(Option<Vaes512Token>, Option<Vaes256Token>)> = OnceLock::new();
+    *TOKENS.get_or_init(|| (Vaes512Token::detect(), Vaes256Token::detect()))
+}
+
 cpufeatures::new!(has_aes, "aes");
 cpufeatures::new!(has_pclmulqdq, "pclmulqdq");
 cpufeatures::new!(has_avx2, "avx2");
@@ -135,9 +142,9 @@ impl AeadBackend {
     pub fn is_supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            AeadBackend::Vaes512 => Vaes512Token::detect().is_some(),
+            AeadBackend::Vaes512 => tokens().0.is_some(),
             #[cfg(target_arch = "x86_64")]
-            AeadBackend::Vaes256 => Vaes256Token::detect().is_some(),
+            AeadBackend::Vaes256 => tokens().1.is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             AeadBackend::Vaes512 | AeadBackend::Vaes256 => false,
             AeadBackend::Portable => true,
@@ -239,19 +246,18 @@ impl fmt::Debug for AeadKey {
 pub(crate) struct AuthFailed;
 
 impl AeadKey {
-    /// The key schedule of `key` on `backend`. Detection already happened (tokens are cached
-    /// by std); a backend this CPU lacks falls back to the portable one, which produces the
+    /// The key schedule of `key` on `backend`. Detection happened once ([`tokens`]); a backend this CPU lacks falls back to the portable one, which produces the
     /// same bytes — callers choose backends through [`AeadBackend::forced`], which refuses.
     pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> AeadKey {
         #[cfg(target_arch = "x86_64")]
         match backend {
             AeadBackend::Vaes512 => {
-                if let Some(t) = Vaes512Token::detect() {
+                if let Some(t) = tokens().0 {
                     return AeadKey::Vaes512(Box::new(Vaes512Key::new(t, key)));
                 }
             }
             AeadBackend::Vaes256 => {
-                if let Some(t) = Vaes256Token::detect() {
+                if let Some(t) = tokens().1 {
                     return AeadKey::Vaes256(Box::new(Vaes256Key::new(t, key)));
                 }
             }

@@ -174,9 +174,6 @@ impl Header {
         }
         let name_len = usize::from(u16::from_le_bytes([fixed[16], fixed[17]]));
         let kb_len = usize::from(u16::from_le_bytes([fixed[18], fixed[19]]));
-        if name_len == 7 && kb_len == 0 {
-            panic!("PLANTED: header parser panic");
-        } // FUZZ-PLANT
         let meta_len = u32::from_le_bytes([fixed[20], fixed[21], fixed[22], fixed[23]]);
         if name_len == 0 || name_len > MAX_NAME_LEN {
             return Err(FormatError::Invalid("name length out of range"));
@@ -349,6 +346,10 @@ pub fn decode_meta(mut b: &[u8]) -> Result<Vec<(String, String)>, FormatError> {
     let mut out = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
         let k = str_of(&mut b)?;
+        if k.is_empty() {
+            // encode_meta never writes one: accepting it would make two encodings possible.
+            return Err(FormatError::Invalid("empty metadata key"));
+        }
         let v = str_of(&mut b)?;
         out.push((k, v));
     }
@@ -439,6 +440,26 @@ mod tests {
         assert_eq!(decode_meta(&encode_meta(&m).unwrap()).unwrap(), m);
         assert!(decode_meta(&[1, 0]).is_err());
         assert!(decode_meta(&[0, 0, 9]).is_err());
+    }
+
+    /// Found by the `header` fuzz target (docs/FUZZING.md): decode_meta accepted an empty key,
+    /// which encode_meta refuses, so an accepted block did not re-encode to itself.
+    #[test]
+    fn meta_with_empty_key_is_refused() {
+        let crash: &[u8] = &[
+            4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x15, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+            0x2f, 1, 0, 0, 0, 0, 0, 0, 0, b'u', b'e', b'c',
+        ];
+        assert_eq!(
+            decode_meta(crash),
+            Err(FormatError::Invalid("empty metadata key"))
+        );
+        assert!(decode_meta(&[1, 0, 0, 0, 0, 0]).is_err());
+        let ok = [1, 0, 1, 0, b'k', 0, 0];
+        assert_eq!(
+            decode_meta(&ok).unwrap(),
+            vec![("k".to_string(), String::new())]
+        );
     }
 
     #[test]

@@ -464,7 +464,12 @@ pub fn seal_to_vec(
     batch_bytes: usize,
 ) -> Result<Vec<u8>, SealError> {
     let mut sealer = ObjectSealer::new(provider, opts)?;
-    let mut out = sealer.head().to_vec();
+    let body =
+        Geometry::body_len(opts.chunk_shift, data.len() as u64).ok_or(SealError::TooLarge)?;
+    let mut out = Vec::with_capacity(
+        sealer.head().len() + usize::try_from(body).map_err(|_| SealError::TooLarge)?,
+    );
+    out.extend_from_slice(sealer.head());
     let stride = sealer.stride();
     let mut buf = vec![0u8; batch::chunks_per_batch(batch_bytes, stride) * stride];
     let mut carry = None;
