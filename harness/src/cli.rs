@@ -148,11 +148,12 @@ pub struct GetArgs {
     /// BUCKET/KEY
     pub target: String,
     /// Output file; written to a temporary file and renamed only once everything verified,
-    /// so a failed get leaves no output file. Standard output when omitted.
+    /// so a failed get leaves no output file. Standard output when omitted (streamed: every
+    /// byte written has verified, but a failure part-way leaves the verified prefix written).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
     /// Inclusive byte range as in an HTTP Range header: `START-END`, `START-` or `-SUFFIX`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub range: Option<String>,
     #[command(flatten)]
     pub sse_c: SseC,
@@ -191,9 +192,6 @@ pub enum KeysCommand {
         /// Block until the rotation has finished.
         #[arg(long)]
         wait: bool,
-        /// Run the rotation in this process (used by the background task).
-        #[arg(long, hide = true)]
-        foreground: bool,
     },
     /// Rotation tasks: status and resume.
     #[command(subcommand)]
@@ -220,4 +218,6 @@ pub enum RotationCommand {
 pub enum BenchCommand {
     /// AES-256-GCM seal/open throughput of every backend this CPU supports.
     Aead(crate::bench_aead::AeadArgs),
+    /// What encryption costs on a drive: PUT/GET/range-GET, encrypted against plaintext.
+    Overhead(crate::bench_overhead::OverheadArgs),
 }

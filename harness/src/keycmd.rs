@@ -21,22 +21,25 @@ pub fn run(d: &Dare, cmd: KeysCommand) -> Result<()> {
             // Dump is JSON always: it is for backup and audit tools.
             println!("{}", d.keys.dump_json()?);
         }
-        KeysCommand::Rotate {
-            wait,
-            foreground: _,
-        } => {
+        KeysCommand::Rotate { wait } => {
             let id = match unfinished(d) {
                 Some(t) => {
                     eprintln!(
-                        "rotation {} was interrupted at step {}; resuming it",
-                        t.id, t.step
+                        "rotation {} is not finished ({} after step {}); continuing it instead of starting another",
+                        t.id,
+                        t.state.as_str(),
+                        t.step
                     );
                     t.id
                 }
                 None => d.keys.start_rotation()?,
             };
             if wait {
-                let s = d.keys.run_rotation(id)?;
+                let s = match d.keys.resume_rotation(id) {
+                    // Another process is running this task right now: wait for it.
+                    Err(dare_keys::StoreError::RotationInProgress(_)) => wait_for(d, id)?,
+                    r => r?,
+                };
                 print_status(&s);
             } else {
                 spawn_runner(d, id)?;
@@ -58,18 +61,11 @@ pub fn run(d: &Dare, cmd: KeysCommand) -> Result<()> {
                     None => bail!("no rotation has been started in this store"),
                 },
             };
-            let mut s = d.keys.rotation_status(id)?;
-            while wait && s.state != TaskState::Completed {
-                if s.state == TaskState::TransientError {
-                    bail!(
-                        "rotation {id} stopped with an error: {} (resume it with `dare keys rotation resume {id}`)",
-                        s.error.clone().unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-                d.keys.refresh()?;
-                s = d.keys.rotation_status(id)?;
-            }
+            let s = if wait {
+                wait_for(d, id)?
+            } else {
+                d.keys.rotation_status(id)?
+            };
             let history = d.keys.rotation_history();
             if as_json {
                 let v = json!({"task": status_json(&s), "history": history.iter().map(status_json).collect::<Vec<_>>()});
@@ -103,7 +99,11 @@ pub fn run(d: &Dare, cmd: KeysCommand) -> Result<()> {
                 None => {
                     // Nothing interrupted: resuming is a no-op, so scripts can always call it.
                     match d.keys.rotation_history().last() {
-                        Some(t) => println!("no interrupted rotation; the latest, {}, is {}", t.id, t.state.as_str()),
+                        Some(t) => println!(
+                            "no interrupted rotation; the latest, {}, is {}",
+                            t.id,
+                            t.state.as_str()
+                        ),
                         None => println!("no rotation has been started in this store"),
                     }
                     return Ok(());
@@ -114,6 +114,31 @@ pub fn run(d: &Dare, cmd: KeysCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Polls a task until it completes; fails if it stops with an error.
+fn wait_for(d: &Dare, id: u64) -> Result<RotationStatus> {
+    let mut last = (u8::MAX, std::time::Instant::now(), false);
+    loop {
+        d.keys.refresh()?;
+        let s = d.keys.rotation_status(id)?;
+        if s.step != last.0 {
+            last = (s.step, std::time::Instant::now(), false);
+        } else if !last.2 && last.1.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "rotation {id}: no progress for 10 s; if its process died, run `dare keys rotation resume {id}`"
+            );
+            last.2 = true;
+        }
+        match s.state {
+            TaskState::Completed => return Ok(s),
+            TaskState::TransientError => bail!(
+                "rotation {id} stopped with an error: {} (resume it with `dare keys rotation resume {id}`)",
+                s.error.unwrap_or_default()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 fn unfinished(d: &Dare) -> Option<RotationStatus> {

@@ -3,6 +3,7 @@
 //! stay typed in `dare-engine` and `dare-keys`; here they become one line for a person.
 
 pub mod bench_aead;
+pub mod bench_overhead;
 pub mod cli;
 pub mod commands;
 pub mod control;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cpu(j) => cpuinfo::run(j.json)?,
         Command::Keys(c) => keycmd::run(&open()?, c)?,
         Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a)?,
+        Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &tuning)?,
     }
     Ok(())
 }

@@ -1,0 +1,483 @@
+//! The measured workload: PUT, GET and range GET through the real object store, plaintext
+//! and encrypted series interleaved request by request.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use dare_keys::CacheMode;
+
+use super::sys;
+use super::{Plan, SizePlan};
+use crate::control::{Dare, Tuning};
+
+/// Chunk size of the benchmark store: the CLI's default.
+pub const CHUNK_SIZE: u64 = 65536;
+/// Range GETs ask for this many bytes at least …
+pub const RANGE_MIN: u64 = 4 << 10;
+/// … and at most (clipped to the object size), at a random offset.
+pub const RANGE_MAX: u64 = 64 << 10;
+
+/// A request type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Put,
+    Get,
+    Range,
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Op::Put, Op::Get, Op::Range];
+    /// JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Get => "get",
+            Op::Range => "range_get",
+        }
+    }
+    /// Table label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Put => "PUT",
+            Op::Get => "GET",
+            Op::Range => "range GET",
+        }
+    }
+}
+
+/// A series: a bucket and how requests reach its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Series {
+    /// A bucket with encryption off.
+    Plain,
+    /// An encrypted bucket, with the key cache as `--key-cache` says (on by default).
+    Enc,
+    /// An encrypted bucket with the key cache off: the whole chain unwrapped and derived per
+    /// request, as ECS derives the virtual wrapping key per request.
+    EncCacheOff,
+}
+
+impl Series {
+    /// JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Series::Plain => "plain",
+            Series::Enc => "enc",
+            Series::EncCacheOff => "enc_cache_off",
+        }
+    }
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Series::Plain => "plaintext",
+            Series::Enc => "encrypted",
+            Series::EncCacheOff => "encrypted, key cache off",
+        }
+    }
+    fn bucket(self) -> &'static str {
+        match self {
+            Series::Plain => "plain",
+            Series::Enc => "enc",
+            Series::EncCacheOff => "enc-nocache",
+        }
+    }
+}
+
+/// One series' requests of one type in one repetition.
+#[derive(Debug, Clone, Default)]
+pub struct Pass {
+    pub ops: u64,
+    /// Plaintext bytes moved.
+    pub bytes: u64,
+    /// Wall-clock seconds spent inside the requests.
+    pub secs: f64,
+    /// User + system CPU seconds of the process during the requests.
+    pub cpu: f64,
+    /// Seconds per request.
+    pub lat: Vec<f64>,
+}
+
+/// Everything measured at one object size.
+#[derive(Debug, Clone)]
+pub struct SizeMeasured {
+    pub plan: SizePlan,
+    pub series: Vec<Series>,
+    /// Passes per (op, series), one per repetition.
+    pub passes: BTreeMap<(Op, Series), Vec<Pass>>,
+}
+
+/// What the stored files showed (checked once per size, outside the timed requests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checks {
+    /// Objects read back equal to what was written, in every series.
+    pub round_trip: bool,
+    /// Plaintext bytes were found in the plaintext bucket's files (as expected).
+    pub plain_files_hold_plaintext: bool,
+    /// Plaintext bytes were found in an encrypted bucket's files (must be false).
+    pub enc_files_hold_plaintext: bool,
+}
+
+/// The workload's results.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub sizes: Vec<SizeMeasured>,
+    pub backend: String,
+    pub io: String,
+    pub batch_bytes: usize,
+    pub fs_type: String,
+    pub checks: Checks,
+}
+
+/// splitmix64: a small seeded generator for object data and range offsets.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, stream: u64) -> Rng {
+        let mut r = Rng(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F));
+        r.next();
+        r
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..=max` (modulo bias is irrelevant here).
+    fn upto(&mut self, max: u64) -> u64 {
+        self.next() % (max + 1)
+    }
+}
+
+/// Incompressible object data: object `i` of a size is a window into one random pool.
+struct Data {
+    pool: Vec<u8>,
+}
+
+impl Data {
+    fn new(max_size: u64, seed: u64) -> Result<Data> {
+        let len = usize::try_from(max_size + (1 << 20)).context("object size too large")?;
+        let mut pool = vec![0u8; len];
+        let mut rng = Rng::new(seed, 0xDA7A);
+        for c in pool.chunks_mut(8) {
+            let v = rng.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+        Ok(Data { pool })
+    }
+    fn object(&self, size: u64, i: u64) -> &[u8] {
+        let size = size as usize;
+        let span = (self.pool.len() - size + 1) as u64;
+        let off = (i.wrapping_mul(28_800) % span) as usize;
+        &self.pool[off..off + size]
+    }
+}
+
+fn key_of(i: u64) -> String {
+    format!("obj-{i:07}")
+}
+
+fn cache_mode(s: Series, plan: &Plan) -> CacheMode {
+    match s {
+        Series::Enc if plan.key_cache => CacheMode::On,
+        Series::Plain => CacheMode::On,
+        _ => CacheMode::Off,
+    }
+}
+
+/// The order of the series for request `i` of a pass: rotated each request so no series
+/// always goes first (the first request after a switch can pay for the other's writeback).
+fn order(series: &[Series], i: u64) -> impl Iterator<Item = Series> + '_ {
+    let k = series.len();
+    let start = (i % k as u64) as usize;
+    (0..k).map(move |j| series[(start + j) % k])
+}
+
+/// Times one request into `pass`; the request returns the bytes it moved.
+fn timed(pass: &mut Pass, f: impl FnOnce() -> Result<u64>) -> Result<()> {
+    let c0 = sys::cpu_seconds();
+    let t0 = Instant::now();
+    let bytes = f()?;
+    let dt = t0.elapsed().as_secs_f64();
+    let c1 = sys::cpu_seconds();
+    pass.ops += 1;
+    pass.bytes += bytes;
+    pass.secs += dt;
+    pass.cpu += (c1 - c0).max(0.0);
+    pass.lat.push(dt);
+    Ok(())
+}
+
+struct Bench<'a> {
+    d: Dare,
+    plan: &'a Plan,
+    data: Data,
+    store: &'a Path,
+}
+
+impl Bench<'_> {
+    fn put(&self, s: Series, key: &str, data: &[u8]) -> Result<u64> {
+        let bucket = s.bucket();
+        let provider = self
+            .d
+            .write_provider(bucket, None, cache_mode(s, self.plan))?;
+        let mut r = data;
+        self.d
+            .objects
+            .put(bucket, key, &mut r, provider.as_deref(), &[])
+            .with_context(|| format!("PUT {bucket}/{key}"))?;
+        Ok(data.len() as u64)
+    }
+
+    /// GETs `key` whole (`range` None) or a range of it; returns the bytes delivered.
+    fn get(&self, s: Series, key: &str, range: Option<(u64, u64)>) -> Result<u64> {
+        let bucket = s.bucket();
+        let provider = self
+            .d
+            .read_provider(bucket, None, cache_mode(s, self.plan))?;
+        let obj = self
+            .d
+            .objects
+            .open_object(bucket, key, Some(&provider))
+            .with_context(|| format!("GET {bucket}/{key}"))?;
+        let batch = self.d.objects.config().batch_bytes;
+        let mut n = 0u64;
+        let mut sink = |b: &[u8]| {
+            n += b.len() as u64;
+            std::hint::black_box(b);
+            Ok(())
+        };
+        let want = match range {
+            None => {
+                obj.read_all(batch, &mut sink)
+                    .with_context(|| format!("GET {bucket}/{key}"))?;
+                obj.size()
+            }
+            Some((off, len)) => {
+                obj.read_range(off, len, batch, &mut sink)
+                    .with_context(|| format!("range GET {bucket}/{key}"))?;
+                len
+            }
+        };
+        if n != want {
+            bail!("GET {bucket}/{key}: {n} bytes delivered, {want} expected");
+        }
+        Ok(n)
+    }
+
+    fn bucket_dir(&self, s: Series) -> std::path::PathBuf {
+        self.store.join("buckets").join(s.bucket())
+    }
+
+    /// Syncs and drops every object file of these series from the page cache.
+    fn drop_caches(&self, series: &[Series]) -> Result<()> {
+        for &s in series {
+            let dir = self.bucket_dir(s);
+            for e in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+                let p = e?.path();
+                sys::drop_from_page_cache(&p)
+                    .with_context(|| format!("dropping {} from the page cache", p.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object of these series (not timed, not synced one by one), then syncs
+    /// the file system so the next pass does not pay for it.
+    fn clear(&mut self, series: &[Series]) -> Result<()> {
+        let cfg = *self.d.objects.config();
+        self.d
+            .objects
+            .set_config(dare_engine::StoreConfig { sync: false, ..cfg });
+        let result = (|| -> Result<()> {
+            for &s in series {
+                for (key, _, _) in self.d.objects.list(s.bucket())? {
+                    self.d.objects.delete(s.bucket(), &key)?;
+                }
+            }
+            Ok(())
+        })();
+        self.d.objects.set_config(cfg);
+        result?;
+        sys::sync_file_system(self.store).context("syncfs")?;
+        Ok(())
+    }
+
+    /// Reads objects back and looks at the stored files (not timed).
+    fn check(&self, sp: &SizePlan, series: &[Series], checks: &mut Checks) -> Result<()> {
+        let probe = (sp.size as usize).min(32);
+        for i in [0, sp.objects - 1] {
+            let key = key_of(i);
+            let want = self.data.object(sp.size, i);
+            for &s in series {
+                let mut got = Vec::with_capacity(want.len());
+                let provider = self.d.read_provider(s.bucket(), None, CacheMode::On)?;
+                let obj = self
+                    .d
+                    .objects
+                    .open_object(s.bucket(), &key, Some(&provider))?;
+                obj.read_all(self.d.objects.config().batch_bytes, &mut |b| {
+                    got.extend_from_slice(b);
+                    Ok(())
+                })?;
+                if got != want {
+                    bail!(
+                        "{}/{key} read back differs from what was written",
+                        s.bucket()
+                    );
+                }
+                let raw = fs::read(self.bucket_dir(s).join(&key))?;
+                let holds = raw.windows(probe).any(|w| w == &want[..probe]);
+                match s {
+                    Series::Plain => checks.plain_files_hold_plaintext |= holds,
+                    _ => checks.enc_files_hold_plaintext |= holds,
+                }
+                if s != Series::Plain && holds {
+                    bail!(
+                        "{}/{key}: the encrypted bucket's file holds the plaintext",
+                        s.bucket()
+                    );
+                }
+            }
+        }
+        checks.round_trip = true;
+        Ok(())
+    }
+
+    fn size(
+        &mut self,
+        sp: &SizePlan,
+        checks: &mut Checks,
+        pb: &indicatif::ProgressBar,
+    ) -> Result<SizeMeasured> {
+        let mut series = vec![Series::Plain, Series::Enc];
+        if sp.cache_off {
+            series.push(Series::EncCacheOff);
+        }
+        let mut passes: BTreeMap<(Op, Series), Vec<Pass>> = BTreeMap::new();
+        let label = super::human_size(sp.size);
+
+        // Warm up: rings, thread pools, key caches and the directories. The previous size's
+        // objects go too.
+        for &s in &series {
+            self.put(s, "warmup", self.data.object(sp.size, u64::MAX / 3))?;
+            self.get(s, "warmup", None)?;
+        }
+        self.clear(&series)?;
+
+        for rep in 0..self.plan.reps {
+            // The previous repetition's objects go first; the last repetition's stay for
+            // inspection with --keep (and for the tests).
+            if rep > 0 {
+                self.clear(&series)?;
+            }
+            let mut cur: BTreeMap<(Op, Series), Pass> = BTreeMap::new();
+            pb.set_message(format!("{label}: PUT (rep {}/{})", rep + 1, self.plan.reps));
+            for i in 0..sp.objects {
+                let key = key_of(i);
+                let data = self.data.object(sp.size, i);
+                for s in order(&series, i + u64::from(rep)) {
+                    let pass = cur.entry((Op::Put, s)).or_default();
+                    timed(pass, || self.put(s, &key, data))?;
+                    pb.inc(1);
+                }
+            }
+            if !self.plan.sync {
+                sys::sync_file_system(self.store).context("syncfs")?;
+            }
+            if rep == 0 {
+                self.check(sp, &series, checks)?;
+            }
+
+            pb.set_message(format!("{label}: GET (rep {}/{})", rep + 1, self.plan.reps));
+            if self.plan.sync {
+                self.drop_caches(&series)?;
+            }
+            for i in 0..sp.objects {
+                let key = key_of(i);
+                for s in order(&series, i + u64::from(rep)) {
+                    let pass = cur.entry((Op::Get, s)).or_default();
+                    timed(pass, || self.get(s, &key, None))?;
+                    pb.inc(1);
+                }
+            }
+
+            pb.set_message(format!(
+                "{label}: range GET (rep {}/{})",
+                rep + 1,
+                self.plan.reps
+            ));
+            if self.plan.sync {
+                self.drop_caches(&series)?;
+            }
+            let mut rng = Rng::new(self.plan.seed, sp.size ^ (u64::from(rep) << 48));
+            for j in 0..sp.ranges {
+                let i = rng.upto(sp.objects - 1);
+                let len = (RANGE_MIN + rng.upto(RANGE_MAX - RANGE_MIN)).min(sp.size);
+                let off = rng.upto(sp.size - len);
+                let key = key_of(i);
+                for s in order(&series, j + u64::from(rep)) {
+                    let pass = cur.entry((Op::Range, s)).or_default();
+                    timed(pass, || self.get(s, &key, Some((off, len))))?;
+                    pb.inc(1);
+                }
+            }
+            for (k, p) in cur {
+                passes.entry(k).or_default().push(p);
+            }
+        }
+        Ok(SizeMeasured {
+            plan: *sp,
+            series,
+            passes,
+        })
+    }
+}
+
+/// Creates the store at `store`, runs every size, and returns the passes.
+pub fn run(
+    plan: &Plan,
+    tuning: &Tuning,
+    store: &Path,
+    pb: &indicatif::ProgressBar,
+) -> Result<Measured> {
+    let mut d = Dare::init(store, CHUNK_SIZE, None, tuning)
+        .with_context(|| format!("creating a benchmark store in {}", store.display()))?;
+    d.keys.create_namespace("bench-plain", false)?;
+    d.create_bucket(Series::Plain.bucket(), "bench-plain", Some(false))?;
+    d.create_bucket(Series::Enc.bucket(), "default", Some(true))?;
+    d.create_bucket(Series::EncCacheOff.bucket(), "default", Some(true))?;
+    let mut cfg = *d.objects.config();
+    cfg.sync = plan.sync;
+    if let Some(b) = plan.batch_bytes {
+        cfg.batch_bytes = b;
+    }
+    d.objects.set_config(cfg);
+
+    let max = plan.sizes.iter().map(|s| s.size).max().unwrap_or(4096);
+    let mut b = Bench {
+        d,
+        plan,
+        data: Data::new(max, plan.seed)?,
+        store,
+    };
+    let mut checks = Checks::default();
+    let mut sizes = Vec::new();
+    for sp in &plan.sizes {
+        sizes.push(b.size(sp, &mut checks, pb)?);
+    }
+    let cfg = *b.d.objects.config();
+    Ok(Measured {
+        sizes,
+        backend: cfg.backend.name().to_owned(),
+        io: cfg.io.name().to_owned(),
+        batch_bytes: cfg.batch_bytes,
+        fs_type: sys::fs_type(store),
+        checks,
+    })
+}
