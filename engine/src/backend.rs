@@ -246,7 +246,8 @@ impl fmt::Debug for AeadKey {
 pub(crate) struct AuthFailed;
 
 impl AeadKey {
-    /// The key schedule of `key` on `backend`. Detection happened once ([`tokens`]); a backend this CPU lacks falls back to the portable one, which produces the
+    /// The key schedule of `key` on `backend`. Detection happened once ([`tokens`]); a
+    /// backend this CPU lacks falls back to the portable one, which produces the
     /// same bytes — callers choose backends through [`AeadBackend::forced`], which refuses.
     pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> AeadKey {
         #[cfg(target_arch = "x86_64")]

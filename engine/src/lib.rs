@@ -402,14 +402,14 @@ pub mod fuzzing {
             match &r {
                 Ok((pt, meta)) => {
                     assert_canonical(&object, pt, meta, &provider);
-                    if let Some(f) = fixed {
-                        if !claims_plaintext(&object) {
-                            assert!(object == f.bytes, "{backend}: accepted an edited object");
-                            assert!(
-                                *pt == f.plaintext && *meta == f.meta,
-                                "{backend}: wrong plaintext"
-                            );
-                        }
+                    if let Some(f) = fixed
+                        && !claims_plaintext(&object)
+                    {
+                        assert!(object == f.bytes, "{backend}: accepted an edited object");
+                        assert!(
+                            *pt == f.plaintext && *meta == f.meta,
+                            "{backend}: wrong plaintext"
+                        );
                     }
                 }
                 Err(e) => {
@@ -559,13 +559,13 @@ pub mod fuzzing {
             }
             Err(_) => {}
         }
-        if let Ok(m) = format::decode_meta(meta_bytes) {
-            if meta_bytes.len() <= format::MAX_META_LEN {
-                assert!(
-                    format::encode_meta(&m).ok().as_deref() == Some(meta_bytes),
-                    "metadata does not round-trip"
-                );
-            }
+        if let Ok(m) = format::decode_meta(meta_bytes)
+            && meta_bytes.len() <= format::MAX_META_LEN
+        {
+            assert!(
+                format::encode_meta(&m).ok().as_deref() == Some(meta_bytes),
+                "metadata does not round-trip"
+            );
         }
         let mut r = Input(data);
         let shift = MIN_CHUNK_SHIFT + r.u8().unwrap_or(0) % 11;

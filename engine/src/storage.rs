@@ -11,12 +11,21 @@ use std::sync::OnceLock;
 
 mod std_io;
 #[cfg(target_os = "linux")]
-mod uring;
+pub(crate) mod uring;
+
+#[cfg(target_os = "linux")]
+pub(crate) use uring::with_queue;
 
 /// Reads at positions. `Sync` so a reader thread can prefetch the next batch.
 pub trait ReadAt: Sync {
     /// Fills `buf` from offset `off`; an early end of file is `UnexpectedEof`.
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
+
+    /// The file behind this source, when it is read with io_uring: the pipelines then keep
+    /// several batches in flight on one ring instead of using a reader thread.
+    fn uring_file(&self) -> Option<&File> {
+        None
+    }
 }
 
 impl ReadAt for [u8] {
@@ -158,5 +167,9 @@ impl ReadAt for IoFile {
             IoMode::Uring => uring::read_exact_at(&self.file, buf, off),
             _ => std_io::read_exact_at(&self.file, buf, off),
         }
+    }
+
+    fn uring_file(&self) -> Option<&File> {
+        (self.mode == IoMode::Uring).then_some(&self.file)
     }
 }

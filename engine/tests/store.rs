@@ -248,3 +248,41 @@ fn put_many_small_objects_in_parallel() {
         Some(Err(StoreError::NoSuchObject { .. }))
     ));
 }
+
+fn tampered_chunk_on_disk(io: IoMode) {
+    let Some((_d, s)) = store(io) else { return };
+    let keys = RootKeys::random();
+    let data = pattern(40 * 4096, 8);
+    s.put("b", "t", &mut data.as_slice(), Some(&keys), &[])
+        .unwrap();
+    let path = s.root().join("buckets/b/t");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let body = bytes.len() - (data.len() + 40 * 16);
+    bytes[body + 23 * (4096 + 16) + 7] ^= 4; // chunk 23, several slots into the object
+    std::fs::write(&path, &bytes).unwrap();
+    let o = s.open_object("b", "t", Some(&keys)).unwrap();
+    let mut got = Vec::new();
+    let r = o.read_all(s.config().batch_bytes, &mut |p| {
+        got.extend_from_slice(p);
+        Ok(())
+    });
+    assert!(
+        matches!(r, Err(OpenError::ChunkAuth { index: 23 })),
+        "{io:?}: {r:?}"
+    );
+    assert_eq!(got, &data[..got.len()], "only verified plaintext released");
+    assert!(
+        got.len() <= 23 * 4096,
+        "{io:?}: bytes of the bad chunk were released"
+    );
+}
+
+#[test]
+fn tampered_chunk_on_disk_uring() {
+    tampered_chunk_on_disk(IoMode::Uring)
+}
+
+#[test]
+fn tampered_chunk_on_disk_std() {
+    tampered_chunk_on_disk(IoMode::Std)
+}

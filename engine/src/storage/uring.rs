@@ -210,3 +210,241 @@ pub(super) fn write_all_at(
     let r = with_ring(|ring| unsafe { transfer(ring, file, Dir::Write(ptr), len, off) });
     (r, buf)
 }
+
+/// Several batch transfers in flight at once on one ring, for the pipelines: while the
+/// caller decrypts batch k, batches k+1 .. k+n are being read; while it seals batch k+1,
+/// batch k is being written. Each slot *owns* its buffer from [`UringQueue::start`] until
+/// [`UringQueue::wait`] hands it back, so the kernel never sees freed or borrowed memory;
+/// dropping the queue (or [`UringQueue::drain`]) reaps every request first.
+pub(crate) struct UringQueue {
+    ring: IoUring,
+    slots: Vec<Slot>,
+    /// In-flight requests by `user_data`: (slot, piece).
+    inflight: Vec<Option<(usize, Piece)>>,
+    /// Slots with pieces not yet submitted, oldest first.
+    order: std::collections::VecDeque<usize>,
+}
+
+#[derive(Default)]
+struct Slot {
+    buf: Option<Vec<u8>>,
+    fd: i32,
+    write: bool,
+    todo: Vec<Piece>,
+    outstanding: usize,
+    err: Option<io::Error>,
+}
+
+impl UringQueue {
+    /// A queue with `slots` transfer slots.
+    pub(crate) fn new(slots: usize) -> io::Result<UringQueue> {
+        Ok(UringQueue {
+            ring: IoUring::new(DEPTH as u32 * 2)?,
+            slots: (0..slots).map(|_| Slot::default()).collect(),
+            inflight: (0..DEPTH).map(|_| None).collect(),
+            order: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// Starts transferring `buf[range]` to (`write`) or from the file at `off`, in `slot`
+    /// (which must be idle). The queue owns `buf` until `wait(slot)`.
+    pub(crate) fn start(
+        &mut self,
+        slot: usize,
+        file: &File,
+        write: bool,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+        off: u64,
+    ) {
+        let s = &mut self.slots[slot];
+        debug_assert!(s.buf.is_none() && s.outstanding == 0 && s.todo.is_empty());
+        let total = range.end.saturating_sub(range.start);
+        s.todo = (0..total.div_ceil(PIECE))
+            .map(|i| {
+                let pos = range.start + i * PIECE;
+                Piece {
+                    pos,
+                    len: PIECE.min(range.end - pos),
+                    off: off + (i * PIECE) as u64,
+                }
+            })
+            .rev()
+            .collect();
+        s.fd = file.as_raw_fd();
+        s.write = write;
+        s.err = None;
+        s.buf = Some(buf);
+        self.order.push_back(slot);
+        self.pump();
+    }
+
+    /// Submits queued pieces into free request entries, oldest slot first, without waiting.
+    fn pump(&mut self) {
+        let mut pushed = false;
+        while let Some(&slot) = self.order.front() {
+            let Some(entry) = self.inflight.iter().position(Option::is_none) else {
+                break;
+            };
+            let s = &mut self.slots[slot];
+            let Some(p) = s.todo.pop() else {
+                self.order.pop_front();
+                continue;
+            };
+            let Some(buf) = s.buf.as_mut() else {
+                s.todo.clear();
+                continue;
+            };
+            // PIECE fits a u32. `wrapping_add` computes the address only; `p.pos + p.len` is
+            // inside `buf`, which this slot owns until every request on it completed.
+            let len = p.len.min(PIECE) as u32;
+            let fd = types::Fd(s.fd);
+            let sqe = if s.write {
+                opcode::Write::new(fd, buf.as_ptr().wrapping_add(p.pos), len)
+                    .offset(p.off)
+                    .build()
+            } else {
+                opcode::Read::new(fd, buf.as_mut_ptr().wrapping_add(p.pos), len)
+                    .offset(p.off)
+                    .build()
+            }
+            .user_data(entry as u64);
+            // SAFETY:
+            // - the entry points into `buf`, a heap buffer owned by this slot; it is neither
+            //   moved out, resized nor dropped before the slot's `outstanding` count is back to
+            //   zero (`wait`, `drain` and `Drop` all reap first);
+            // - pieces of one slot never overlap, and no two slots share a buffer;
+            // - the file descriptor stays open: callers hold the `File` for the queue's use.
+            if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+                s.todo.push(p);
+                break;
+            }
+            s.outstanding += 1;
+            self.inflight[entry] = Some((slot, p));
+            pushed = true;
+        }
+        if pushed {
+            // Errors surface when reaping; a failed submit leaves entries queued for the next one.
+            let _ = self.ring.submit();
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.inflight.iter().filter(|e| e.is_some()).count()
+    }
+
+    /// Waits for at least one completion and records every completion available.
+    fn reap(&mut self) {
+        if let Err(e) = self.ring.submit_and_wait(1)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            // The ring itself failed with requests in flight: there is no way to prove the
+            // kernel is done with their buffers, so the buffers must never be reused.
+            std::process::abort();
+        }
+        let done: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (entry, res) in done {
+            let Some((slot, p)) = self.inflight.get_mut(entry as usize).and_then(Option::take)
+            else {
+                continue;
+            };
+            let s = &mut self.slots[slot];
+            s.outstanding -= 1;
+            match res {
+                r if r < 0 => {
+                    s.err.get_or_insert(io::Error::from_raw_os_error(-r));
+                    s.todo.clear();
+                }
+                0 if p.len > 0 => {
+                    s.err.get_or_insert(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "unexpected end of file",
+                    ));
+                    s.todo.clear();
+                }
+                r => {
+                    let n = r as usize;
+                    if n < p.len && s.err.is_none() {
+                        s.todo.push(Piece {
+                            pos: p.pos + n,
+                            len: p.len - n,
+                            off: p.off + n as u64,
+                        });
+                        if !self.order.contains(&slot) {
+                            self.order.push_back(slot);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until `slot`'s transfer completed and returns its result and buffer.
+    pub(crate) fn wait(&mut self, slot: usize) -> (io::Result<()>, Vec<u8>) {
+        loop {
+            self.pump();
+            let s = &self.slots[slot];
+            if s.outstanding == 0 && (s.todo.is_empty() || s.err.is_some()) {
+                break;
+            }
+            self.reap();
+        }
+        let s = &mut self.slots[slot];
+        s.todo.clear();
+        self.order.retain(|&o| o != slot);
+        let buf = s.buf.take().unwrap_or_default();
+        match s.err.take() {
+            Some(e) => (Err(e), buf),
+            None => (Ok(()), buf),
+        }
+    }
+
+    /// Waits for every request in flight and forgets all transfers (their buffers are dropped).
+    pub(crate) fn drain(&mut self) {
+        for s in &mut self.slots {
+            s.todo.clear();
+        }
+        self.order.clear();
+        while self.outstanding() > 0 {
+            self.reap();
+        }
+        for s in &mut self.slots {
+            *s = Slot::default();
+        }
+    }
+}
+
+impl Drop for UringQueue {
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+thread_local! {
+    static QUEUE: RefCell<Option<UringQueue>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's idle queue of `slots` slots (created on first use, reused
+/// afterwards). The queue is drained before it is put back, whatever `f` did.
+pub(crate) fn with_queue<T>(slots: usize, f: impl FnOnce(&mut UringQueue) -> T) -> io::Result<T> {
+    let cached = QUEUE.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()));
+    let mut q = match cached {
+        Some(mut q) => {
+            q.slots.resize_with(slots, Slot::default);
+            q
+        }
+        None => UringQueue::new(slots)?,
+    };
+    let out = f(&mut q);
+    q.drain();
+    QUEUE.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            *c = Some(q);
+        }
+    });
+    Ok(out)
+}
