@@ -188,7 +188,7 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
 pub fn human_size(n: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (m, u) in UNITS {
-        if n >= m && n % m == 0 {
+        if n >= m && n.checked_rem(m) == Some(0) {
             return format!("{} {u}", n / m);
         }
     }

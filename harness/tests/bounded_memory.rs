@@ -26,7 +26,12 @@ fn one_gib_object_streams_in_bounded_memory() {
     let store = dir.path().join("s");
     let dare = env!("CARGO_BIN_EXE_dare");
     let run = |args: &[&str]| {
-        let o = Command::new(dare).arg("--store").arg(&store).args(args).output().unwrap();
+        let o = Command::new(dare)
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     run(&["init"]);
@@ -53,7 +58,13 @@ fn one_gib_object_streams_in_bounded_memory() {
     drop(stdin);
     assert!(put.wait().unwrap().success());
 
-    let mut get = Command::new(dare).arg("--store").arg(&store).args(["get", "b/big"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut get = Command::new(dare)
+        .arg("--store")
+        .arg(&store)
+        .args(["get", "b/big"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut out = get.stdout.take().unwrap();
     let mut pos = 0u64;
     loop {
@@ -71,5 +82,8 @@ fn one_gib_object_streams_in_bounded_memory() {
 
     let peak_mib = peak_child_rss_kib() / 1024;
     eprintln!("peak RSS of dare put/get for a 1 GiB object: {peak_mib} MiB");
-    assert!(peak_mib < 96, "dare held {peak_mib} MiB for a 1 GiB object: memory is not bounded by the batch size");
+    assert!(
+        peak_mib < 96,
+        "dare held {peak_mib} MiB for a 1 GiB object: memory is not bounded by the batch size"
+    );
 }

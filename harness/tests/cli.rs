@@ -26,7 +26,11 @@ impl Store {
     }
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dare"));
-        c.arg("--store").arg(&self.path).args(args).env_remove("DARE_STORE").env_remove("DARE_AEAD_BACKEND");
+        c.arg("--store")
+            .arg(&self.path)
+            .args(args)
+            .env_remove("DARE_STORE")
+            .env_remove("DARE_AEAD_BACKEND");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -34,7 +38,11 @@ impl Store {
     }
     fn ok(&self, args: &[&str]) -> Vec<u8> {
         let o = self.run(args);
-        assert!(o.status.success(), "dare {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "dare {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         o.stdout
     }
     /// Runs a command that must fail; returns (exit code, stderr).
@@ -42,7 +50,11 @@ impl Store {
         let o = self.run(args);
         assert!(!o.status.success(), "dare {args:?} unexpectedly succeeded");
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(err.trim_end().lines().count(), 1, "error should be one line: {err:?}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "error should be one line: {err:?}"
+        );
         assert!(!err.contains("panicked"), "{err}");
         (o.status.code().unwrap_or(-1), err)
     }
@@ -74,18 +86,34 @@ fn big_object_roundtrip_and_ranges() {
     s.ok(&["bucket", "create", "b"]);
     let data = pattern(24 << 20, 1);
     let input = write(&s.tmp("in"), &data);
-    s.ok(&["put", "b/big", &input, "--meta", "owner=ops", "--meta", "class=gold"]);
+    s.ok(&[
+        "put",
+        "b/big",
+        &input,
+        "--meta",
+        "owner=ops",
+        "--meta",
+        "class=gold",
+    ]);
     let out = s.tmp("out");
     s.ok(&["get", "b/big", "-o", out.to_str().unwrap()]);
     assert!(fs::read(&out).unwrap() == data);
     let c = 65536usize;
-    for (a, b) in [(0, 0), (c - 1, c), (c, 2 * c - 1), (c - 5, 3 * c + 5), (100, 200), (data.len() - 1, data.len() - 1)] {
+    for (a, b) in [
+        (0, 0),
+        (c - 1, c),
+        (c, 2 * c - 1),
+        (c - 5, 3 * c + 5),
+        (100, 200),
+        (data.len() - 1, data.len() - 1),
+    ] {
         let got = s.ok(&["get", "b/big", "--range", &format!("{a}-{b}")]);
         assert!(got == data[a..=b], "range {a}-{b}");
     }
     let suffix = s.ok(&["get", "b/big", "--range", "-10"]);
     assert_eq!(suffix, &data[data.len() - 10..]);
-    let head: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "b/big", "--json"])).unwrap();
+    let head: serde_json::Value =
+        serde_json::from_slice(&s.ok(&["head", "b/big", "--json"])).unwrap();
     assert_eq!(head["size"], data.len() as u64);
     assert_eq!(head["chunk_size"], 65536);
     assert_eq!(head["encrypted"], true);
@@ -104,7 +132,10 @@ fn any_flipped_byte_fails_get_and_leaves_no_output() {
     s.ok(&["put", "b/o", &write(&s.tmp("in"), &data)]);
     let file = s.object_file("b", "o");
     let orig = fs::read(&file).unwrap();
-    let positions: Vec<usize> = (0..orig.len()).step_by(97).chain([0, 4, 24, 60, 100, orig.len() - 1]).collect();
+    let positions: Vec<usize> = (0..orig.len())
+        .step_by(97)
+        .chain([0, 4, 24, 60, 100, orig.len() - 1])
+        .collect();
     for &i in &positions {
         let mut t = orig.clone();
         t[i] ^= 0x20;
@@ -113,7 +144,16 @@ fn any_flipped_byte_fails_get_and_leaves_no_output() {
         let (code, err) = s.fails(&["get", "b/o", "-o", out.to_str().unwrap()]);
         assert!(code == 4 || code == 1, "byte {i}: exit {code}: {err}");
         assert!(!out.exists(), "byte {i}: output file left behind");
-        let leftovers = fs::read_dir(s.tmp("")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial")).count();
+        let leftovers = fs::read_dir(s.tmp(""))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("partial")
+            })
+            .count();
         assert_eq!(leftovers, 0, "partial output left behind");
     }
     fs::write(&file, &orig).unwrap();
@@ -155,7 +195,10 @@ fn bad_input_gives_clear_errors() {
     let (_, err) = s.fails(&["get", "b/k"]);
     assert!(err.contains("version 9"), "{err}");
     s.fails(&["--backend", "nonsense", "cpu"]);
-    let o = Command::new(env!("CARGO_BIN_EXE_dare")).args(["--store", "/nonexistent/dare", "ls"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_dare"))
+        .args(["--store", "/nonexistent/dare", "ls"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("dare init"));
 }
@@ -165,7 +208,15 @@ fn encryption_off_buckets_store_plaintext_and_say_so() {
     let s = Store::new(4096);
     s.ok(&["ns", "create", "open", "--encryption", "off"]);
     s.ok(&["bucket", "create", "pub", "--namespace", "open"]);
-    s.ok(&["bucket", "create", "sec", "--namespace", "open", "--encryption", "on"]);
+    s.ok(&[
+        "bucket",
+        "create",
+        "sec",
+        "--namespace",
+        "open",
+        "--encryption",
+        "on",
+    ]);
     s.ok(&["bucket", "create", "enc"]);
     let data = b"plain text that is not secret".repeat(50);
     let f = write(&s.tmp("in"), &data);
@@ -177,15 +228,33 @@ fn encryption_off_buckets_store_plaintext_and_say_so() {
     assert!(stored.windows(data.len()).any(|w| w == &data[..]));
     for b in ["sec", "enc"] {
         let stored = fs::read(s.object_file(b, "x")).unwrap();
-        assert!(!stored.windows(20).any(|w| w == &data[..20]), "{b} stored plaintext");
+        assert!(
+            !stored.windows(20).any(|w| w == &data[..20]),
+            "{b} stored plaintext"
+        );
     }
     let h: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "pub/x", "--json"])).unwrap();
     assert_eq!(h["encrypted"], false);
     let h: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "sec/x", "--json"])).unwrap();
     assert_eq!(h["encrypted"], true);
-    let list: serde_json::Value = serde_json::from_slice(&s.ok(&["bucket", "ls", "--json"])).unwrap();
-    let enc: Vec<(String, bool)> = list.as_array().unwrap().iter().map(|b| (b["name"].as_str().unwrap().to_owned(), b["encryption"].as_bool().unwrap())).collect();
-    assert!(enc.contains(&("pub".into(), false)) && enc.contains(&("sec".into(), true)) && enc.contains(&("enc".into(), true)));
+    let list: serde_json::Value =
+        serde_json::from_slice(&s.ok(&["bucket", "ls", "--json"])).unwrap();
+    let enc: Vec<(String, bool)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_owned(),
+                b["encryption"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        enc.contains(&("pub".into(), false))
+            && enc.contains(&("sec".into(), true))
+            && enc.contains(&("enc".into(), true))
+    );
 }
 
 #[test]
@@ -196,7 +265,15 @@ fn sse_c_right_wrong_and_missing_key() {
     let kf = write(&s.tmp("key"), &key);
     let wrong = write(&s.tmp("wrong"), &[0x11u8; 32]);
     let data = pattern(10_000, 3);
-    s.ok(&["put", "b/c", &write(&s.tmp("in"), &data), "--sse-c-key-file", &kf, "--meta", "m=1"]);
+    s.ok(&[
+        "put",
+        "b/c",
+        &write(&s.tmp("in"), &data),
+        "--sse-c-key-file",
+        &kf,
+        "--meta",
+        "m=1",
+    ]);
     assert_eq!(s.ok(&["get", "b/c", "--sse-c-key-file", &kf]), data);
     let (_, missing) = s.fails(&["get", "b/c"]);
     let (_, bad) = s.fails(&["get", "b/c", "--sse-c-key-file", &wrong]);
@@ -207,7 +284,11 @@ fn sse_c_right_wrong_and_missing_key() {
     // The customer key appears nowhere in the store.
     for entry in walk(&s.path) {
         let bytes = fs::read(&entry).unwrap();
-        assert!(!bytes.windows(32).any(|w| w == key), "customer key found in {}", entry.display());
+        assert!(
+            !bytes.windows(32).any(|w| w == key),
+            "customer key found in {}",
+            entry.display()
+        );
     }
 }
 
@@ -241,10 +322,14 @@ fn objects_survive_three_rotations() {
     for (k, d) in &written {
         assert_eq!(&s.ok(&["get", k]), d, "{k}");
     }
-    let st: serde_json::Value = serde_json::from_slice(&s.ok(&["keys", "rotation", "status", "--json"])).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&s.ok(&["keys", "rotation", "status", "--json"])).unwrap();
     let hist = st["history"].as_array().unwrap();
     assert_eq!(hist.len(), 3);
-    assert!(hist.iter().all(|t| t["state"] == "completed" && t["ended"].is_u64() && t["started"].is_u64()));
+    assert!(
+        hist.iter()
+            .all(|t| t["state"] == "completed" && t["ended"].is_u64() && t["started"].is_u64())
+    );
     // Objects record the rotation key version they were wrapped under.
     let h0: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "b/o0", "--json"])).unwrap();
     let h3: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "b/o3", "--json"])).unwrap();
@@ -275,13 +360,20 @@ fn rotation_killed_after_every_step_resumes() {
         s.ok(&["bucket", "create", "b"]);
         let data = pattern(7000, step);
         s.ok(&["put", "b/before", &write(&s.tmp("in"), &data)]);
-        let o = s.run_env(&["keys", "rotate", "--wait"], &[("DARE_CRASH_AFTER_STEP", &step.to_string())]);
-        assert!(!o.status.success(), "step {step}: the crash hook did not fire");
+        let o = s.run_env(
+            &["keys", "rotate", "--wait"],
+            &[("DARE_CRASH_AFTER_STEP", &step.to_string())],
+        );
+        assert!(
+            !o.status.success(),
+            "step {step}: the crash hook did not fire"
+        );
         // Any command works on the interrupted store; reads and writes go on.
         assert_eq!(s.ok(&["get", "b/before"]), data, "step {step}");
         s.ok(&["put", "b/during", &write(&s.tmp("in2"), &data)]);
         s.ok(&["keys", "rotation", "resume"]);
-        let st: serde_json::Value = serde_json::from_slice(&s.ok(&["keys", "rotation", "status", "--json"])).unwrap();
+        let st: serde_json::Value =
+            serde_json::from_slice(&s.ok(&["keys", "rotation", "status", "--json"])).unwrap();
         assert_eq!(st["task"]["state"], "completed", "step {step}");
         for k in ["b/before", "b/during"] {
             assert_eq!(s.ok(&["get", k]), data, "step {step} {k}");
@@ -314,8 +406,16 @@ fn rotation_sigkilled_at_random_moments_completes_or_resumes() {
         s.ok(&["keys", "rotation", "resume"]);
         s.ok(&["put", &format!("b/r{round}"), &write(&s.tmp("in"), &data)]);
     }
-    let st: serde_json::Value = serde_json::from_slice(&s.ok(&["keys", "rotation", "status", "--json"])).unwrap();
-    assert!(st["history"].as_array().unwrap().iter().all(|t| t["state"] == "completed"), "{st}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&s.ok(&["keys", "rotation", "status", "--json"])).unwrap();
+    assert!(
+        st["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "completed"),
+        "{st}"
+    );
     for round in 0..12 {
         assert_eq!(s.ok(&["get", &format!("b/r{round}")]), data);
     }

@@ -10,6 +10,9 @@ use super::human_size;
 use super::report::{Report, SeriesStats};
 use super::workload::{Op, Series};
 
+/// A series to draw: legend name, colour, (size, value) points.
+type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+
 const PUT_PLAIN: RGBColor = RGBColor(0x1f, 0x4e, 0x99);
 const PUT_ENC: RGBColor = RGBColor(0x6f, 0xa8, 0xf0);
 const GET_PLAIN: RGBColor = RGBColor(0xb0, 0x2a, 0x1a);
@@ -61,7 +64,7 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
     let xfmt = |x: &f64| human_size(x.round() as u64);
 
     // Throughput.
-    let tput: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = vec![
+    let tput: Vec<Line> = vec![
         (
             "PUT plaintext",
             PUT_PLAIN,
@@ -126,7 +129,7 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
             st.overhead_pct.map(|o| o.median)
         })
     };
-    let mut over: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = vec![
+    let mut over: Vec<Line> = vec![
         (
             "PUT encrypted vs plaintext",
             PUT_ENC,
@@ -160,6 +163,8 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
         .fold((-5.0f64, 10.0f64), |(lo, hi), y| {
             (lo.min(y - 1.0), hi.max(y + 1.0))
         });
+    // Headroom above the data for the legend.
+    let ohi = ohi + (ohi - olo) * 0.5;
     let mut chart = ChartBuilder::on(&right)
         .caption(
             "overhead % = (1 − encrypted/plaintext) × 100",
