@@ -18,15 +18,25 @@ use crate::error::{OpenError, SealError};
 use crate::seal::{ObjectOpener, ObjectSealer, fill_batch};
 use crate::storage::{IoFile, ReadAt};
 
+/// Below this many bytes a batch is sealed or opened on the calling thread: at 15–20 GB/s a
+/// core gets through 1 MiB in about 50 µs, about what it costs to wake pool threads, hand
+/// them the work and wait for them (measured: handing 512 KiB batches to the pool added
+/// ~150 µs and 15 context switches to a 1 MiB GET).
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
+
 /// Calls `f(i, chunk_i)` for each `stride`-sized chunk of `buf` (the last may be shorter),
-/// in parallel on the rayon pool when there is more than one chunk. Stops at the first error.
+/// in parallel on the rayon pool when the batch is large enough to pay for it. Stops at the
+/// first error.
 pub(crate) fn for_each_chunk<E, F>(buf: &mut [u8], stride: usize, f: F) -> Result<(), E>
 where
     E: Send,
     F: Fn(usize, &mut [u8]) -> Result<(), E> + Sync + Send,
 {
-    if buf.len() <= stride {
-        return f(0, buf);
+    if buf.len() < PARALLEL_MIN_BYTES {
+        return buf
+            .chunks_mut(stride)
+            .enumerate()
+            .try_for_each(|(i, c)| f(i, c));
     }
     buf.par_chunks_mut(stride)
         .enumerate()

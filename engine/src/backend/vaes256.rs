@@ -6,32 +6,58 @@
 //! * GCM-AE / GCM-AD (§7.1 / §7.2) with a 96-bit IV: `J0 = IV || 0^31 || 1`,
 //!   keystream `GCTR(inc32(J0), ·)` (§6.5), tag
 //!   `GHASH_H(A || 0^v || C || 0^u || [len(A)]_64 || [len(C)]_64) ⊕ E(K, J0)`.
-//! * GHASH (§6.4), `X_i = (X_{i-1} ⊕ B_i) · H`, is unrolled over 16 blocks
-//!   with precomputed H^1..H^16 so that the 16 products are independent and
-//!   only their sum is reduced ("aggregated reduction": one reduction per 16
+//! * GHASH (§6.4), `X_i = (X_{i-1} ⊕ B_i) · H`, is unrolled over 20 blocks
+//!   with precomputed H^1..H^20 so that the 20 products are independent and
+//!   only their sum is reduced ("aggregated reduction": one reduction per 20
 //!   blocks, and no serial multiply-reduce chain).
 //!
 //! # Why the design is as it is
-//! * Two blocks per ymm, eight ymm (16 blocks) per iteration: as many
-//!   independent AES chains as the AVX-512 kernel, so VAESENC latency is
-//!   hidden. With only 16 vector registers the round keys and key powers are
-//!   used as memory operands, which costs load-port bandwidth only.
-//! * *Stitching*: the AES rounds of 16 counter blocks and the GHASH of 16
-//!   ciphertext blocks run in one loop body on different execution units.
-//!   Sealing hashes the previous iteration's ciphertext (it is only known at
-//!   the end of an iteration); opening hashes its input in the same iteration.
+//! * Two blocks per ymm, ten ymm (20 blocks, 320 bytes) per iteration, one
+//!   GHASH reduction per iteration. VAESENC has 4-cycle latency and
+//!   two-per-cycle throughput (Zen 3/4/5, Alder/Raptor Lake P-cores), so
+//!   eight chains (16 blocks) are the bare minimum and leave no slack: every
+//!   AES issue delayed by a neighbouring instruction is lost. Ten chains
+//!   give 25% slack (measured +4-5% over the same loop at 16 blocks). More
+//!   is impossible without spilling: AVX2 has only ymm0..15 (ymm16..31 need
+//!   AVX-512VL, which this kernel must not require), and ten AES states +
+//!   round key + two GHASH temporaries + three accumulators is all sixteen.
+//!   The counter and GHASH state therefore live in memory between uses, as
+//!   do the byte-swap mask, counter increment, reduction constant, round keys
+//!   and key powers (memory operands; L1-resident, store-to-load forwarded).
+//! * VPCLMULQDQ competes with VAESENC (on Zen 5, measured: each ymm
+//!   VPCLMULQDQ costs roughly one VAESENC issue slot or more), so GHASH is
+//!   costed in carry-less multiplies: Karatsuba (three per ymm of two blocks
+//!   instead of four, with the `hi ^ lo` halves of the powers precomputed in
+//!   the key) plus one two-multiply reduction gives 32 per 20 blocks instead
+//!   of 42 (or 34 per 16 with schoolbook products as before).
+//! * *Stitching*: each iteration runs the 14 AES rounds of 20 counter blocks
+//!   and, interleaved with them, the GHASH of 20 ciphertext blocks. Sealing
+//!   hashes the previous iteration's ciphertext (read back from the output,
+//!   since it is only known at the end of an iteration); opening hashes its
+//!   input in the same iteration.
+//! * The bulk iteration is inline assembly (`iter20_asm!`), for the same
+//!   reason as in the AVX-512 kernel: with intrinsics LLVM clusters the GHASH
+//!   work away from the AES rounds and, with all 16 registers in use,
+//!   spills; the assembly spreads the 32 VPCLMULQDQ evenly over the 140
+//!   VAESENC. Everything else (set-up, 16-block remainder, tails, AAD) stays
+//!   in intrinsics.
 //! * Same field representation as the AVX-512 kernel (after Eric Biggers'
 //!   Linux/BoringSSL `aes-gcm-avx2`/`avx10`): byte-reflected blocks, H
-//!   preprocessed by a 1-bit shift, schoolbook carry-less products and a
-//!   two-multiply Montgomery-style reduction by `0xc2 << 56`.
+//!   preprocessed by a 1-bit shift, and a two-multiply Montgomery-style
+//!   reduction by `0xc2 << 56`. Cold paths (AAD/message tails, key powers)
+//!   keep the schoolbook product.
 //! * Counters are byte-reflected so `inc32` is one VPADDD (wraps mod 2^32 as
 //!   §6.2 requires; the §5.2.1.1 length limit means it never does).
 //! * AVX2 has no byte-masked loads/stores, so the final partial 16-block group
 //!   goes through a zero-padded stack buffer, which is wiped afterwards.
+//! * Required CPU features, exactly: `aes, pclmulqdq, avx, avx2, vaes,
+//!   vpclmulqdq`. No AVX-512 instruction (EVEX encoding, zmm, ymm16..31,
+//!   mask registers) is emitted; only VEX-encoded ymm/xmm code.
 //!
 //! All `unsafe` of this kernel is in this file.
-#![allow(unsafe_code)] // SIMD intrinsics: this file is the only place the kernel's unsafe lives
+#![allow(unsafe_code)] // SIMD intrinsics and inline assembly: this file is the only place the kernel's unsafe lives
 
+use core::arch::asm;
 use core::arch::x86_64::*;
 use core::fmt;
 
@@ -59,15 +85,24 @@ impl Vaes256Token {
     }
 }
 
+/// Blocks per bulk iteration, and so the number of GHASH key powers.
+const NPOW: usize = 20;
+/// ymm (two blocks each) per bulk iteration.
+const NV: usize = NPOW / 2;
+
 /// Expanded AES-256 key and GHASH key powers. Zeroized on drop.
 pub(crate) struct Vaes256Key {
     /// AES-256 round keys 0..=14 in AES byte order.
     rk: [u128; 15],
-    /// Byte-reflected, preprocessed `H^16, H^15, …, H^1`, then four zero
-    /// entries: a partial group of `n` blocks loads powers starting at index
-    /// `16 - n`, and its last 256-bit load may run one entry past `H^1`;
-    /// the zeros keep that load in bounds and the products zero.
-    h_pow: [u128; 20],
+    /// Byte-reflected, preprocessed `H^20, H^19, …, H^1`, then four zero
+    /// entries: a partial group of `n <= 16` blocks loads powers starting at
+    /// index `20 - n`, and its last 256-bit load may run one entry past
+    /// `H^1`; the zeros keep that load in bounds and the products zero.
+    h_pow: [u128; NPOW + 4],
+    /// Karatsuba companions of `h_pow[..20]`: entry `i` holds `hi ^ lo` of
+    /// `h_pow[i]` in both 64-bit halves, so the middle partial product of a
+    /// block and a power costs one carry-less multiply instead of two.
+    h_kar: [u128; NPOW],
     token: Vaes256Token,
 }
 
@@ -75,6 +110,7 @@ impl Drop for Vaes256Key {
     fn drop(&mut self) {
         self.rk.zeroize();
         self.h_pow.zeroize();
+        self.h_kar.zeroize();
     }
 }
 
@@ -88,12 +124,13 @@ impl Vaes256Key {
     pub(crate) fn new(token: Vaes256Token, key: &[u8; 32]) -> Self {
         let mut k = Self {
             rk: [0; 15],
-            h_pow: [0; 20],
+            h_pow: [0; NPOW + 4],
+            h_kar: [0; NPOW],
             token,
         };
         // SAFETY: `token` exists only if `detect()` found every feature that
-        // `expand_key` enables; it only writes through the two `&mut` arrays.
-        unsafe { expand_key(token, key, &mut k.rk, &mut k.h_pow) };
+        // `expand_key` enables; it only writes through the three `&mut` arrays.
+        unsafe { expand_key(token, key, &mut k.rk, &mut k.h_pow, &mut k.h_kar) };
         k
     }
 
@@ -298,28 +335,69 @@ fn reduce_sum(lo: __m256i, mi: __m256i, hi: __m256i) -> __m128i {
     _mm_xor_si128(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r))
 }
 
-/// GHASH of 16 byte-reflected blocks `g` into accumulator `x`.
+/// Unreduced GHASH partial-product sums, two lanes each.
+#[derive(Clone, Copy)]
+struct Acc {
+    lo: __m256i,
+    mi: __m256i,
+    hi: __m256i,
+}
+
+/// Karatsuba multiply-accumulate of two block/power lane pairs: `lo += a0·h0`,
+/// `hi += a1·h1`, `mi += (a0^a1)·(h0^h1)` (`hk` holds `h0^h1`). Three
+/// VPCLMULQDQ instead of four; the correction `mi ^= lo ^ hi` is linear, so
+/// it is applied once to the sums in [`kreduce`].
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 #[inline]
-fn ghash16(x: __m128i, g: &[__m256i; 8], hp: &[__m256i; 8]) -> __m128i {
+fn kmul_acc(a: __m256i, h: __m256i, hk: __m256i, acc: &mut Acc) {
+    let am = _mm256_xor_si256(a, _mm256_shuffle_epi32::<0x4e>(a));
+    acc.lo = _mm256_xor_si256(acc.lo, _mm256_clmulepi64_epi128::<0x00>(a, h));
+    acc.hi = _mm256_xor_si256(acc.hi, _mm256_clmulepi64_epi128::<0x11>(a, h));
+    acc.mi = _mm256_xor_si256(acc.mi, _mm256_clmulepi64_epi128::<0x00>(am, hk));
+}
+
+/// Karatsuba correction, then reduction and horizontal sum of the lanes.
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+#[inline]
+fn kreduce(acc: Acc) -> __m128i {
+    let mi = xor3(acc.mi, acc.lo, acc.hi);
+    reduce_sum(acc.lo, mi, acc.hi)
+}
+
+/// Key powers for the bulk loops: `hp[j]` holds `H^(20-2j), H^(19-2j)`,
+/// `hk[j]` their Karatsuba companions.
+struct Powers {
+    hp: [__m256i; NV],
+    hk: [__m256i; NV],
+}
+
+/// GHASH of `2N` byte-reflected blocks `g` into accumulator `x` (Karatsuba,
+/// powers `H^2N..H^1`, one reduction). `N <= NV`.
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+#[inline]
+fn ghash_n<const N: usize>(x: __m128i, g: &[__m256i; N], pw: &Powers) -> __m128i {
     let z = _mm256_setzero_si256();
-    let (mut lo, mut mi, mut hi) = (z, z, z);
-    mul_acc(
+    let mut acc = Acc {
+        lo: z,
+        mi: z,
+        hi: z,
+    };
+    let o = NV - N;
+    kmul_acc(
         _mm256_xor_si256(g[0], _mm256_zextsi128_si256(x)),
-        hp[0],
-        &mut lo,
-        &mut mi,
-        &mut hi,
+        pw.hp[o],
+        pw.hk[o],
+        &mut acc,
     );
-    for j in 1..8 {
-        mul_acc(g[j], hp[j], &mut lo, &mut mi, &mut hi);
+    for ((gj, h), hk) in g.iter().zip(&pw.hp[o..]).zip(&pw.hk[o..]).skip(1) {
+        kmul_acc(*gj, *h, *hk, &mut acc);
     }
-    reduce_sum(lo, mi, hi)
+    kreduce(acc)
 }
 
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 #[inline]
-fn aes_round8(b: &mut [__m256i; 8], k: __m256i) {
+fn aes_round<const N: usize>(b: &mut [__m256i; N], k: __m256i) {
     for v in b.iter_mut() {
         *v = _mm256_aesenc_epi128(*v, k);
     }
@@ -327,7 +405,7 @@ fn aes_round8(b: &mut [__m256i; 8], k: __m256i) {
 
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 #[inline]
-fn aes_last8(b: &mut [__m256i; 8], k: __m256i) {
+fn aes_last<const N: usize>(b: &mut [__m256i; N], k: __m256i) {
     for v in b.iter_mut() {
         *v = _mm256_aesenclast_epi128(*v, k);
     }
@@ -350,15 +428,30 @@ fn inc_by(n: i32) -> __m256i {
     _mm256_broadcastsi128_si256(_mm_set_epi32(0, 0, 0, n))
 }
 
-/// Eight counter ymm for blocks ctr+0..ctr+15 (lane order preserved).
+/// `N` counter ymm (`2N` blocks) starting at `*ctr`, byte-swapped into AES
+/// order and whitened with round key 0; advances `*ctr` by `2N`.
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 #[inline]
-fn counters8(ctr: __m256i) -> [__m256i; 8] {
-    let mut b = [ctr; 8];
-    for (j, v) in b.iter_mut().enumerate() {
-        *v = _mm256_add_epi32(ctr, inc_by(2 * j as i32));
+fn counters<const N: usize>(ctr: &mut __m256i, rk0: __m256i) -> [__m256i; N] {
+    let bs = bswap_mask();
+    let inc2 = inc_by(2);
+    let mut b = [_mm256_setzero_si256(); N];
+    for v in b.iter_mut() {
+        *v = _mm256_xor_si256(_mm256_shuffle_epi8(*ctr, bs), rk0);
+        *ctr = _mm256_add_epi32(*ctr, inc2);
     }
     b
+}
+
+/// Full AES-256 (after whitening) of `N` ymm, round-major so the `N` chains
+/// interleave.
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+#[inline]
+fn aes_rounds<const N: usize>(b: &mut [__m256i; N], rk: &[__m256i; 15]) {
+    for k in &rk[1..14] {
+        aes_round(b, *k);
+    }
+    aes_last(b, rk[14]);
 }
 
 /// One AES-256 key-expansion step for an even round key (RotWord+SubWord+Rcon).
@@ -420,7 +513,8 @@ unsafe fn expand_key(
     _t: Vaes256Token,
     key: &[u8; 32],
     rk: &mut [u128; 15],
-    h_pow: &mut [u128; 20],
+    h_pow: &mut [u128; NPOW + 4],
+    h_kar: &mut [u128; NPOW],
 ) {
     // SAFETY: both reads are 16 bytes inside the 32-byte `key`.
     let (k0, k1) = unsafe {
@@ -465,21 +559,39 @@ unsafe fn expand_key(
     let carry = hr >> 127;
     let h1 = (hr << 1) ^ (carry.wrapping_neg() & 0xc200_0000_0000_0000_0000_0000_0000_0001);
     let h1v = from_u128(h1);
-    h_pow[15] = h1;
+    h_pow[NPOW - 1] = h1;
     let mut cur = h1v;
-    for i in (0..15).rev() {
+    for i in (0..NPOW - 1).rev() {
         cur = gf_mul128(cur, h1v);
         h_pow[i] = to_u128(cur);
     }
-    for e in &mut h_pow[16..] {
+    for e in &mut h_pow[NPOW..] {
         *e = 0;
+    }
+    for (k, h) in h_kar.iter_mut().zip(h_pow.iter()) {
+        let m = (*h ^ (*h >> 64)) as u64 as u128;
+        *k = m | (m << 64);
     }
 }
 
-/// Per-call state shared by seal and open.
+/// Constants the assembly loop takes as memory operands (no register is
+/// left for them). `repr(C)`: `iter20_asm!` addresses the fields at byte
+/// offsets 0, 32 and 64.
+#[repr(C)]
+struct Consts {
+    /// [`bswap_mask`].
+    bs: __m256i,
+    /// [`inc_by`]`(2)`: advances both lanes' counters by two blocks.
+    inc2: __m256i,
+    /// The reduction constant `0xc2 << 56` (high qword of each lane).
+    poly: __m256i,
+}
+
+/// Per-call state shared by seal and open: broadcast round keys, key powers,
+/// first counter, E(K, J0) and GHASH of the AAD.
 struct Setup {
     rk: [__m256i; 15],
-    hp: [__m256i; 8],
+    pw: Powers,
     ctr: __m256i,
     ekj0: __m128i,
     x: __m128i,
@@ -495,10 +607,16 @@ unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8])
         rk0[i] = from_u128(key.rk[i]);
         rk[i] = _mm256_broadcastsi128_si256(rk0[i]);
     }
-    let mut hp = [_mm256_setzero_si256(); 8];
-    for (i, v) in hp.iter_mut().enumerate() {
-        // SAFETY: reads entries 2i..2i+2 <= 16 of the 20-entry array.
-        *v = unsafe { _mm256_loadu_si256(key.h_pow.as_ptr().add(2 * i).cast()) };
+    let mut pw = Powers {
+        hp: [_mm256_setzero_si256(); NV],
+        hk: [_mm256_setzero_si256(); NV],
+    };
+    for i in 0..NV {
+        // SAFETY: reads entries 2i..2i+2 <= NPOW of the NPOW+4- and NPOW-entry arrays.
+        unsafe {
+            pw.hp[i] = _mm256_loadu_si256(key.h_pow.as_ptr().add(2 * i).cast());
+            pw.hk[i] = _mm256_loadu_si256(key.h_kar.as_ptr().add(2 * i).cast());
+        }
     }
     // J0 = IV || 0^31 || 1 (§7.1 step 2).
     let mut j0b = [0u8; 16];
@@ -525,7 +643,7 @@ unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8])
         ghash_bytes(
             t,
             &key.h_pow,
-            &hp,
+            &pw,
             _mm_setzero_si128(),
             aad.as_ptr(),
             aad.len(),
@@ -533,7 +651,7 @@ unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8])
     };
     Setup {
         rk,
-        hp,
+        pw,
         ctr,
         ekj0,
         x,
@@ -547,8 +665,8 @@ unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8])
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 unsafe fn ghash_bytes(
     t: Vaes256Token,
-    h_pow: &[u128; 20],
-    hp: &[__m256i; 8],
+    h_pow: &[u128; NPOW + 4],
+    pw: &Powers,
     mut x: __m128i,
     p: *const u8,
     len: usize,
@@ -561,7 +679,7 @@ unsafe fn ghash_bytes(
             // SAFETY: i + 32j + 32 <= i + 256 <= len.
             *v = _mm256_shuffle_epi8(unsafe { _mm256_loadu_si256(p.add(i + 32 * j).cast()) }, bs);
         }
-        x = ghash16(x, &g, hp);
+        x = ghash_n(x, &g, pw);
         i += 256;
     }
     let r = len - i;
@@ -581,14 +699,14 @@ unsafe fn ghash_bytes(
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 fn ghash_padded(
     _t: Vaes256Token,
-    h_pow: &[u128; 20],
+    h_pow: &[u128; NPOW + 4],
     x: __m128i,
     buf: &[u8; 256],
     r: usize,
 ) -> __m128i {
     let bs = bswap_mask();
     let nblocks = r.div_ceil(16).clamp(1, 16);
-    let first = 16 - nblocks;
+    let first = NPOW - nblocks;
     let nvec = nblocks.div_ceil(2);
     let z = _mm256_setzero_si256();
     let (mut lo, mut mi, mut hi) = (z, z, z);
@@ -599,9 +717,9 @@ fn ghash_padded(
         if v == 0 {
             g = _mm256_xor_si256(g, _mm256_zextsi128_si256(x));
         }
-        // first + 2v + 2 <= 16 - nblocks + nblocks + 1 = 17 <= 20 entries.
+        // first + 2v + 2 <= NPOW - nblocks + nblocks + 1 = NPOW + 1 entries.
         let idx = first + 2 * v;
-        // SAFETY: idx + 2 <= 17 < 20 as argued above.
+        // SAFETY: idx + 2 <= NPOW + 1 < NPOW + 4 as argued above.
         let h = unsafe { _mm256_loadu_si256(h_pow.as_ptr().add(idx).cast()) };
         mul_acc(g, h, &mut lo, &mut mi, &mut hi);
     }
@@ -631,9 +749,15 @@ fn ctr_padded(rk: &[__m256i; 15], mut ctr: __m256i, buf: &mut [u8; 256], r: usiz
 /// Final GHASH block (lengths, §7.1 step 5) and tag = GCTR(J0, S).
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 #[inline]
-fn finish(h_pow: &[u128; 20], x: __m128i, ekj0: __m128i, aad_len: usize, len: usize) -> [u8; 16] {
+fn finish(
+    h_pow: &[u128; NPOW + 4],
+    x: __m128i,
+    ekj0: __m128i,
+    aad_len: usize,
+    len: usize,
+) -> [u8; 16] {
     let lens = _mm_set_epi64x((aad_len as u64 * 8) as i64, (len as u64 * 8) as i64);
-    let x = gf_mul128(_mm_xor_si128(x, lens), from_u128(h_pow[15]));
+    let x = gf_mul128(_mm_xor_si128(x, lens), from_u128(h_pow[NPOW - 1]));
     let s = _mm_xor_si128(_mm_shuffle_epi8(x, bswap_mask128()), ekj0);
     to_u128(s).to_le_bytes()
 }
@@ -679,6 +803,431 @@ unsafe fn tail(
     x
 }
 
+/// Counter and GHASH state of the bulk loop, kept in memory (L1, store-to-
+/// load forwarded) because the loop has no register left for them.
+/// `repr(C)`: `iter20_asm!` addresses `x` at byte offset 32.
+#[repr(C)]
+struct LoopState {
+    /// Next counter pair (byte-reflected), lanes `n, n+1`.
+    ctr: __m256i,
+    /// GHASH state in the low lane, high lane zero.
+    x: __m256i,
+}
+
+/// One 20-block (320-byte) iteration of the bulk loop, shared by seal and
+/// open: CTR-encrypts `$src[0..320]` into `$dst[0..320]` with counters
+/// `st.ctr..st.ctr+19` (advancing `st.ctr` by 20), and folds the GHASH of the
+/// 20 ciphertext blocks at `$gsrc[0..320]` into `st.x` with a single
+/// reduction (Karatsuba products against `H^20..H^1`).
+///
+/// # Why inline assembly, and why 20 blocks
+/// VAESENC has 4-cycle latency and two-per-cycle throughput, so eight
+/// independent ymm chains are the bare minimum to keep the AES units busy:
+/// with exactly eight (16 blocks), every cycle in which another instruction
+/// delays an AES issue is lost for good, and the stitched 16-block loop ran
+/// at ~80 cycles per 56 cycles of AES work. Ten chains give 25% slack. That
+/// takes the whole register file: ten AES states, the round key, two GHASH
+/// temporaries and three accumulators; the counter and the GHASH state live
+/// in memory (`$st`, a [`LoopState`]), as do round keys, key powers and the
+/// constants (`$cst`, a [`Consts`]). At that register pressure LLVM cannot
+/// be relied on to keep its hands off (with intrinsics it clustered the
+/// GHASH work away from the AES rounds and spilled), hence assembly with an
+/// explicit schedule: the 32 VPCLMULQDQ (three per ymm, Karatsuba, plus two
+/// for the reduction) are spread evenly over the 140 VAESENC. The ymm
+/// holding block 0 (which needs the previous iteration's GHASH state) is
+/// hashed last, so the loop-carried dependency through the reduction does not
+/// stall the carry-less multiplier at the start of an iteration.
+///
+/// Loads of `$gsrc` all happen before any store to `$dst`, and each store to
+/// `$dst + 32j` follows the load of `$src + 32j`, so `$src == $dst` and
+/// `$gsrc == $src` are both fine.
+///
+/// Must be expanded inside a function with the kernel's target features and
+/// an `unsafe` block whose SAFETY comment covers: `$rk` points to 15
+/// 32-byte-aligned broadcast round keys, `$hp`/`$hk` to 10 readable ymm
+/// each, `$cst` to an aligned [`Consts`], `$st` to an aligned, writable
+/// [`LoopState`], `$src`, `$gsrc` are readable and `$dst` writable for 320
+/// bytes.
+macro_rules! iter20_asm {
+    ($rk:expr, $hp:expr, $hk:expr, $cst:expr, $st:expr, $src:expr, $dst:expr, $gsrc:expr) => {
+        asm!(
+            "vmovdqa {lo}, ymmword ptr [{st}]",
+            "vpshufb {b0}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b1}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b2}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b3}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b4}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b5}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b6}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b7}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b8}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vpshufb {b9}, {lo}, ymmword ptr [{cst}]",
+            "vpaddd {lo}, {lo}, ymmword ptr [{cst} + 32]",
+            "vmovdqa ymmword ptr [{st}], {lo}",
+            "vmovdqa {k}, ymmword ptr [{rk}]",
+            "vpxor {b0}, {b0}, {k}",
+            "vpxor {b1}, {b1}, {k}",
+            "vpxor {b2}, {b2}, {k}",
+            "vpxor {b3}, {b3}, {k}",
+            "vpxor {b4}, {b4}, {k}",
+            "vpxor {b5}, {b5}, {k}",
+            "vpxor {b6}, {b6}, {k}",
+            "vpxor {b7}, {b7}, {k}",
+            "vpxor {b8}, {b8}, {k}",
+            "vpxor {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 32]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 32]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {t1}, {t1}, {g}",
+            "vpclmulqdq {lo}, {g}, ymmword ptr [{hp} + 32], 0x00",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vpclmulqdq {hi}, {g}, ymmword ptr [{hp} + 32], 0x11",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 64]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vpclmulqdq {mi}, {t1}, ymmword ptr [{hk} + 32], 0x00",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 64]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 64], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 96]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 64], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 64], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 96]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 96], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 128]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 96], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 96], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 160]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 128]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 128], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 128], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 128], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 192]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 160]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 160], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 160], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 224]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 160], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 192]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 192], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 256]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 192], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 192], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 224]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 224], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 288]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 224], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 224], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 320]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 256]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 256], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 256], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 352]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 256], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 288]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 288], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 288], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 384]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 288], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vmovdqu {g}, ymmword ptr [{gsrc} + 0]",
+            "vpshufb {g}, {g}, ymmword ptr [{cst}]",
+            "vpxor {g}, {g}, ymmword ptr [{st} + 32]",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 0], 0x00",
+            "vpxor {lo}, {lo}, {t1}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 416]",
+            "vaesenc {b0}, {b0}, {k}",
+            "vaesenc {b1}, {b1}, {k}",
+            "vaesenc {b2}, {b2}, {k}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hp} + 0], 0x11",
+            "vpxor {hi}, {hi}, {t1}",
+            "vaesenc {b3}, {b3}, {k}",
+            "vaesenc {b4}, {b4}, {k}",
+            "vaesenc {b5}, {b5}, {k}",
+            "vaesenc {b6}, {b6}, {k}",
+            "vpshufd {t1}, {g}, 0x4e",
+            "vpxor {g}, {g}, {t1}",
+            "vpclmulqdq {t1}, {g}, ymmword ptr [{hk} + 0], 0x00",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenc {b7}, {b7}, {k}",
+            "vaesenc {b8}, {b8}, {k}",
+            "vaesenc {b9}, {b9}, {k}",
+            "vmovdqa {k}, ymmword ptr [{rk} + 448]",
+            "vaesenclast {b0}, {b0}, {k}",
+            "vpxor {mi}, {mi}, {lo}",
+            "vpxor {mi}, {mi}, {hi}",
+            "vpclmulqdq {t1}, {lo}, ymmword ptr [{cst} + 64], 0x10",
+            "vpshufd {g}, {lo}, 0x4e",
+            "vpxor {mi}, {mi}, {g}",
+            "vpxor {mi}, {mi}, {t1}",
+            "vaesenclast {b1}, {b1}, {k}",
+            "vaesenclast {b2}, {b2}, {k}",
+            "vaesenclast {b3}, {b3}, {k}",
+            "vaesenclast {b4}, {b4}, {k}",
+            "vpclmulqdq {t1}, {mi}, ymmword ptr [{cst} + 64], 0x10",
+            "vpshufd {g}, {mi}, 0x4e",
+            "vpxor {hi}, {hi}, {g}",
+            "vpxor {hi}, {hi}, {t1}",
+            "vextracti128 {g:x}, {hi}, 1",
+            "vpxor {g:x}, {hi:x}, {g:x}",
+            "vmovdqa ymmword ptr [{st} + 32], {g}",
+            "vaesenclast {b5}, {b5}, {k}",
+            "vaesenclast {b6}, {b6}, {k}",
+            "vaesenclast {b7}, {b7}, {k}",
+            "vaesenclast {b8}, {b8}, {k}",
+            "vaesenclast {b9}, {b9}, {k}",
+            "vpxor {b0}, {b0}, ymmword ptr [{src} + 0]",
+            "vmovdqu ymmword ptr [{dst} + 0], {b0}",
+            "vpxor {b1}, {b1}, ymmword ptr [{src} + 32]",
+            "vmovdqu ymmword ptr [{dst} + 32], {b1}",
+            "vpxor {b2}, {b2}, ymmword ptr [{src} + 64]",
+            "vmovdqu ymmword ptr [{dst} + 64], {b2}",
+            "vpxor {b3}, {b3}, ymmword ptr [{src} + 96]",
+            "vmovdqu ymmword ptr [{dst} + 96], {b3}",
+            "vpxor {b4}, {b4}, ymmword ptr [{src} + 128]",
+            "vmovdqu ymmword ptr [{dst} + 128], {b4}",
+            "vpxor {b5}, {b5}, ymmword ptr [{src} + 160]",
+            "vmovdqu ymmword ptr [{dst} + 160], {b5}",
+            "vpxor {b6}, {b6}, ymmword ptr [{src} + 192]",
+            "vmovdqu ymmword ptr [{dst} + 192], {b6}",
+            "vpxor {b7}, {b7}, ymmword ptr [{src} + 224]",
+            "vmovdqu ymmword ptr [{dst} + 224], {b7}",
+            "vpxor {b8}, {b8}, ymmword ptr [{src} + 256]",
+            "vmovdqu ymmword ptr [{dst} + 256], {b8}",
+            "vpxor {b9}, {b9}, ymmword ptr [{src} + 288]",
+            "vmovdqu ymmword ptr [{dst} + 288], {b9}",
+
+            rk = in(reg) $rk,
+            hp = in(reg) $hp,
+            hk = in(reg) $hk,
+            cst = in(reg) $cst,
+            st = in(reg) $st,
+            src = in(reg) $src,
+            dst = in(reg) $dst,
+            gsrc = in(reg) $gsrc,
+            b0 = out(ymm_reg) _,
+            b1 = out(ymm_reg) _,
+            b2 = out(ymm_reg) _,
+            b3 = out(ymm_reg) _,
+            b4 = out(ymm_reg) _,
+            b5 = out(ymm_reg) _,
+            b6 = out(ymm_reg) _,
+            b7 = out(ymm_reg) _,
+            b8 = out(ymm_reg) _,
+            b9 = out(ymm_reg) _,
+            k = out(ymm_reg) _,
+            g = out(ymm_reg) _,
+            t1 = out(ymm_reg) _,
+            lo = out(ymm_reg) _,
+            mi = out(ymm_reg) _,
+            hi = out(ymm_reg) _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Encrypts one `2N`-block chunk from `src` to `dst` without stitching;
+/// returns the byte-reflected ciphertext for GHASH.
+///
+/// # Safety
+/// CPU features (token); `src` readable and `dst` writable for `32N` bytes
+/// (may be equal).
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+unsafe fn ctr_chunk<const N: usize>(
+    _t: Vaes256Token,
+    rk: &[__m256i; 15],
+    ctr: &mut __m256i,
+    src: *const u8,
+    dst: *mut u8,
+) -> [__m256i; N] {
+    let bs = bswap_mask();
+    let mut b = counters::<N>(ctr, rk[0]);
+    aes_rounds(&mut b, rk);
+    for (j, v) in b.iter_mut().enumerate() {
+        // SAFETY: 32j + 32 <= 32N, within the caller's guarantee; the load
+        // precedes the store, so src == dst is fine.
+        unsafe {
+            let c = _mm256_xor_si256(_mm256_loadu_si256(src.add(32 * j).cast()), *v);
+            _mm256_storeu_si256(dst.add(32 * j).cast(), c);
+            *v = _mm256_shuffle_epi8(c, bs);
+        }
+    }
+    b
+}
+
 /// GCM-AE (§7.1): encrypts `len` bytes from `src` to `dst`, returns the tag.
 ///
 /// # Safety
@@ -698,68 +1247,65 @@ unsafe fn seal_raw(
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
         rk,
-        hp,
+        pw,
         mut ctr,
         ekj0,
         mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
-    let inc16 = inc_by(16);
     let mut i = 0;
-    if len >= 256 {
-        // Prologue: first 16 blocks, nothing to hash yet.
-        let mut b = counters8(ctr);
-        ctr = _mm256_add_epi32(ctr, inc16);
-        for v in b.iter_mut() {
-            *v = aes1(_mm256_shuffle_epi8(*v, bs), &rk);
-        }
-        let mut g = [_mm256_setzero_si256(); 8];
-        for j in 0..8 {
-            // SAFETY: 32j + 32 <= 256 <= len; load before store (in-place OK).
-            let c = unsafe {
-                let c = _mm256_xor_si256(_mm256_loadu_si256(src.add(32 * j).cast()), b[j]);
-                _mm256_storeu_si256(dst.add(32 * j).cast(), c);
-                c
-            };
-            g[j] = _mm256_shuffle_epi8(c, bs);
-        }
-        i = 256;
-        // Stitched loop: AES of blocks i..i+16 with GHASH of blocks i-16..i.
-        while len - i >= 256 {
-            let mut b = counters8(ctr);
-            ctr = _mm256_add_epi32(ctr, inc16);
-            for v in b.iter_mut() {
-                *v = _mm256_xor_si256(_mm256_shuffle_epi8(*v, bs), rk[0]);
+    if len >= 32 * NV {
+        // Prologue: first 20 blocks, nothing to hash yet. GHASH then lags
+        // AES by one iteration, so its multiplies are ready at once.
+        // SAFETY: 32 * NV <= len bytes of src/dst.
+        unsafe { ctr_chunk::<NV>(t, &rk, &mut ctr, src, dst) };
+        i = 32 * NV;
+        let cst = Consts {
+            bs,
+            inc2: inc_by(2),
+            poly: _mm256_broadcastsi128_si256(gfpoly128()),
+        };
+        let mut st = LoopState {
+            ctr,
+            x: _mm256_zextsi128_si256(x),
+        };
+        while len - i >= 32 * NV {
+            // SAFETY: `rk` is 15 aligned round keys, `pw.hp`/`pw.hk` NV ymm
+            // each, `cst` a `Consts`, `st` a `LoopState`; src/dst offsets
+            // i..i+320 <= len are in bounds, and the GHASH input
+            // dst[i-320..i] (written by the previous iteration or the
+            // prologue) too.
+            unsafe {
+                iter20_asm!(
+                    rk.as_ptr(),
+                    pw.hp.as_ptr(),
+                    pw.hk.as_ptr(),
+                    &cst,
+                    &mut st,
+                    src.add(i),
+                    dst.add(i),
+                    dst.add(i - 32 * NV)
+                );
             }
-            let z = _mm256_setzero_si256();
-            let (mut lo, mut mi, mut hi) = (z, z, z);
-            mul_acc(
-                _mm256_xor_si256(g[0], _mm256_zextsi128_si256(x)),
-                hp[0],
-                &mut lo,
-                &mut mi,
-                &mut hi,
+            i += 32 * NV;
+        }
+        ctr = st.ctr;
+        x = _mm256_castsi256_si128(st.x);
+        let mut g = [_mm256_setzero_si256(); NV];
+        for (j, v) in g.iter_mut().enumerate() {
+            // SAFETY: i - 320 + 32j + 32 <= i <= len.
+            *v = _mm256_shuffle_epi8(
+                unsafe { _mm256_loadu_si256(dst.add(i - 32 * NV + 32 * j).cast()) },
+                bs,
             );
-            for r in 0..13 {
-                aes_round8(&mut b, rk[r + 1]);
-                if (1..8).contains(&r) {
-                    mul_acc(g[r], hp[r], &mut lo, &mut mi, &mut hi);
-                }
-            }
-            x = reduce_sum(lo, mi, hi);
-            aes_last8(&mut b, rk[14]);
-            for j in 0..8 {
-                // SAFETY: i + 32j + 32 <= i + 256 <= len; load before store.
-                let c = unsafe {
-                    let c = _mm256_xor_si256(_mm256_loadu_si256(src.add(i + 32 * j).cast()), b[j]);
-                    _mm256_storeu_si256(dst.add(i + 32 * j).cast(), c);
-                    c
-                };
-                g[j] = _mm256_shuffle_epi8(c, bs);
-            }
-            i += 256;
         }
-        x = ghash16(x, &g, &hp);
+        x = ghash_n(x, &g, &pw);
+    }
+    if len - i >= 256 {
+        // SAFETY: i + 256 <= len.
+        let g = unsafe { ctr_chunk::<8>(t, &rk, &mut ctr, src.add(i), dst.add(i)) };
+        x = ghash_n(x, &g, &pw);
+        i += 256;
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, true) };
@@ -784,50 +1330,55 @@ unsafe fn open_raw(
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
         rk,
-        hp,
-        mut ctr,
+        pw,
+        ctr,
         ekj0,
-        mut x,
+        x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
-    let inc16 = inc_by(16);
     let mut i = 0;
     // Stitched loop: the ciphertext is the input, hashed in the same iteration.
-    while len - i >= 256 {
-        let mut c = [_mm256_setzero_si256(); 8];
-        for (j, v) in c.iter_mut().enumerate() {
-            // SAFETY: i + 32j + 32 <= len.
-            *v = unsafe { _mm256_loadu_si256(src.add(i + 32 * j).cast()) };
+    let cst = Consts {
+        bs,
+        inc2: inc_by(2),
+        poly: _mm256_broadcastsi128_si256(gfpoly128()),
+    };
+    let mut st = LoopState {
+        ctr,
+        x: _mm256_zextsi128_si256(x),
+    };
+    while len - i >= 32 * NV {
+        // SAFETY: `rk` is 15 aligned round keys, `pw.hp`/`pw.hk` NV ymm each,
+        // `cst` a `Consts`, `st` a `LoopState`; offsets i..i+320 <= len of
+        // src (read, also as GHASH input) and dst (written) are in bounds.
+        unsafe {
+            iter20_asm!(
+                rk.as_ptr(),
+                pw.hp.as_ptr(),
+                pw.hk.as_ptr(),
+                &cst,
+                &mut st,
+                src.add(i),
+                dst.add(i),
+                src.add(i)
+            );
         }
-        let mut b = counters8(ctr);
-        ctr = _mm256_add_epi32(ctr, inc16);
-        for v in b.iter_mut() {
-            *v = _mm256_xor_si256(_mm256_shuffle_epi8(*v, bs), rk[0]);
+        i += 32 * NV;
+    }
+    let mut ctr = st.ctr;
+    let mut x = _mm256_castsi256_si128(st.x);
+    if len - i >= 256 {
+        let mut g = [_mm256_setzero_si256(); 8];
+        for (j, v) in g.iter_mut().enumerate() {
+            // SAFETY: i + 32j + 32 <= i + 256 <= len.
+            *v = _mm256_shuffle_epi8(
+                unsafe { _mm256_loadu_si256(src.add(i + 32 * j).cast()) },
+                bs,
+            );
         }
-        let z = _mm256_setzero_si256();
-        let (mut lo, mut mi, mut hi) = (z, z, z);
-        let g0 = _mm256_xor_si256(_mm256_shuffle_epi8(c[0], bs), _mm256_zextsi128_si256(x));
-        mul_acc(g0, hp[0], &mut lo, &mut mi, &mut hi);
-        for r in 0..13 {
-            aes_round8(&mut b, rk[r + 1]);
-            if (1..8).contains(&r) {
-                mul_acc(
-                    _mm256_shuffle_epi8(c[r], bs),
-                    hp[r],
-                    &mut lo,
-                    &mut mi,
-                    &mut hi,
-                );
-            }
-        }
-        x = reduce_sum(lo, mi, hi);
-        aes_last8(&mut b, rk[14]);
-        for j in 0..8 {
-            // SAFETY: i + 32j + 32 <= len; all loads of this chunk are done.
-            unsafe {
-                _mm256_storeu_si256(dst.add(i + 32 * j).cast(), _mm256_xor_si256(c[j], b[j]))
-            };
-        }
+        x = ghash_n(x, &g, &pw);
+        // SAFETY: i + 256 <= len; hashed above, before any in-place overwrite.
+        unsafe { ctr_chunk::<8>(t, &rk, &mut ctr, src.add(i), dst.add(i)) };
         i += 256;
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
