@@ -68,13 +68,22 @@ pub(crate) fn seal_to_file(
     file: &IoFile,
     batch_bytes: usize,
 ) -> Result<u64, SealError> {
-    let (r, _) = file.write_all_at(sealer.head().to_vec(), 0);
-    r?;
+    if !file.is_direct() {
+        let (r, _) = file.write_all_at(sealer.head().to_vec(), 0);
+        r?;
+    } else if file.mode() != crate::storage::IoMode::Uring {
+        return Err(SealError::Io(io::Error::other(
+            "O_DIRECT writes need io_uring",
+        )));
+    }
     let mut offset = sealer.head().len() as u64;
     let stride = sealer.stride();
     let chunk = sealer.chunk_size();
     #[cfg(target_os = "linux")]
     if file.mode() == crate::storage::IoMode::Uring {
+        if file.is_direct() {
+            return seal_uring_direct(sealer, reader, file.file(), batch_bytes);
+        }
         return seal_uring(sealer, reader, file.file(), offset, batch_bytes);
     }
     let buf_len = chunks_per_batch(batch_bytes, stride) * stride;
@@ -172,7 +181,7 @@ fn seal_uring(
             let (plain, fin) = fill_batch(reader, &mut buf, chunk, stride, &mut carry)?;
             let n = sealer.seal_batch(&mut buf, plain, fin)?;
             total += plain as u64;
-            q.start(slot, file, true, buf, 0..n, offset);
+            q.start(slot, file, true, buf, 0..n, offset, false);
             offset += n as u64;
             started += 1;
             if fin {
@@ -184,6 +193,79 @@ fn seal_uring(
         }
         Ok(total)
     })?
+}
+
+/// The O_DIRECT put pipeline: like [`seal_uring`], but every write is block-aligned in file
+/// offset, length and memory. Each slot buffer starts with the unaligned tail the previous
+/// write left over (the head, for the first), the next batch is sealed in place after it, and
+/// only whole blocks are written; the final block is padded with zeros and the file is cut
+/// back to its real length once every write completed.
+#[cfg(target_os = "linux")]
+fn seal_uring_direct(
+    sealer: &mut ObjectSealer,
+    reader: &mut dyn Read,
+    file: &std::fs::File,
+    batch_bytes: usize,
+) -> Result<u64, SealError> {
+    use crate::storage::{DIRECT_ALIGN, align_up, aligned_start};
+    let stride = sealer.stride();
+    let chunk = sealer.chunk_size();
+    let payload = chunks_per_batch(batch_bytes.min(SLOT_BYTES), stride) * stride;
+    let slots = slots_for(batch_bytes);
+    let mut tail = sealer.head().to_vec();
+    let mut written = 0u64; // file offset of `tail[0]`, always aligned
+    let mut total = 0u64;
+    let logical = crate::storage::with_queue(slots, |q| -> Result<u64, SealError> {
+        let mut carry = None;
+        let mut started = 0usize;
+        loop {
+            let slot = started % slots;
+            let mut buf = if started >= slots {
+                let (r, b) = q.wait(slot);
+                r?;
+                b
+            } else {
+                Vec::new()
+            };
+            buf.clear();
+            buf.resize(
+                align_up((tail.len() + payload) as u64) as usize + DIRECT_ALIGN,
+                0,
+            );
+            let base = aligned_start(&buf);
+            buf[base..base + tail.len()].copy_from_slice(&tail);
+            let p0 = base + tail.len();
+            let batch = &mut buf[p0..p0 + payload];
+            let (plain, fin) = fill_batch(reader, batch, chunk, stride, &mut carry)?;
+            let n = sealer.seal_batch(batch, plain, fin)?;
+            total += plain as u64;
+            let filled = tail.len() + n;
+            // Whole blocks only; the final write is padded (the buffer is zeroed past `filled`).
+            let wlen = if fin {
+                align_up(filled as u64) as usize
+            } else {
+                filled - filled % DIRECT_ALIGN
+            };
+            tail.clear();
+            if !fin {
+                tail.extend_from_slice(&buf[base + wlen..base + filled]);
+            }
+            let at = written;
+            written += wlen as u64;
+            if wlen > 0 {
+                q.start(slot, file, true, buf, base..base + wlen, at, false);
+            }
+            started += 1;
+            if fin {
+                for s in 0..started.min(slots) {
+                    q.wait(s).0?;
+                }
+                return Ok(at + filled as u64);
+            }
+        }
+    })??;
+    file.set_len(logical)?;
+    Ok(total)
 }
 
 /// Reads, verifies and decrypts chunks covering `[offset, offset + len)` of the object and
@@ -205,7 +287,7 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
         .collect();
     let end = offset + len;
 
-    let mut deliver = |buf: &mut Vec<u8>, b: u64, count: u64| -> Result<(), OpenError> {
+    let mut deliver = |buf: &mut [u8], b: u64, count: u64| -> Result<(), OpenError> {
         if let Err(e) = opener.open_batch(buf, b, count) {
             return Err(classify(opener, src, e));
         }
@@ -225,7 +307,8 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     };
 
     #[cfg(target_os = "linux")]
-    if let Some(file) = src.uring_file() {
+    if let Some((file, direct)) = src.uring_file() {
+        use crate::storage::{DIRECT_ALIGN, align_up, aligned_start};
         // Smaller batches, several in flight: decrypting batch k overlaps reading k+1 ...
         let per = chunks_per_batch(batch_bytes.min(SLOT_BYTES), stride as usize) as u64;
         let batches: Vec<(u64, u64)> = (first..=last)
@@ -234,14 +317,35 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
             .collect();
         if batches.len() > 1 {
             let slots = slots_for(batch_bytes);
+            // The file window a batch is read from: exactly its chunks, or for O_DIRECT the
+            // block-aligned window around them (its tail may run past the end of the file).
+            let window = |k: usize| -> (u64, u64, u64) {
+                let (b, count) = batches[k];
+                let (off, len) = opener.chunk_extent(b, count);
+                if direct {
+                    let a0 = off - off % DIRECT_ALIGN as u64;
+                    (a0, align_up(off + len) - a0, off - a0)
+                } else {
+                    (off, len, 0)
+                }
+            };
             return crate::storage::with_queue(slots, |q| -> Result<(), OpenError> {
                 let n = batches.len();
                 let start =
                     |q: &mut crate::storage::uring::UringQueue, k: usize, mut buf: Vec<u8>| {
-                        let (b, count) = batches[k];
-                        let (off, len) = opener.chunk_extent(b, count);
-                        buf.resize(len as usize, 0);
-                        q.start(k % slots, file, false, buf, 0..len as usize, off);
+                        let (at, wlen, _) = window(k);
+                        let extra = if direct { DIRECT_ALIGN } else { 0 };
+                        buf.resize(wlen as usize + extra, 0);
+                        let base = if direct { aligned_start(&buf) } else { 0 };
+                        q.start(
+                            k % slots,
+                            file,
+                            false,
+                            buf,
+                            base..base + wlen as usize,
+                            at,
+                            direct,
+                        );
                     };
                 for k in 0..n.min(slots) {
                     start(q, k, Vec::new());
@@ -250,7 +354,10 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
                     let (r, mut buf) = q.wait(k % slots);
                     r?;
                     let (b, count) = batches[k];
-                    deliver(&mut buf, b, count)?;
+                    let (_, len) = opener.chunk_extent(b, count);
+                    let (_, _, skip) = window(k);
+                    let base = if direct { aligned_start(&buf) } else { 0 } + skip as usize;
+                    deliver(&mut buf[base..base + len as usize], b, count)?;
                     if k + slots < n {
                         start(q, k + slots, buf);
                     }

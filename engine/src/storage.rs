@@ -21,9 +21,10 @@ pub trait ReadAt: Sync {
     /// Fills `buf` from offset `off`; an early end of file is `UnexpectedEof`.
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
 
-    /// The file behind this source, when it is read with io_uring: the pipelines then keep
-    /// several batches in flight on one ring instead of using a reader thread.
-    fn uring_file(&self) -> Option<&File> {
+    /// The file behind this source, when it is read with io_uring, and whether it was opened
+    /// with `O_DIRECT`: the pipelines then keep several batches in flight on one ring instead
+    /// of using a reader thread.
+    fn uring_file(&self) -> Option<(&File, bool)> {
         None
     }
 }
@@ -44,6 +45,21 @@ impl ReadAt for Vec<u8> {
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         self.as_slice().read_exact_at(buf, off)
     }
+}
+
+/// O_DIRECT transfers must start, end and sit in memory on this boundary.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// Rounds `x` up to a multiple of [`DIRECT_ALIGN`].
+pub(crate) fn align_up(x: u64) -> u64 {
+    x.div_ceil(DIRECT_ALIGN as u64) * DIRECT_ALIGN as u64
+}
+
+/// Offset into `buf` of its first [`DIRECT_ALIGN`]-aligned byte. Computed from the address
+/// each time: a `Vec` that reallocates moves.
+pub(crate) fn aligned_start(buf: &[u8]) -> usize {
+    let addr = buf.as_ptr() as usize;
+    (DIRECT_ALIGN - addr % DIRECT_ALIGN) % DIRECT_ALIGN
 }
 
 /// How object files are read and written.
@@ -98,12 +114,56 @@ pub fn uring_available() -> bool {
 pub struct IoFile {
     file: File,
     mode: IoMode,
+    direct: bool,
 }
 
 impl IoFile {
     /// Wraps an open file.
     pub fn new(file: File, mode: IoMode) -> IoFile {
-        IoFile { file, mode }
+        IoFile {
+            file,
+            mode,
+            direct: false,
+        }
+    }
+
+    /// Wraps a file opened with `O_DIRECT`: reads go through an aligned bounce window; the
+    /// put pipeline writes only aligned blocks to it.
+    pub fn new_direct(file: File, mode: IoMode) -> IoFile {
+        IoFile {
+            file,
+            mode,
+            direct: true,
+        }
+    }
+
+    /// Whether the file was opened with `O_DIRECT`.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// O_DIRECT read: the aligned window around `[off, off + len)` into a bounce buffer,
+    /// then the requested bytes out of it.
+    fn read_direct(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let end = off
+            .checked_add(buf.len() as u64)
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        if end > self.len()? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let a0 = off - off % DIRECT_ALIGN as u64;
+        let window = (align_up(end) - a0) as usize;
+        let mut bounce = vec![0u8; window + DIRECT_ALIGN];
+        let base = aligned_start(&bounce);
+        let w = &mut bounce[base..base + window];
+        match self.mode {
+            #[cfg(target_os = "linux")]
+            IoMode::Uring => uring::read_direct_at(&self.file, w, a0)?,
+            _ => std_io::read_direct_at(&self.file, w, a0)?,
+        }
+        let from = (off - a0) as usize;
+        buf.copy_from_slice(&w[from..from + buf.len()]);
+        Ok(())
     }
 
     /// The underlying file.
@@ -162,6 +222,9 @@ impl IoFile {
 
 impl ReadAt for IoFile {
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        if self.direct {
+            return self.read_direct(buf, off);
+        }
         match self.mode {
             #[cfg(target_os = "linux")]
             IoMode::Uring => uring::read_exact_at(&self.file, buf, off),
@@ -169,7 +232,7 @@ impl ReadAt for IoFile {
         }
     }
 
-    fn uring_file(&self) -> Option<&File> {
-        (self.mode == IoMode::Uring).then_some(&self.file)
+    fn uring_file(&self) -> Option<(&File, bool)> {
+        (self.mode == IoMode::Uring).then_some((&self.file, self.direct))
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -39,6 +40,9 @@ pub struct StoreConfig {
     pub io: IoMode,
     /// Sync every put before acknowledging it (default). Off only for benchmarks.
     pub sync: bool,
+    /// Open object files with `O_DIRECT` (bypassing the page cache; needs io_uring). Off by
+    /// default; for benchmarking drives.
+    pub direct: bool,
 }
 
 impl StoreConfig {
@@ -51,6 +55,7 @@ impl StoreConfig {
                 .map_err(|e| StoreError::Config(e.to_string()))?,
             io: IoMode::detect(),
             sync: true,
+            direct: false,
         })
     }
 }
@@ -157,6 +162,25 @@ impl ObjectStore {
         };
     }
 
+    /// Extra open flags for object files: `O_DIRECT` when configured (io_uring only).
+    fn direct_flags(&self) -> Result<i32, StoreError> {
+        match (self.cfg.direct, self.cfg.io) {
+            (false, _) => Ok(0),
+            (true, IoMode::Uring) => Ok(libc::O_DIRECT),
+            (true, _) => Err(StoreError::Config(
+                "O_DIRECT needs the io_uring I/O path".into(),
+            )),
+        }
+    }
+
+    fn io_file(&self, file: File) -> IoFile {
+        if self.cfg.direct {
+            IoFile::new_direct(file, self.cfg.io)
+        } else {
+            IoFile::new(file, self.cfg.io)
+        }
+    }
+
     /// The store directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -250,8 +274,8 @@ impl ObjectStore {
             backend: self.cfg.backend,
         };
         let mut sealer = ObjectSealer::new(provider, &opts)?;
-        let (tmp, file) = create_temp(&dir)?;
-        let io = IoFile::new(file, self.cfg.io);
+        let (tmp, file) = create_temp(&dir, self.direct_flags()?)?;
+        let io = self.io_file(file);
         let result = (|| -> Result<u64, StoreError> {
             let size = batch::seal_to_file(&mut sealer, data, &io, self.cfg.batch_bytes)?;
             if self.cfg.sync {
@@ -326,8 +350,12 @@ impl ObjectStore {
         provider: Option<&dyn KeyProvider>,
     ) -> Result<StoredObject, StoreError> {
         let path = self.object_path(bucket, key)?;
-        let file = File::open(&path).map_err(|e| not_found(e, bucket, key))?;
-        let io = IoFile::new(file, self.cfg.io);
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(self.direct_flags()?)
+            .open(&path)
+            .map_err(|e| not_found(e, bucket, key))?;
+        let io = self.io_file(file);
         let len = io.len()?;
         let opener = ObjectOpener::new(&io, len, provider, self.cfg.backend)?;
         if opener.header().name != key {
@@ -532,7 +560,7 @@ fn not_found(e: io::Error, bucket: &str, key: &str) -> StoreError {
     }
 }
 
-fn create_temp(dir: &Path) -> Result<(PathBuf, File), StoreError> {
+fn create_temp(dir: &Path, flags: i32) -> Result<(PathBuf, File), StoreError> {
     for _ in 0..8 {
         let mut r = [0u8; 8];
         getrandom::fill(&mut r).map_err(|_| StoreError::Seal(crate::SealError::Rng))?;
@@ -542,6 +570,7 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File), StoreError> {
             .write(true)
             .read(true)
             .create_new(true)
+            .custom_flags(flags)
             .open(&path)
         {
             Ok(f) => return Ok((path, f)),

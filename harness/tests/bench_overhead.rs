@@ -268,7 +268,6 @@ fn bad_arguments_fail_with_one_clear_error() {
         (&["--bytes", "0"], "--bytes"),
         (&["--reps", "0"], "--reps"),
         (&["--batch", "1K"], "must be from 4K to 256M"),
-        (&["--direct"], "not supported yet"),
         (&["--json", "/nonexistent-dir/x.json"], "does not exist"),
     ];
     for (args, want) in cases {
@@ -304,4 +303,34 @@ fn sizes_parse_with_binary_suffixes() {
     assert!(parse_bytes("18446744073709551615G").is_err());
     assert_eq!(human_size(65536), "64 KiB");
     assert_eq!(human_size(1000), "1000 B");
+}
+
+#[test]
+fn direct_io_run_measures_both_series() {
+    if !dare_engine::storage::uring_available() {
+        eprintln!("skipping: io_uring unavailable");
+        return;
+    }
+    // The target directory is on a real file system (tmpfs refuses O_DIRECT).
+    let td = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let json = td.path().join("direct.json");
+    let args = [
+        "--dir",
+        path_str(td.path()),
+        "--no-fio",
+        "--direct",
+        "--sizes",
+        "4K,200K",
+        "--bytes",
+        "400K",
+        "--reps",
+        "1",
+        "--key-cache",
+        "on",
+        "--json",
+        path_str(&json),
+    ];
+    run(&args).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["options"]["direct"], true, "{}", v["options"]);
 }

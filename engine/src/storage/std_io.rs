@@ -12,3 +12,23 @@ pub(super) fn read_exact_at(file: &File, buf: &mut [u8], off: u64) -> io::Result
 pub(super) fn write_all_at(file: &File, buf: &[u8], off: u64) -> io::Result<()> {
     file.write_all_at(buf, off)
 }
+
+/// O_DIRECT read of an aligned window; stops at the end of the file (a read that ends off a
+/// block boundary, or returns nothing).
+pub(super) fn read_direct_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                done += n;
+                if n % super::DIRECT_ALIGN != 0 {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

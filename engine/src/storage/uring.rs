@@ -73,7 +73,10 @@ enum Dir {
 }
 
 /// Transfers every piece of `[0, total)` between the buffer at `dir` and the file starting at
-/// file offset `off`, resubmitting short transfers, with up to DEPTH pieces in flight.
+/// file offset `off`, resubmitting short transfers, with up to DEPTH pieces in flight. With
+/// `eof_stops` (O_DIRECT reads of an aligned window that may run past the end of the file), a
+/// read that ends short of a block boundary, or returns nothing, has reached the end of the
+/// file: the piece is done rather than resubmitted at an unaligned offset.
 ///
 /// # Safety
 /// - `dir`'s pointer must be valid for reads (Write) or writes (Read) of `total` bytes for the
@@ -84,6 +87,7 @@ unsafe fn transfer(
     dir: Dir,
     total: usize,
     off: u64,
+    eof_stops: bool,
 ) -> io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
     let mut todo: Vec<Piece> = (0..total.div_ceil(PIECE))
@@ -163,7 +167,7 @@ unsafe fn transfer(
                 r if r < 0 => {
                     first_err.get_or_insert(io::Error::from_raw_os_error(-r));
                 }
-                0 if p.len > 0 => {
+                0 if p.len > 0 && !eof_stops => {
                     first_err.get_or_insert(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "unexpected end of file",
@@ -171,7 +175,7 @@ unsafe fn transfer(
                 }
                 r => {
                     let n = r as usize;
-                    if n < p.len {
+                    if n < p.len && !(eof_stops && (n == 0 || n % super::DIRECT_ALIGN != 0)) {
                         todo.push(Piece {
                             pos: p.pos + n,
                             len: p.len - n,
@@ -192,7 +196,15 @@ pub(super) fn read_exact_at(file: &File, buf: &mut [u8], off: u64) -> io::Result
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
     // SAFETY: `buf` is exclusively borrowed for the whole call and valid for `len` bytes;
     // `transfer` reaps every request before returning.
-    with_ring(|ring| unsafe { transfer(ring, file, Dir::Read(ptr), len, off) })
+    with_ring(|ring| unsafe { transfer(ring, file, Dir::Read(ptr), len, off, false) })
+}
+
+/// O_DIRECT read of the aligned window `buf` at aligned `off`; bytes past the end of the file
+/// are left as they were.
+pub(super) fn read_direct_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
+    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    // SAFETY: as in `read_exact_at`; the caller aligned `buf`, `len` and `off` for O_DIRECT.
+    with_ring(|ring| unsafe { transfer(ring, file, Dir::Read(ptr), len, off, true) })
 }
 
 pub(super) fn write_all_at(
@@ -207,7 +219,7 @@ pub(super) fn write_all_at(
     let (ptr, len) = (part.as_ptr(), part.len());
     // SAFETY: `buf` is owned by this function until `transfer` returned, and `transfer` reaps
     // every request before returning, so the kernel never reads freed memory.
-    let r = with_ring(|ring| unsafe { transfer(ring, file, Dir::Write(ptr), len, off) });
+    let r = with_ring(|ring| unsafe { transfer(ring, file, Dir::Write(ptr), len, off, false) });
     (r, buf)
 }
 
@@ -233,6 +245,7 @@ struct Slot {
     todo: Vec<Piece>,
     outstanding: usize,
     err: Option<io::Error>,
+    eof_stops: bool,
 }
 
 impl UringQueue {
@@ -248,6 +261,9 @@ impl UringQueue {
 
     /// Starts transferring `buf[range]` to (`write`) or from the file at `off`, in `slot`
     /// (which must be idle). The queue owns `buf` until `wait(slot)`.
+    /// With `eof_stops` (O_DIRECT reads of aligned windows), a read cut short by the end of
+    /// the file completes the piece instead of failing (see [`transfer`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         &mut self,
         slot: usize,
@@ -256,6 +272,7 @@ impl UringQueue {
         buf: Vec<u8>,
         range: std::ops::Range<usize>,
         off: u64,
+        eof_stops: bool,
     ) {
         let s = &mut self.slots[slot];
         debug_assert!(s.buf.is_none() && s.outstanding == 0 && s.todo.is_empty());
@@ -273,6 +290,7 @@ impl UringQueue {
             .collect();
         s.fd = file.as_raw_fd();
         s.write = write;
+        s.eof_stops = eof_stops && !write;
         s.err = None;
         s.buf = Some(buf);
         self.order.push_back(slot);
@@ -359,7 +377,7 @@ impl UringQueue {
                     s.err.get_or_insert(io::Error::from_raw_os_error(-r));
                     s.todo.clear();
                 }
-                0 if p.len > 0 => {
+                0 if p.len > 0 && !s.eof_stops => {
                     s.err.get_or_insert(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "unexpected end of file",
@@ -368,7 +386,8 @@ impl UringQueue {
                 }
                 r => {
                     let n = r as usize;
-                    if n < p.len && s.err.is_none() {
+                    let at_eof = s.eof_stops && (n == 0 || n % super::DIRECT_ALIGN != 0);
+                    if n < p.len && s.err.is_none() && !at_eof {
                         s.todo.push(Piece {
                             pos: p.pos + n,
                             len: p.len - n,

@@ -112,6 +112,7 @@ pub struct Report {
     pub checks: Checks,
     pub reps: u32,
     pub sync: bool,
+    pub direct: bool,
     pub key_cache: bool,
     pub options: Value,
     pub elapsed: Duration,
@@ -249,7 +250,7 @@ impl Report {
             "range_bytes": {"min": RANGE_MIN, "max": RANGE_MAX},
             "reps": plan.reps,
             "sync": plan.sync,
-            "direct": false,
+            "direct": plan.direct,
             "reads": if plan.sync { "cold: object files dropped from the page cache before each GET pass" } else { "warm: page cache (--no-sync)" },
             "key_cache": if plan.key_cache { "on" } else { "off" },
             "cache_off_series": plan.cache_off_series,
@@ -276,6 +277,7 @@ impl Report {
             checks: m.checks,
             reps: plan.reps,
             sync: plan.sync,
+            direct: plan.direct,
             key_cache: plan.key_cache,
             options,
             elapsed,
@@ -314,7 +316,9 @@ impl Report {
             "dare bench overhead — {} ({}) — {}",
             self.dir,
             self.fs_type,
-            if self.sync {
+            if self.sync && self.direct {
+                "O_DIRECT: PUTs acknowledged after fdatasync, GETs from the drive"
+            } else if self.sync {
                 "PUTs acknowledged after fdatasync, GETs from the drive (page cache dropped)"
             } else {
                 "--no-sync: PUTs not synced, GETs from the page cache (memory-bound)"

@@ -454,6 +454,10 @@ pub fn run(
     d.create_bucket(Series::EncCacheOff.bucket(), "default", Some(true))?;
     let mut cfg = *d.objects.config();
     cfg.sync = plan.sync;
+    if plan.direct {
+        cfg.direct = true;
+        cfg.io = dare_engine::IoMode::Uring;
+    }
     if let Some(b) = plan.batch_bytes {
         cfg.batch_bytes = b;
     }
