@@ -8,8 +8,10 @@
 //! 2. plaintext is cut into chunks (64 KiB by default), gathered into batches laid out as on
 //!    disk, and each batch is sealed with AES-256-GCM across the rayon pool ([`batch`]) on the
 //!    fastest backend this CPU supports ([`backend`]);
-//! 3. [`ObjectStore`] writes batches with io_uring (or positioned std I/O where io_uring is
-//!    unavailable) while the next batch is sealed, syncs, and publishes the object atomically;
+//! 3. [`ObjectStore`] writes batches with io_uring — several 512 KiB slots in flight on one
+//!    ring, so the next slot is sealed while earlier ones are written; optionally `O_DIRECT`
+//!    with block-aligned writes — or with positioned std I/O and a writer thread where
+//!    io_uring is unavailable; then syncs and publishes the object atomically (temp + rename);
 //! 4. reads go the other way: [`ObjectOpener`] authenticates header and metadata, then range
 //!    reads fetch only the chunks they need and release a chunk only after its tag verified.
 #![deny(unsafe_code)]

@@ -4,6 +4,11 @@
 //! at an offset, and make written data durable. [`IoMode::detect`] probes io_uring once at
 //! start (a ring can be refused by an old kernel or by a container's seccomp profile) and
 //! falls back to positioned std I/O with identical results. Both paths are tested.
+//!
+//! Files may be opened with `O_DIRECT` (io_uring path only): reads then go through
+//! block-aligned windows, and the put pipeline writes only whole aligned blocks (see
+//! `batch::seal_uring_direct`). The object format itself is not block-aligned, so the same
+//! files read identically with or without `O_DIRECT`.
 
 use std::fs::File;
 use std::io;
