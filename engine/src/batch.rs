@@ -350,10 +350,9 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
                 for k in 0..n.min(slots) {
                     start(q, k, Vec::new());
                 }
-                for k in 0..n {
+                for (k, &(b, count)) in batches.iter().enumerate() {
                     let (r, mut buf) = q.wait(k % slots);
                     r?;
-                    let (b, count) = batches[k];
                     let (_, len) = opener.chunk_extent(b, count);
                     let (_, _, skip) = window(k);
                     let base = if direct { aligned_start(&buf) } else { 0 } + skip as usize;

@@ -6,7 +6,8 @@
 //!    and the key block to store, draws a random nonce prefix, and writes the authenticated
 //!    header and the encrypted user metadata;
 //! 2. plaintext is cut into chunks (64 KiB by default), gathered into batches laid out as on
-//!    disk, and each batch is sealed with AES-256-GCM across the rayon pool ([`batch`]) on the
+//!    disk, and each batch is sealed with AES-256-GCM (across the rayon pool when it is large
+//!    enough to pay for the hand-off, `batch`) on the
 //!    fastest backend this CPU supports ([`backend`]);
 //! 3. [`ObjectStore`] writes batches with io_uring — several 512 KiB slots in flight on one
 //!    ring, so the next slot is sealed while earlier ones are written; optionally `O_DIRECT`

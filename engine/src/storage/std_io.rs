@@ -22,7 +22,7 @@ pub(super) fn read_direct_at(file: &File, buf: &mut [u8], off: u64) -> io::Resul
             Ok(0) => return Ok(()),
             Ok(n) => {
                 done += n;
-                if n % super::DIRECT_ALIGN != 0 {
+                if !n.is_multiple_of(super::DIRECT_ALIGN) {
                     return Ok(());
                 }
             }

@@ -175,7 +175,9 @@ unsafe fn transfer(
                 }
                 r => {
                     let n = r as usize;
-                    if n < p.len && !(eof_stops && (n == 0 || n % super::DIRECT_ALIGN != 0)) {
+                    if n < p.len
+                        && !(eof_stops && (n == 0 || !n.is_multiple_of(super::DIRECT_ALIGN)))
+                    {
                         todo.push(Piece {
                             pos: p.pos + n,
                             len: p.len - n,
@@ -386,7 +388,7 @@ impl UringQueue {
                 }
                 r => {
                     let n = r as usize;
-                    let at_eof = s.eof_stops && (n == 0 || n % super::DIRECT_ALIGN != 0);
+                    let at_eof = s.eof_stops && (n == 0 || !n.is_multiple_of(super::DIRECT_ALIGN));
                     if n < p.len && s.err.is_none() && !at_eof {
                         s.todo.push(Piece {
                             pos: p.pos + n,
