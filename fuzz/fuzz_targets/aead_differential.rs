@@ -1,0 +1,4 @@
+#![no_main]
+//! Every engine AES-256-GCM backend against RustCrypto aes-gcm: same ciphertext, tag and verdict.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dare_fuzz::aead_differential(data));
