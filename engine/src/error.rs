@@ -124,6 +124,9 @@ pub enum OpenError {
     Truncated,
     /// Data follows the object's final chunk.
     Extended,
+    /// The object is stored in clear but its bucket requires encryption: a plaintext file
+    /// put in place of an encrypted object (a downgrade) is refused, never served.
+    NotEncrypted,
     /// A range of zero bytes was asked for.
     EmptyRange,
     /// The range goes past the end of the object.
@@ -146,6 +149,9 @@ impl fmt::Display for OpenError {
             ),
             OpenError::Truncated => f.write_str("object is truncated: its final chunk is missing"),
             OpenError::Extended => f.write_str("object is extended: data follows its final chunk"),
+            OpenError::NotEncrypted => f.write_str(
+                "object is stored in clear but its bucket is encrypted: refusing it (the file was replaced or forged)",
+            ),
             OpenError::EmptyRange => f.write_str("the requested range is empty"),
             OpenError::RangeOutOfBounds { offset, len, size } => write!(
                 f,

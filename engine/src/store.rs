@@ -342,7 +342,28 @@ impl ObjectStore {
             .collect()
     }
 
-    /// Opens an object for reading: parses and authenticates its header and metadata.
+    /// Opens an object of a bucket created with encryption on: like [`open_object`]
+    /// (Self::open_object), and an object stored in clear is refused with
+    /// [`OpenError::NotEncrypted`]. Without this check, anyone able to write the bucket
+    /// directory could replace an encrypted object by a plaintext file of their choosing and
+    /// have it served as genuine.
+    pub fn open_encrypted_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        provider: &dyn KeyProvider,
+    ) -> Result<StoredObject, StoreError> {
+        let o = self.open_object(bucket, key, Some(provider))?;
+        if o.opener.is_encrypted() {
+            Ok(o)
+        } else {
+            Err(StoreError::Open(OpenError::NotEncrypted))
+        }
+    }
+
+    /// Opens an object for reading: parses and authenticates its header and metadata. An
+    /// encrypted object is authenticated; an object stored in clear (suite 0) is not — use
+    /// [`open_encrypted_object`](Self::open_encrypted_object) for buckets created encrypted.
     pub fn open_object(
         &self,
         bucket: &str,

@@ -221,8 +221,7 @@ pub fn parse_range(spec: &str, size: u64) -> Result<(u64, u64)> {
 
 pub fn get(d: &Dare, a: GetArgs) -> Result<()> {
     let (bucket, key) = split_target(&a.target)?;
-    let provider = d.read_provider(bucket, customer_key(&a.sse_c)?, CacheMode::On)?;
-    let obj = d.objects.open_object(bucket, key, Some(&provider))?;
+    let obj = d.open_for_read(bucket, key, customer_key(&a.sse_c)?)?;
     let batch = d.objects.config().batch_bytes;
     let range = a
         .range
@@ -313,17 +312,19 @@ pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
     d.keys.bucket(bucket)?;
     let info = d.objects.head(bucket, key)?;
     // User metadata is encrypted: show it when the object opens with the keys at hand.
-    let provider = d.read_provider(bucket, customer_key(&a.sse_c)?, CacheMode::On)?;
-    let opened = d.objects.open_object(bucket, key, Some(&provider));
-    let meta = match &opened {
+    let meta = match d.open_for_read(bucket, key, customer_key(&a.sse_c)?) {
         Ok(o) => Some(o.meta().to_vec()),
-        Err(StoreError::Open(dare_engine::OpenError::Key(
-            dare_keys::KeyError::CustomerKeyRequired,
-        ))) => None,
-        Err(_) => {
-            opened?;
+        Err(e)
+            if matches!(
+                e.downcast_ref::<StoreError>(),
+                Some(StoreError::Open(dare_engine::OpenError::Key(
+                    dare_keys::KeyError::CustomerKeyRequired
+                )))
+            ) =>
+        {
             None
         }
+        Err(e) => return Err(e),
     };
     if a.json {
         println!(

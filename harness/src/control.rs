@@ -162,6 +162,24 @@ impl Dare {
         )?)))
     }
 
+    /// Opens an object for reading with the keys at hand; in a bucket created encrypted, an
+    /// object stored in clear is refused (it can only be a replaced or forged file).
+    pub fn open_for_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        customer_key: Option<Secret32>,
+    ) -> Result<dare_engine::store::StoredObject> {
+        let encrypted = self.keys.bucket(bucket)?.encryption;
+        let provider = self.read_provider(bucket, customer_key, CacheMode::On)?;
+        let o = if encrypted {
+            self.objects.open_encrypted_object(bucket, key, &provider)?
+        } else {
+            self.objects.open_object(bucket, key, Some(&provider))?
+        };
+        Ok(o)
+    }
+
     /// The provider for reading objects of `bucket`: resolves hierarchy blocks through the
     /// bucket's keys and SSE-C blocks through the customer key, if one was given.
     pub fn read_provider(

@@ -235,6 +235,14 @@ fn encryption_off_buckets_store_plaintext_and_say_so() {
     }
     let h: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "pub/x", "--json"])).unwrap();
     assert_eq!(h["encrypted"], false);
+    // Downgrade: a cleartext object file put in place of an encrypted one is refused.
+    fs::copy(s.object_file("pub", "x"), s.object_file("enc", "x")).unwrap();
+    let out = s.tmp("downgraded");
+    let (code, err) = s.fails(&["get", "enc/x", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("stored in clear"), "{err}");
+    assert!(!out.exists());
+    s.fails(&["head", "enc/x"]);
     let h: serde_json::Value = serde_json::from_slice(&s.ok(&["head", "sec/x", "--json"])).unwrap();
     assert_eq!(h["encrypted"], true);
     let list: serde_json::Value =
