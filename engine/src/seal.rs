@@ -267,8 +267,16 @@ impl ObjectOpener {
             return Err(FormatError::Truncated { need: body_offset }.into());
         }
         let body_len = file_len - body_offset;
-        let mut meta_block = vec![0u8; header.meta_len as usize];
-        src.read_exact_at(&mut meta_block, hlen as u64)?;
+        // The metadata block usually sits inside the first read already; read it only if not.
+        let meta_end = hlen + header.meta_len as usize;
+        let mut meta_block = match buf.get(hlen..meta_end) {
+            Some(m) => m.to_vec(),
+            None => {
+                let mut m = vec![0u8; header.meta_len as usize];
+                src.read_exact_at(&mut m, hlen as u64)?;
+                m
+            }
+        };
         let (key, geometry, meta_plain) = match &header.key_block {
             None => {
                 let g = Geometry {
