@@ -11,7 +11,7 @@ use std::hint::black_box;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dare_engine::AeadBackend;
-use dare_engine::fuzzing::RawAead;
+use dare_engine::raw::RawAead;
 
 const KEY: [u8; 32] = [0x42; 32];
 const NONCE: [u8; 12] = [7; 12];

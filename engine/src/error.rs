@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use dare_keys::KeyError;
+use dare_envelope::KeyError;
 
 /// The bytes are not a well-formed dare object header or body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 
 use sha2::{Digest, Sha256};
 
-use dare_keys::{KeyBlock, KeyKind};
+use dare_envelope::{Envelope, KeyKind};
 
 use crate::error::FormatError;
 
@@ -90,7 +90,7 @@ pub struct Header {
     /// The object's name (its key within the bucket), bound into every tag.
     pub name: String,
     /// Wrapped data key and key reference; `None` for plaintext objects.
-    pub key_block: Option<KeyBlock>,
+    pub key_block: Option<Envelope>,
     /// Length of the metadata block that follows the header.
     pub meta_len: u32,
 }
@@ -202,7 +202,7 @@ impl Header {
             .map_err(|_| FormatError::Invalid("name is not UTF-8"))?
             .to_owned();
         check_name(&name)?;
-        let key_block = key_block.map(|kind| KeyBlock {
+        let key_block = key_block.map(|kind| Envelope {
             kind,
             bytes: rest[name_len..].to_vec(),
         });
@@ -478,7 +478,7 @@ mod tests {
             chunk_shift: 16,
             nonce_prefix: [1, 2, 3, 4, 5, 6, 7],
             name: "obj".into(),
-            key_block: Some(KeyBlock {
+            key_block: Some(Envelope {
                 kind: KeyKind::StoreRoot,
                 bytes: vec![9; 40],
             }),

@@ -12,7 +12,7 @@
 
 use std::io::{self, Read};
 
-use dare_keys::KeyProvider;
+use dare_envelope::KeyProvider;
 use zeroize::Zeroize;
 
 use crate::backend::{AeadBackend, AeadKey};
@@ -287,7 +287,7 @@ impl ObjectOpener {
                 (None, g, meta_block)
             }
             Some(kb) => {
-                let p = provider.ok_or(OpenError::Key(dare_keys::KeyError::Provider(
+                let p = provider.ok_or(OpenError::Key(dare_envelope::KeyError::Provider(
                     "object is encrypted but no key provider was given".into(),
                 )))?;
                 let dk = p.open_data_key(kb).map_err(OpenError::Key)?;

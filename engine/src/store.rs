@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use dare_keys::{KeyKind, KeyProvider};
+use dare_envelope::{KeyKind, KeyProvider};
 use rayon::prelude::*;
 
 use crate::backend::AeadBackend;

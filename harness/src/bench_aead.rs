@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Args;
 use dare_engine::AeadBackend;
-use dare_engine::fuzzing::RawAead;
+use dare_engine::raw::RawAead;
 use serde_json::json;
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use dare_engine::{AeadBackend, IoMode, ObjectStore, format};
 use dare_keys::{
-    CacheMode, CustomerKeyProvider, DataKey, HierarchyProvider, KeyBlock, KeyError, KeyKind,
+    CacheMode, CustomerKeyProvider, DataKey, Envelope, HierarchyProvider, KeyError, KeyKind,
     KeyProvider, KeyStore, NoCustomerKey, PassphraseRoot, RootKeyFile, RootOfTrust, Secret32,
     StoreOptions,
 };
@@ -209,11 +209,11 @@ pub struct ReadProvider {
 }
 
 impl KeyProvider for ReadProvider {
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
         Err(KeyError::Provider("read-only provider".into()))
     }
 
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
+    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
         match (block.kind, &self.hierarchy, &self.customer) {
             (KeyKind::CustomerKey, _, Some(c)) => c.open_data_key(block),
             (KeyKind::CustomerKey, _, None) => NoCustomerKey.open_data_key(block),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::store::KeyStore;
 use crate::wrap::{WRAPPED_LEN, unwrap_key, wrap_key};
-use crate::{DataKey, KeyBlock, KeyError, KeyKind, KeyProvider, StoreError};
+use crate::{DataKey, Envelope, KeyError, KeyKind, KeyProvider, StoreError};
 
 /// Length of a hierarchy key block.
 pub const HIERARCHY_BLOCK_LEN: usize = 8 + 8 + 4 + WRAPPED_LEN;
@@ -129,7 +129,7 @@ impl<'a> HierarchyBlock<'a> {
 }
 
 impl KeyProvider for HierarchyProvider {
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
         let snap = self.store.current();
         let t = &snap.table;
         let rv = t.active_rotation;
@@ -146,14 +146,14 @@ impl KeyProvider for HierarchyProvider {
         };
         Ok((
             dk,
-            KeyBlock {
+            Envelope {
                 kind: KeyKind::Hierarchy,
                 bytes: block.to_bytes(),
             },
         ))
     }
 
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
+    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
         if block.kind != KeyKind::Hierarchy {
             return Err(KeyError::WrongKind {
                 expected: KeyKind::Hierarchy.to_byte(),

@@ -1,7 +1,7 @@
 //! dare-keys: the key side of dare's data-at-rest encryption.
 //!
 //! The engine (`dare-engine`) never sees a key-encryption key. For every object it asks a
-//! [`KeyProvider`] for a fresh [`DataKey`] together with the opaque [`KeyBlock`] that the
+//! [`KeyProvider`] for a fresh [`DataKey`] together with the opaque [`Envelope`] that the
 //! object header stores (the wrapped data key and the reference to the key that wrapped it),
 //! and on read it hands the stored block back to get the data key. Which hierarchy sits behind
 //! the provider (a store root key, the ECS-style master/namespace/bucket hierarchy, a
@@ -33,10 +33,8 @@ mod cache;
 pub mod derive;
 mod error;
 mod hierarchy;
-mod provider;
 mod root;
 mod rotation;
-mod secret;
 mod sse_c;
 mod store;
 mod store_root;
@@ -46,12 +44,11 @@ pub mod wrap;
 pub mod fuzzing;
 
 pub use cache::KeyCache;
+pub use dare_envelope::{DataKey, Envelope, KeyKind, KeyProvider, Secret32};
 pub use error::{KeyError, StoreError};
 pub use hierarchy::{CacheMode, HIERARCHY_BLOCK_LEN, HierarchyBlock, HierarchyProvider};
-pub use provider::{KeyBlock, KeyKind, KeyProvider};
 pub use root::{Argon2Params, PassphraseRoot, RootKeyFile, RootOfTrust, read_passphrase_file};
 pub use rotation::{CRASH_AFTER_STEP_ENV, MASTER_KEY_ATTEMPTS, RotationStatus, step_name};
-pub use secret::{DataKey, Secret32};
 pub use sse_c::{
     CUSTOMER_BLOCK_LEN, CustomerKeyProvider, NoCustomerKey, customer_key_md5, parse_customer_key,
     read_customer_key_file,

@@ -23,7 +23,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::derive::{sse_c_kek, sse_c_verifier};
 use crate::wrap::{WRAPPED_LEN, unwrap_key, wrap_key};
-use crate::{DataKey, KeyBlock, KeyError, KeyKind, KeyProvider, Secret32, StoreError};
+use crate::{DataKey, Envelope, KeyError, KeyKind, KeyProvider, Secret32, StoreError};
 
 /// Length of an SSE-C key block.
 pub const CUSTOMER_BLOCK_LEN: usize = 16 + 32 + WRAPPED_LEN;
@@ -52,7 +52,7 @@ impl CustomerKeyProvider {
 }
 
 impl KeyProvider for CustomerKeyProvider {
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|_| KeyError::Rng)?;
         let dk = DataKey::generate()?;
@@ -63,14 +63,14 @@ impl KeyProvider for CustomerKeyProvider {
         bytes.extend_from_slice(&wrap_key(&kek, dk.as_secret()));
         Ok((
             dk,
-            KeyBlock {
+            Envelope {
                 kind: KeyKind::CustomerKey,
                 bytes,
             },
         ))
     }
 
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
+    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
         if block.kind != KeyKind::CustomerKey {
             return Err(KeyError::WrongKind {
                 expected: KeyKind::CustomerKey.to_byte(),
@@ -97,11 +97,11 @@ impl KeyProvider for CustomerKeyProvider {
 pub struct NoCustomerKey;
 
 impl KeyProvider for NoCustomerKey {
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
         Err(KeyError::CustomerKeyRequired)
     }
 
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
+    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
         match block.kind {
             KeyKind::CustomerKey => Err(KeyError::CustomerKeyRequired),
             other => Err(KeyError::WrongKind {
@@ -205,7 +205,7 @@ mod tests {
             p.open_data_key(&short),
             Err(KeyError::Malformed(_))
         ));
-        let wrong_kind = KeyBlock {
+        let wrong_kind = Envelope {
             kind: KeyKind::StoreRoot,
             bytes: block.bytes.clone(),
         };

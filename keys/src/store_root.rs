@@ -7,7 +7,7 @@
 use std::fmt;
 
 use crate::wrap::{WRAPPED_LEN, unwrap_key, wrap_key};
-use crate::{DataKey, KeyBlock, KeyError, KeyKind, KeyProvider, Secret32};
+use crate::{DataKey, Envelope, KeyError, KeyKind, KeyProvider, Secret32};
 
 /// Data keys wrapped by a single root key.
 pub struct StoreRootProvider {
@@ -28,19 +28,19 @@ impl StoreRootProvider {
 }
 
 impl KeyProvider for StoreRootProvider {
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
         let dk = DataKey::generate()?;
         let bytes = wrap_key(&self.root, dk.as_secret()).to_vec();
         Ok((
             dk,
-            KeyBlock {
+            Envelope {
                 kind: KeyKind::StoreRoot,
                 bytes,
             },
         ))
     }
 
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
+    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
         if block.kind != KeyKind::StoreRoot {
             return Err(KeyError::WrongKind {
                 expected: KeyKind::StoreRoot.to_byte(),
@@ -71,7 +71,7 @@ mod tests {
         assert_eq!(p.open_data_key(&t), Err(KeyError::UnwrapFailed));
         t.bytes.truncate(8);
         assert!(matches!(p.open_data_key(&t), Err(KeyError::Malformed(_))));
-        let h = KeyBlock {
+        let h = Envelope {
             kind: KeyKind::Hierarchy,
             bytes: block.bytes,
         };

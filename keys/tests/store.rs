@@ -225,7 +225,7 @@ fn provider_roundtrip_and_errors() {
             p.open_data_key(&short),
             Err(KeyError::Malformed(_))
         ));
-        let wrong_kind = KeyBlock {
+        let wrong_kind = Envelope {
             kind: KeyKind::StoreRoot,
             bytes: block.bytes.clone(),
         };
@@ -512,7 +512,7 @@ fn export_fixture() {
     store.create_bucket("b1", "ns1", None).unwrap();
     store.create_bucket("b2", "plain", Some(true)).unwrap();
     let mut blocks = Vec::new();
-    let mut push = |name: &str, dk: DataKey, b: KeyBlock| {
+    let mut push = |name: &str, dk: DataKey, b: Envelope| {
         blocks.push(serde_json::json!({
             "name": name, "kind": b.kind.to_byte(), "bytes_hex": hex::encode(&b.bytes),
             "expected_data_key_hex": hex::encode(dk.expose_secret()),

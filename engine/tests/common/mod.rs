@@ -1,7 +1,7 @@
 //! Test support: a minimal key provider (data key wrapped by one root key, RFC 5649).
 #![allow(dead_code)]
 
-use dare_keys::{DataKey, KeyBlock, KeyError, KeyKind, KeyProvider, Secret32, wrap};
+use dare_keys::{DataKey, Envelope, KeyError, KeyKind, KeyProvider, Secret32, wrap};
 
 pub struct RootKeys(pub Secret32);
 
@@ -12,18 +12,18 @@ impl RootKeys {
 }
 
 impl KeyProvider for RootKeys {
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError> {
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
         let s = Secret32::generate("data key")?;
         let w = wrap::wrap_key(&self.0, &s);
         Ok((
             DataKey::from_bytes(*s.expose_secret()),
-            KeyBlock {
+            Envelope {
                 kind: KeyKind::StoreRoot,
                 bytes: w.to_vec(),
             },
         ))
     }
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError> {
+    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
         if block.kind != KeyKind::StoreRoot {
             return Err(KeyError::WrongKind {
                 expected: 1,

@@ -1,9 +1,10 @@
-//! The interface between the data path and key management.
+//! Key providers and the envelopes they make.
 
 use crate::{DataKey, KeyError};
 
-/// Which key management produced an object's key block. Stored as one byte in the object
-/// header (docs/FORMAT.md); the meaning of the block's bytes per kind is in docs/KEYS.md.
+/// Which key management produced an object's envelope. Stored as one byte (the object table's
+/// `envelope_kind`, or a format-1 object header); the meaning of the envelope's bytes per kind
+/// is in docs/KEYS.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyKind {
@@ -16,7 +17,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    /// The byte stored in the object header.
+    /// The byte stored for this kind.
     pub fn to_byte(self) -> u8 {
         match self {
             KeyKind::StoreRoot => 1,
@@ -25,7 +26,7 @@ impl KeyKind {
         }
     }
 
-    /// Parses the header byte; `None` for an unknown kind.
+    /// Parses the stored byte; `None` for an unknown kind.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(KeyKind::StoreRoot),
@@ -36,10 +37,11 @@ impl KeyKind {
     }
 }
 
-/// What an object header stores about its data key: the kind of key management and the
-/// kind-specific bytes (key reference and wrapped data key). Not secret.
+/// What is stored about an object's data key: the kind of key management and the
+/// kind-specific bytes (key reference and wrapped data key). Not secret. The object table
+/// keeps it apart from the object's data, so it can be rewrapped without touching the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyBlock {
+pub struct Envelope {
     /// Which key management wrote it.
     pub kind: KeyKind,
     /// Key reference and wrapped key, laid out per kind as docs/KEYS.md specifies.
@@ -50,9 +52,9 @@ pub struct KeyBlock {
 /// bucket under its current rotation key, a customer key, ...), so the data path never names
 /// keys itself.
 pub trait KeyProvider: Send + Sync {
-    /// A fresh random data key for a new object, and the block to store in its header.
-    fn new_data_key(&self) -> Result<(DataKey, KeyBlock), KeyError>;
+    /// A fresh random data key for a new object, and the envelope to store for it.
+    fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError>;
 
-    /// The data key of an existing object, from the block its header stores.
-    fn open_data_key(&self, block: &KeyBlock) -> Result<DataKey, KeyError>;
+    /// The data key of an existing object, from its stored envelope.
+    fn open_data_key(&self, envelope: &Envelope) -> Result<DataKey, KeyError>;
 }

@@ -75,12 +75,12 @@ impl DataKey {
     }
 
     /// The key as a [`Secret32`], for wrapping.
-    pub(crate) fn as_secret(&self) -> &Secret32 {
+    pub fn as_secret(&self) -> &Secret32 {
         &self.0
     }
 
     /// A data key from an unwrapped secret.
-    pub(crate) fn from_secret(s: Secret32) -> Self {
+    pub fn from_secret(s: Secret32) -> Self {
         DataKey(s)
     }
 }

@@ -1,0 +1,76 @@
+//! A raw AES-256-GCM interface that takes caller-chosen nonces: for the kernel benchmarks
+//! (`dare bench aead`, `benches/`), differential tests and fuzzing only. It is compiled only
+//! with the `raw-aead` feature; embedders use the object API, which never takes a nonce.
+
+use crate::backend::{AeadBackend, AeadKey};
+
+/// A raw AES-256-GCM key schedule on one backend (for benchmarks and differential tests).
+#[derive(Debug)]
+pub struct RawAead(AeadKey);
+
+impl RawAead {
+    /// Expands `key` for `backend` (which must be supported; see `AeadBackend::forced`).
+    pub fn new(backend: AeadBackend, key: &[u8; 32]) -> RawAead {
+        RawAead(AeadKey::new(backend, key))
+    }
+    /// Seals in place, returns the tag.
+    pub fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+        self.0.seal_in_place(nonce, aad, buf)
+    }
+    /// Seals `input` into `output` (same length); `None` on a length mismatch.
+    pub fn seal_to(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Option<[u8; 16]> {
+        self.0.seal_to(nonce, aad, input, output)
+    }
+    /// Opens in place; on failure `buf` is zeroed.
+    pub fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> bool {
+        self.0.open_in_place(nonce, aad, buf, tag).is_ok()
+    }
+    /// Opens `input` into `output`; on failure `output` is zeroed.
+    pub fn open_to(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+        tag: &[u8; 16],
+    ) -> bool {
+        self.0.open_to(nonce, aad, input, output, tag).is_ok()
+    }
+}
+
+/// One AES-256-GCM seal on `backend`, in place; returns the tag.
+pub fn aead_seal(
+    backend: AeadBackend,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; 16] {
+    AeadKey::new(backend, key).seal_in_place(nonce, aad, buf)
+}
+
+/// One AES-256-GCM open on `backend`, in place; on failure `buf` is zeroed.
+pub fn aead_open(
+    backend: AeadBackend,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; 16],
+) -> bool {
+    AeadKey::new(backend, key)
+        .open_in_place(nonce, aad, buf, tag)
+        .is_ok()
+}
