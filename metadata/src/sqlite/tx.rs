@@ -1,0 +1,792 @@
+//! Read and write transactions, each on one pooled connection.
+//!
+//! [`SqliteTx`] issues `BEGIN`/`COMMIT`/`ROLLBACK` itself: rusqlite's `Transaction` borrows
+//! its connection, which would make a struct holding both self-referential. Every statement
+//! goes through `prepare_cached`, so the hot paths (`object`, `put_object`,
+//! `swap_envelope`) bind and step an already compiled statement.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{Params, Row, params};
+
+use super::PooledConn;
+use super::error::{Doing, ForeignKey, map_err};
+use super::rows::{
+    self, bucket_columns, int, master_key_columns, namespace_columns, object_columns, opt_int,
+    rotation_key_columns, store_columns, task_columns,
+};
+use crate::MetaError;
+use crate::records::{
+    BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
+    ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState,
+};
+use crate::tx::{By, ReadTx, WriteTx};
+
+/// A transaction on one pooled connection. Dropped unfinished, a read transaction commits
+/// (it changed nothing) and a write transaction rolls back; if that fails the connection is
+/// closed instead of pooled ([`PooledConn`] pools only connections outside a transaction),
+/// which rolls back too.
+pub(super) struct SqliteTx<'a> {
+    conn: PooledConn<'a>,
+    /// The busy timeout, reported by [`MetaError::Busy`].
+    waited: Duration,
+    write: bool,
+    finished: bool,
+}
+
+impl<'a> SqliteTx<'a> {
+    /// `BEGIN DEFERRED`: the snapshot is fixed at the first read.
+    pub(super) fn begin_read(conn: PooledConn<'a>, waited: Duration) -> Result<Self, MetaError> {
+        Self::begin(conn, waited, false)
+    }
+
+    /// `BEGIN IMMEDIATE`: takes the write lock now, waiting up to the busy timeout.
+    pub(super) fn begin_write(conn: PooledConn<'a>, waited: Duration) -> Result<Self, MetaError> {
+        Self::begin(conn, waited, true)
+    }
+
+    fn begin(conn: PooledConn<'a>, waited: Duration, write: bool) -> Result<Self, MetaError> {
+        let started = Instant::now();
+        let sql = if write {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN DEFERRED"
+        };
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map_err(|e| map_err(e, started.elapsed(), Doing::NOTHING))?;
+        Ok(SqliteTx {
+            conn,
+            waited,
+            write,
+            finished: false,
+        })
+    }
+
+    /// Maps an error of a statement doing `doing`.
+    fn on<'d>(&self, doing: Doing<'d>) -> impl Fn(rusqlite::Error) -> MetaError + Copy + use<'d> {
+        let waited = self.waited;
+        move |e| map_err(e, waited, doing)
+    }
+
+    /// Maps an error of a statement that needs no names.
+    fn e(&self) -> impl Fn(rusqlite::Error) -> MetaError + Copy + use<> {
+        self.on(Doing::NOTHING)
+    }
+
+    /// The first row of a query, decoded.
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        decode: fn(&Row<'_>) -> Result<T, MetaError>,
+    ) -> Result<Option<T>, MetaError> {
+        let e = self.e();
+        let mut stmt = self.conn.prepare_cached(sql).map_err(e)?;
+        let mut rows = stmt.query(params).map_err(e)?;
+        match rows.next().map_err(e)? {
+            Some(r) => decode(r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every row of a query, decoded.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        decode: fn(&Row<'_>) -> Result<T, MetaError>,
+    ) -> Result<Vec<T>, MetaError> {
+        let e = self.e();
+        let mut stmt = self.conn.prepare_cached(sql).map_err(e)?;
+        let mut rows = stmt.query(params).map_err(e)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(e)? {
+            out.push(decode(r)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs a statement; returns how many rows it changed.
+    fn exec(&self, sql: &str, params: impl Params, doing: Doing<'_>) -> Result<usize, MetaError> {
+        let e = self.on(doing);
+        self.conn
+            .prepare_cached(sql)
+            .map_err(e)?
+            .execute(params)
+            .map_err(e)
+    }
+
+    /// Runs an INSERT; returns the rowid of the new row.
+    fn insert(&self, sql: &str, params: impl Params, doing: Doing<'_>) -> Result<u64, MetaError> {
+        self.exec(sql, params, doing)?;
+        u64::try_from(self.conn.last_insert_rowid())
+            .map_err(|_| MetaError::Corrupt("the database allocated a negative id".into()))
+    }
+}
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let end = if self.write { "ROLLBACK" } else { "COMMIT" };
+        let ended = self
+            .conn
+            .prepare_cached(end)
+            .and_then(|mut s| s.execute([]));
+        if ended.is_err() && !self.write {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        // If the connection is still inside the transaction now, dropping `conn` closes it.
+    }
+}
+
+/// The next version of a row after `v`.
+fn bump(v: u64) -> Result<u64, MetaError> {
+    v.checked_add(1)
+        .ok_or_else(|| MetaError::Database("row version overflow".into()))
+}
+
+/// The smallest byte string above every string that starts with `prefix`: `prefix` with its
+/// last byte incremented (carrying past 0xFF bytes, which UTF-8 never holds anyway); `None`
+/// when there is no such bound (an empty prefix).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if let Some(next) = last.checked_add(1) {
+            end.push(next);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl ReadTx for SqliteTx<'_> {
+    fn store(&mut self) -> Result<Option<StoreRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", store_columns!(), " FROM store WHERE id = 1");
+        self.one(SQL, [], rows::store)
+    }
+
+    fn master_keys(&mut self) -> Result<Vec<MasterKeyRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            master_key_columns!(),
+            " FROM master_keys ORDER BY version"
+        );
+        self.all(SQL, [], rows::master_key)
+    }
+
+    fn rotation_keys(&mut self) -> Result<Vec<RotationKeyRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            rotation_key_columns!(),
+            " FROM rotation_keys ORDER BY version"
+        );
+        self.all(SQL, [], rows::rotation_key)
+    }
+
+    fn namespace(&mut self, by: By<'_>) -> Result<Option<NamespaceRecord>, MetaError> {
+        const BY_ID: &str = concat!(
+            "SELECT ",
+            namespace_columns!(),
+            " FROM namespaces WHERE id = ?1"
+        );
+        const BY_NAME: &str = concat!(
+            "SELECT ",
+            namespace_columns!(),
+            " FROM namespaces WHERE name = ?1"
+        );
+        match by {
+            // An id above i64::MAX names no row.
+            By::Id(id) => match i64::try_from(id) {
+                Ok(id) => self.one(BY_ID, [id], rows::namespace),
+                Err(_) => Ok(None),
+            },
+            By::Name(name) => self.one(BY_NAME, [name], rows::namespace),
+        }
+    }
+
+    fn namespaces(&mut self) -> Result<Vec<NamespaceRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            namespace_columns!(),
+            " FROM namespaces ORDER BY id"
+        );
+        self.all(SQL, [], rows::namespace)
+    }
+
+    fn bucket(&mut self, by: By<'_>) -> Result<Option<BucketRecord>, MetaError> {
+        const BY_ID: &str = concat!("SELECT ", bucket_columns!(), " FROM buckets WHERE id = ?1");
+        const BY_NAME: &str = concat!(
+            "SELECT ",
+            bucket_columns!(),
+            " FROM buckets WHERE name = ?1"
+        );
+        match by {
+            By::Id(id) => match i64::try_from(id) {
+                Ok(id) => self.one(BY_ID, [id], rows::bucket),
+                Err(_) => Ok(None),
+            },
+            By::Name(name) => self.one(BY_NAME, [name], rows::bucket),
+        }
+    }
+
+    fn buckets(&mut self, namespace_id: Option<u64>) -> Result<Vec<BucketRecord>, MetaError> {
+        const ALL: &str = concat!("SELECT ", bucket_columns!(), " FROM buckets ORDER BY id");
+        const OF: &str = concat!(
+            "SELECT ",
+            bucket_columns!(),
+            " FROM buckets WHERE namespace_id = ?1 ORDER BY id"
+        );
+        match namespace_id.map(i64::try_from) {
+            None => self.all(ALL, [], rows::bucket),
+            Some(Ok(ns)) => self.all(OF, [ns], rows::bucket),
+            Some(Err(_)) => Ok(Vec::new()),
+        }
+    }
+
+    fn task(&mut self, id: u64) -> Result<Option<TaskRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
+        match i64::try_from(id) {
+            Ok(id) => self.one(SQL, [id], rows::task),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn tasks(&mut self) -> Result<Vec<TaskRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks ORDER BY id");
+        self.all(SQL, [], rows::task)
+    }
+
+    fn object(&mut self, bucket_id: u64, name: &str) -> Result<Option<ObjectRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = ?1 AND name = ?2"
+        );
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(None);
+        };
+        self.one(SQL, params![bucket_id, name.as_bytes()], rows::object)
+    }
+
+    fn objects(
+        &mut self,
+        bucket_id: u64,
+        range: NameRange<'_>,
+        limit: usize,
+    ) -> Result<Vec<ObjectRecord>, MetaError> {
+        // Every variant is a range on the primary key (bucket_id, name): no scan, no sort.
+        const FROM: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = ?1 AND name >= ?2 ORDER BY name LIMIT ?3"
+        );
+        const FROM_TO: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = ?1 AND name >= ?2 AND name < ?3",
+            " ORDER BY name LIMIT ?4"
+        );
+        const AFTER: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3"
+        );
+        const AFTER_TO: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = ?1 AND name > ?2 AND name < ?3",
+            " ORDER BY name LIMIT ?4"
+        );
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let prefix = range.prefix.as_bytes();
+        let end = prefix_end(prefix);
+        // Names starting with `prefix` are >= `prefix`; an `after` below `prefix` adds
+        // nothing to that bound, one at or above it replaces it.
+        let (lower, exclusive) = match range.after {
+            Some(after) if after >= prefix => (after, true),
+            _ => (prefix, false),
+        };
+        match (exclusive, end) {
+            (false, None) => self.all(FROM, params![bucket_id, lower, limit], rows::object),
+            (false, Some(end)) => {
+                self.all(FROM_TO, params![bucket_id, lower, end, limit], rows::object)
+            }
+            (true, None) => self.all(AFTER, params![bucket_id, lower, limit], rows::object),
+            (true, Some(end)) => self.all(
+                AFTER_TO,
+                params![bucket_id, lower, end, limit],
+                rows::object,
+            ),
+        }
+    }
+
+    fn object_count(&mut self, bucket_id: u64) -> Result<u64, MetaError> {
+        const SQL: &str = "SELECT count(*) FROM objects WHERE bucket_id = ?1";
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(0);
+        };
+        let e = self.e();
+        let n: i64 = self
+            .conn
+            .prepare_cached(SQL)
+            .map_err(e)?
+            .query_row([bucket_id], |r| r.get(0))
+            .map_err(e)?;
+        u64::try_from(n).map_err(|_| MetaError::Corrupt("negative object count".into()))
+    }
+}
+
+impl WriteTx for SqliteTx<'_> {
+    fn insert_store(&mut self, s: &StoreRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO store (id, ",
+            store_columns!(),
+            ") VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        );
+        self.exec(
+            SQL,
+            params![
+                &s.store_id[..],
+                s.chunk_shift,
+                s.root_of_trust,
+                s.rt_data_key,
+                s.active_master,
+                s.active_rotation,
+                int(s.key_epoch, "key epoch")?,
+                int(s.created, "store creation time")?,
+                int(s.row_version, "store row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        Ok(())
+    }
+
+    fn update_store(&mut self, s: &StoreRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE store SET chunk_shift = ?1, root_of_trust = ?2, \
+             rt_data_key = ?3, active_master = ?4, active_rotation = ?5, key_epoch = ?6, \
+             row_version = ?7 WHERE id = 1 AND row_version = ?8";
+        let next = bump(s.row_version)?;
+        let changed = self.exec(
+            SQL,
+            params![
+                s.chunk_shift,
+                s.root_of_trust,
+                s.rt_data_key,
+                s.active_master,
+                s.active_rotation,
+                int(s.key_epoch, "key epoch")?,
+                int(next, "store row version")?,
+                int(s.row_version, "store row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("store row"));
+        }
+        Ok(next)
+    }
+
+    fn insert_master_key(&mut self, m: &MasterKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO master_keys (",
+            master_key_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        );
+        let doing = Doing {
+            id: Some(u64::from(m.version)),
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![
+                m.version,
+                m.state.as_str(),
+                m.wrapped,
+                int(m.created, "master key creation time")?,
+                opt_int(m.retired, "master key retirement time")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn update_master_key(&mut self, m: &MasterKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str =
+            "UPDATE master_keys SET state = ?1, wrapped = ?2, retired = ?3 WHERE version = ?4";
+        let changed = self.exec(
+            SQL,
+            params![
+                m.state.as_str(),
+                m.wrapped,
+                opt_int(m.retired, "master key retirement time")?,
+                m.version,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "master key",
+                name: m.version.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn insert_rotation_key(&mut self, r: &RotationKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO rotation_keys (",
+            rotation_key_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        );
+        let doing = Doing {
+            id: Some(u64::from(r.version)),
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(r.master_version),
+            },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![
+                r.version,
+                r.master_version,
+                r.wrapped,
+                int(r.created, "rotation key creation time")?,
+                int(r.row_version, "rotation key row version")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn update_rotation_key(&mut self, r: &RotationKeyRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE rotation_keys SET master_version = ?1, wrapped = ?2, \
+             row_version = ?3 WHERE version = ?4 AND row_version = ?5";
+        let next = bump(r.row_version)?;
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(r.master_version),
+            },
+            ..Doing::NOTHING
+        };
+        let changed = self.exec(
+            SQL,
+            params![
+                r.master_version,
+                r.wrapped,
+                int(next, "rotation key row version")?,
+                r.version,
+                int(r.row_version, "rotation key row version")?,
+            ],
+            doing,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("rotation key"));
+        }
+        Ok(next)
+    }
+
+    fn insert_namespace(&mut self, n: &NewNamespace) -> Result<u64, MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO namespaces (",
+            namespace_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"
+        );
+        let doing = Doing {
+            name: &n.name,
+            id: n.id,
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(n.master_version),
+            },
+        };
+        self.insert(
+            SQL,
+            params![
+                opt_int(n.id, "namespace id")?,
+                n.name,
+                n.encryption,
+                n.master_version,
+                n.wrapped_key,
+                int(n.created, "namespace creation time")?,
+            ],
+            doing,
+        )
+    }
+
+    fn update_namespace(&mut self, n: &NamespaceRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE namespaces SET master_version = ?1, wrapped_key = ?2, \
+             row_version = ?3 WHERE id = ?4 AND row_version = ?5";
+        let next = bump(n.row_version)?;
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(n.master_version),
+            },
+            ..Doing::NOTHING
+        };
+        let changed = self.exec(
+            SQL,
+            params![
+                n.master_version,
+                n.wrapped_key,
+                int(next, "namespace row version")?,
+                int(n.id, "namespace id")?,
+                int(n.row_version, "namespace row version")?,
+            ],
+            doing,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("namespace"));
+        }
+        Ok(next)
+    }
+
+    fn delete_namespace(&mut self, id: u64) -> Result<(), MetaError> {
+        let doing = Doing {
+            foreign_key: ForeignKey::HasChildren("namespace still holds buckets"),
+            ..Doing::NOTHING
+        };
+        let changed = self.exec(
+            "DELETE FROM namespaces WHERE id = ?1",
+            [int(id, "namespace id")?],
+            doing,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "namespace",
+                name: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn insert_bucket(&mut self, b: &NewBucket) -> Result<u64, MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO buckets (",
+            bucket_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"
+        );
+        let doing = Doing {
+            name: &b.name,
+            id: b.id,
+            foreign_key: ForeignKey::MissingParent {
+                what: "namespace",
+                id: b.namespace_id,
+            },
+        };
+        self.insert(
+            SQL,
+            params![
+                opt_int(b.id, "bucket id")?,
+                b.name,
+                int(b.namespace_id, "namespace id")?,
+                b.encryption,
+                b.wrapped_key,
+                int(b.created, "bucket creation time")?,
+            ],
+            doing,
+        )
+    }
+
+    fn delete_bucket(&mut self, id: u64) -> Result<u64, MetaError> {
+        let sql_id = int(id, "bucket id")?;
+        let objects = self.exec(
+            "DELETE FROM objects WHERE bucket_id = ?1",
+            [sql_id],
+            Doing::NOTHING,
+        )?;
+        let changed = self.exec(
+            "DELETE FROM buckets WHERE id = ?1",
+            [sql_id],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "bucket",
+                name: id.to_string(),
+            });
+        }
+        u64::try_from(objects).map_err(|_| MetaError::Database("object count overflow".into()))
+    }
+
+    fn insert_task(&mut self, t: &NewTask) -> Result<u64, MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO tasks (",
+            task_columns!(),
+            ") VALUES (?1, ?2, ?3, 0, ?4, NULL, NULL, NULL, ?5, NULL, NULL, 0, 1)"
+        );
+        let doing = Doing {
+            id: t.id,
+            ..Doing::NOTHING
+        };
+        self.insert(
+            SQL,
+            params![
+                opt_int(t.id, "task id")?,
+                t.kind.as_str(),
+                TaskState::Pending.as_str(),
+                int(t.started, "task start time")?,
+                t.previous_master,
+            ],
+            doing,
+        )
+    }
+
+    fn update_task(&mut self, t: &TaskRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE tasks SET state = ?1, step = ?2, ended = ?3, outcome = ?4, \
+             error = ?5, previous_master = ?6, new_master = ?7, new_rotation = ?8, \
+             master_attempts = ?9, row_version = ?10 WHERE id = ?11 AND row_version = ?12";
+        let next = bump(t.row_version)?;
+        let changed = self.exec(
+            SQL,
+            params![
+                t.state.as_str(),
+                t.step,
+                opt_int(t.ended, "task end time")?,
+                t.outcome,
+                t.error,
+                t.previous_master,
+                t.new_master,
+                t.new_rotation,
+                t.master_attempts,
+                int(next, "task row version")?,
+                int(t.id, "task id")?,
+                int(t.row_version, "task row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("task"));
+        }
+        Ok(next)
+    }
+
+    fn put_object(&mut self, o: &ObjectRecord) -> Result<Option<ObjectRecord>, MetaError> {
+        // An upsert rather than INSERT OR REPLACE: the row is updated in place instead of
+        // deleted and inserted again.
+        const SQL: &str = concat!(
+            "INSERT INTO objects (",
+            object_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1) ",
+            "ON CONFLICT (bucket_id, name) DO UPDATE SET object_id = excluded.object_id, ",
+            "size = excluded.size, created_ms = excluded.created_ms, etag = excluded.etag, ",
+            "format = excluded.format, suite = excluded.suite, ",
+            "chunk_shift = excluded.chunk_shift, nonce_prefix = excluded.nonce_prefix, ",
+            "envelope_kind = excluded.envelope_kind, envelope = excluded.envelope, ",
+            "meta = excluded.meta, row_version = 1"
+        );
+        let bucket_id = int(o.bucket_id, "bucket id")?;
+        let old = self.object(o.bucket_id, &o.name)?;
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingParent {
+                what: "bucket",
+                id: o.bucket_id,
+            },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![
+                bucket_id,
+                o.name.as_bytes(),
+                &o.object_id[..],
+                int(o.size, "object size")?,
+                int(o.created_ms, "object creation time")?,
+                o.etag,
+                o.format,
+                o.suite,
+                o.chunk_shift,
+                &o.nonce_prefix[..],
+                o.envelope_kind,
+                o.envelope,
+                o.meta,
+            ],
+            doing,
+        )?;
+        Ok(old)
+    }
+
+    fn delete_object(
+        &mut self,
+        bucket_id: u64,
+        name: &str,
+    ) -> Result<Option<ObjectRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "DELETE FROM objects WHERE bucket_id = ?1 AND name = ?2 RETURNING ",
+            object_columns!()
+        );
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(None);
+        };
+        self.one(SQL, params![bucket_id, name.as_bytes()], rows::object)
+    }
+
+    fn swap_envelope(
+        &mut self,
+        bucket_id: u64,
+        name: &str,
+        object_id: &[u8; 16],
+        row_version: u64,
+        envelope_kind: u8,
+        envelope: &[u8],
+    ) -> Result<bool, MetaError> {
+        const SQL: &str = "UPDATE objects SET envelope_kind = ?1, envelope = ?2, \
+             row_version = row_version + 1 \
+             WHERE bucket_id = ?3 AND name = ?4 AND object_id = ?5 AND row_version = ?6";
+        let (Ok(bucket_id), Ok(row_version)) =
+            (i64::try_from(bucket_id), i64::try_from(row_version))
+        else {
+            return Ok(false);
+        };
+        let changed = self.exec(
+            SQL,
+            params![
+                envelope_kind,
+                envelope,
+                bucket_id,
+                name.as_bytes(),
+                &object_id[..],
+                row_version,
+            ],
+            Doing::NOTHING,
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), MetaError> {
+        let e = self.e();
+        self.conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(e)?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_smallest_string_above_the_prefix() {
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_end("¿".as_bytes()), Some(vec![0xc2, 0xc0]));
+        // Not reachable from UTF-8, but correct: carry past 0xFF.
+        assert_eq!(prefix_end(&[0x61, 0xff, 0xff]), Some(vec![0x62]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}
