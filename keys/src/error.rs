@@ -1,6 +1,8 @@
-//! Errors of key-store, root-of-trust and rotation operations. Messages never carry key bytes.
+//! Errors of key-store, root-of-trust, rotation and legacy-import operations. Messages never
+//! carry key bytes.
 
 pub use dare_envelope::KeyError;
+use dare_metadata::MetaError;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,23 +11,24 @@ use std::path::PathBuf;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// An I/O operation on a store or key file failed.
+    /// An I/O operation on a key file (root key, passphrase, customer key, format-1 store
+    /// file) failed.
     Io {
-        /// What was being done (`"read"`, `"rename"`, ...).
+        /// What was being done (`"read"`, `"open"`, ...).
         op: &'static str,
         /// The file it was done to.
         path: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The directory holds no key store.
-    NotInitialized(PathBuf),
-    /// `init` was asked for a directory that already holds a key store.
-    AlreadyInitialized(PathBuf),
-    /// The key store file is not a valid store: truncated, bad magic, checksum mismatch or
-    /// undecodable records. The message says which.
+    /// The metadata database holds no store (no store row). Carries where it looked.
+    NotInitialized(String),
+    /// A store was to be created (or imported) where one exists already.
+    AlreadyInitialized(String),
+    /// Stored key material is inconsistent or a file is not what it should be (a format-1
+    /// store file that is truncated, has a bad checksum, ...). The message says which.
     Corrupt(String),
-    /// The key store file was written by a newer format version.
+    /// A format-1 key store file has another format version.
     UnsupportedFormat(u32),
     /// A root key file may be read by group or others.
     InsecurePermissions {
@@ -34,30 +37,18 @@ pub enum StoreError {
         /// Its permission bits.
         mode: u32,
     },
-    /// A namespace, bucket, key version or task does not exist.
+    /// A rotation task, or the format-1 store file to import, does not exist.
     NotFound {
-        /// `"namespace"`, `"bucket"`, ...
+        /// `"rotation task"`, `"format-1 key store file"`, ...
         what: &'static str,
         /// The name or id asked for.
         name: String,
     },
-    /// A namespace or bucket of that name exists already.
-    AlreadyExists {
-        /// `"namespace"` or `"bucket"`.
-        what: &'static str,
-        /// The name.
-        name: String,
-    },
-    /// A namespace or bucket name is empty, too long or contains control characters.
-    InvalidName(String),
-    /// The requested encryption setting is not allowed (e.g. an unencrypted bucket in an
-    /// encrypted namespace).
-    EncryptionPolicy(String),
     /// A key provider was asked for a bucket created without encryption.
     EncryptionDisabled(String),
-    /// Another rotation task is not finished yet.
+    /// Another rotation task is not finished yet (its id).
     RotationInProgress(u64),
-    /// The rotation task cannot be run in its current state (e.g. already completed).
+    /// The rotation task cannot be run in its current state (a failed task needs `resume`).
     TaskNotRunnable {
         /// The task id.
         id: u64,
@@ -73,6 +64,8 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// The metadata database failed or refused a change.
+    Metadata(MetaError),
     /// A key operation failed.
     Key(KeyError),
 }
@@ -81,20 +74,16 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Io { op, path, source } => {
-                write!(f, "key store: cannot {op} {}: {source}", path.display())
+                write!(f, "cannot {op} {}: {source}", path.display())
             }
-            StoreError::NotInitialized(p) => write!(
-                f,
-                "no key store in {} (create one with `dare keys init`)",
-                p.display()
-            ),
-            StoreError::AlreadyInitialized(p) => {
-                write!(f, "{} already holds a key store", p.display())
+            StoreError::NotInitialized(at) => {
+                write!(f, "no dare store in {at} (create one with `dare init`)")
             }
-            StoreError::Corrupt(why) => write!(f, "key store file is corrupt: {why}"),
+            StoreError::AlreadyInitialized(at) => write!(f, "{at} already holds a dare store"),
+            StoreError::Corrupt(why) => f.write_str(why),
             StoreError::UnsupportedFormat(v) => write!(
                 f,
-                "key store format version {v} is newer than this build supports (1)"
+                "key store file format version {v} is not supported (this build imports version 1)"
             ),
             StoreError::InsecurePermissions { path, mode } => write!(
                 f,
@@ -102,12 +91,7 @@ impl fmt::Display for StoreError {
                  others (chmod 600)",
                 path.display()
             ),
-            StoreError::NotFound { what, name } => write!(f, "no {what} named {name:?}"),
-            StoreError::AlreadyExists { what, name } => {
-                write!(f, "a {what} named {name:?} exists already")
-            }
-            StoreError::InvalidName(why) => write!(f, "invalid name: {why}"),
-            StoreError::EncryptionPolicy(why) => write!(f, "encryption setting refused: {why}"),
+            StoreError::NotFound { what, name } => write!(f, "no {what} {name:?}"),
             StoreError::EncryptionDisabled(b) => write!(
                 f,
                 "bucket {b:?} was created without encryption; it has no keys"
@@ -116,13 +100,15 @@ impl fmt::Display for StoreError {
                 f,
                 "rotation task {id} is not finished; wait for it or resume it first"
             ),
-            StoreError::TaskNotRunnable { id, state } => {
-                write!(f, "rotation task {id} is {state} and cannot be run")
-            }
+            StoreError::TaskNotRunnable { id, state } => write!(
+                f,
+                "rotation task {id} is {state}: run does not retry a failed task, resume it instead"
+            ),
             StoreError::RotationFailed { id, step, message } => write!(
                 f,
                 "rotation task {id} failed in step {step}: {message} (resume it to retry)"
             ),
+            StoreError::Metadata(e) => write!(f, "{e}"),
             StoreError::Key(e) => write!(f, "{e}"),
         }
     }
@@ -132,15 +118,29 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Io { source, .. } => Some(source),
+            StoreError::Metadata(e) => Some(e),
             StoreError::Key(e) => Some(e),
             _ => None,
         }
     }
 }
 
+impl StoreError {
+    /// Whether running the transaction again may succeed (a lost optimistic check).
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Metadata(e) if e.is_retryable())
+    }
+}
+
 impl From<KeyError> for StoreError {
     fn from(e: KeyError) -> Self {
         StoreError::Key(e)
+    }
+}
+
+impl From<MetaError> for StoreError {
+    fn from(e: MetaError) -> Self {
+        StoreError::Metadata(e)
     }
 }
 

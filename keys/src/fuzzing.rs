@@ -3,10 +3,10 @@
 use crate::Secret32;
 use crate::wrap::{WRAPPED_LEN, unwrap_key as unwrap, wrap_key};
 
-/// Arbitrary bytes as a key store file: either a typed error, or a table that survives an
-/// encode/decode round trip unchanged.
+/// Arbitrary bytes as a format-1 key store file (the legacy reader of [`crate::legacy`]):
+/// either a typed error, or a table that survives an encode/decode round trip unchanged.
 pub fn keystore_load(data: &[u8]) {
-    crate::store::fuzz_roundtrip(data);
+    crate::legacy::fuzz_roundtrip(data);
 }
 
 /// The first 32 bytes are a KEK, the rest a wrapped key. Only a 40-byte input can unwrap,
@@ -34,7 +34,8 @@ pub fn unwrap_key(data: &[u8]) {
     }
 }
 
-/// `keystore_load` target. Byte 0 bit 0 picks the mode: 0, the rest is a store file
+/// `keystore_load` target (the format-1 reader used by the one-time import). Byte 0 bit 0
+/// picks the mode: 0, the rest is a store file
 /// (arbitrary, or a real one cut or edited by the fuzzer); 1, the rest is a table body, framed
 /// here with a correct header and checksum so that the JSON and the table invariants are
 /// reached. Properties: [`keystore_load`]'s, plus no strict prefix of a valid file is valid
@@ -49,11 +50,11 @@ pub fn keystore_file(data: &[u8]) {
         frame_store_body(rest)
     };
     keystore_load(&file);
-    match crate::fuzz_load(&file) {
+    match crate::legacy::check_v1_file(&file) {
         Ok(()) => {
             for cut in [file.len() - 1, file.len() / 2, 52, 51, 0] {
                 assert!(
-                    crate::fuzz_load(&file[..cut]).is_err(),
+                    crate::legacy::check_v1_file(&file[..cut]).is_err(),
                     "a valid store cut to {cut} bytes still loads"
                 );
             }
@@ -62,12 +63,13 @@ pub fn keystore_file(data: &[u8]) {
     }
 }
 
-/// A store file (docs/KEYS.md §6.1) around `body`: magic, version, length, SHA-256 checksum.
+/// A format-1 store file (KEYS.md §6.1 of format 1) around `body`: magic, version, length,
+/// SHA-256 checksum.
 pub fn frame_store_body(body: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let mut out = Vec::with_capacity(52 + body.len());
     out.extend_from_slice(b"DAREKEYS");
-    out.extend_from_slice(&crate::STORE_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&crate::legacy::FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     let mut h = Sha256::new();
     h.update(&out);

@@ -1,22 +1,27 @@
 //! The ECS-style hierarchy provider: data keys wrapped by a bucket's virtual bucket key.
 //!
-//! Key block (kind [`KeyKind::Hierarchy`], docs/KEYS.md §4.2), 60 bytes:
+//! Envelope (kind [`KeyKind::Hierarchy`], docs/KEYS.md §4.2), 60 bytes:
 //!
 //! ```text
 //! ns_id u64 LE || bucket_id u64 LE || rotation_version u32 LE || wrapped_data_key [40]
 //! ```
 //!
 //! New objects are wrapped under the VBK of the store's *active* rotation version; reads use
-//! the version the block names, so objects written before any number of rotations open.
+//! the version the envelope names, so objects written before any number of rotations open.
+//! [`HierarchyProvider::rewrap`] moves an envelope to the active version without touching the
+//! object's data (the data key stays the same).
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::store::KeyStore;
+use dare_metadata::BucketRecord;
+
+use crate::cache::KeyCache;
+use crate::store::{BucketKeyRef, KeyStore};
 use crate::wrap::{WRAPPED_LEN, unwrap_key, wrap_key};
 use crate::{DataKey, Envelope, KeyError, KeyKind, KeyProvider, StoreError};
 
-/// Length of a hierarchy key block.
+/// Length of a hierarchy envelope.
 pub const HIERARCHY_BLOCK_LEN: usize = 8 + 8 + 4 + WRAPPED_LEN;
 
 /// Whether a provider uses the store's derived-key cache.
@@ -28,12 +33,15 @@ pub enum CacheMode {
     Off,
 }
 
-/// Data keys for one bucket under the master/namespace/bucket hierarchy.
+/// Data keys for one encrypted bucket under the master/namespace/bucket hierarchy.
 pub struct HierarchyProvider {
     store: Arc<KeyStore>,
     ns_id: u64,
     bucket_id: u64,
     bucket: String,
+    /// The bucket key wrapped under its namespace key. Bucket keys never change (a rotation
+    /// rewraps namespace keys, not bucket keys), so it is read once, with the bucket record.
+    wrapped_bk: Vec<u8>,
     mode: CacheMode,
 }
 
@@ -44,46 +52,129 @@ impl fmt::Debug for HierarchyProvider {
             .field("ns_id", &self.ns_id)
             .field("bucket_id", &self.bucket_id)
             .field("cache", &self.mode)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl HierarchyProvider {
-    /// A provider for the bucket called `bucket`. Fails with [`StoreError::NotFound`] for an
-    /// unknown bucket and [`StoreError::EncryptionDisabled`] for a bucket without encryption.
-    pub fn new(store: Arc<KeyStore>, bucket: &str, mode: CacheMode) -> Result<Self, StoreError> {
-        let b = store.bucket(bucket)?;
-        if !b.encryption {
-            return Err(StoreError::EncryptionDisabled(bucket.into()));
-        }
+    /// A provider for an encrypted bucket ([`StoreError::EncryptionDisabled`] otherwise).
+    /// Namespace records, whose wrapped key a rotation rewraps, are read from the metadata
+    /// when the derived-key cache misses.
+    pub fn new(
+        store: Arc<KeyStore>,
+        bucket: &BucketRecord,
+        mode: CacheMode,
+    ) -> Result<Self, StoreError> {
+        let wrapped_bk = match (&bucket.wrapped_key, bucket.encryption) {
+            (Some(k), true) => k.clone(),
+            _ => return Err(StoreError::EncryptionDisabled(bucket.name.clone())),
+        };
         Ok(HierarchyProvider {
             store,
-            ns_id: b.namespace_id,
-            bucket_id: b.id,
-            bucket: b.name,
+            ns_id: bucket.namespace_id,
+            bucket_id: bucket.id,
+            bucket: bucket.name.clone(),
+            wrapped_bk,
             mode,
         })
     }
 
-    /// The namespace id written into key blocks.
+    /// The namespace id written into envelopes.
     pub fn namespace_id(&self) -> u64 {
         self.ns_id
     }
 
-    /// The bucket id written into key blocks.
+    /// The bucket id written into envelopes.
     pub fn bucket_id(&self) -> u64 {
         self.bucket_id
     }
 
-    fn cache(&self) -> Option<&crate::cache::KeyCache> {
+    fn cache(&self) -> Option<&KeyCache> {
         match self.mode {
             CacheMode::On => Some(&self.store.cache),
             CacheMode::Off => None,
         }
     }
+
+    fn key_ref(&self) -> BucketKeyRef<'_> {
+        BucketKeyRef {
+            ns: self.ns_id,
+            bucket: self.bucket_id,
+            wrapped: &self.wrapped_bk,
+        }
+    }
+
+    /// Parses a hierarchy envelope and checks it belongs to this bucket (before any unwrap).
+    fn parse<'e>(&self, env: &'e Envelope) -> Result<HierarchyBlock<'e>, KeyError> {
+        if env.kind != KeyKind::Hierarchy {
+            return Err(KeyError::WrongKind {
+                expected: KeyKind::Hierarchy.to_byte(),
+                found: env.kind.to_byte(),
+            });
+        }
+        let b = HierarchyBlock::parse(&env.bytes)?;
+        if b.ns_id != self.ns_id || b.bucket_id != self.bucket_id {
+            return Err(KeyError::WrongContext);
+        }
+        Ok(b)
+    }
+
+    /// The data key under rotation version `rv`, refreshing at once if `rv` (or a master
+    /// version on the way) is unknown: another process may have rotated since.
+    fn open_block(&self, b: &HierarchyBlock<'_>) -> Result<DataKey, KeyError> {
+        self.store.with_fresh(|s| {
+            let vbk = self
+                .store
+                .vbk(s, &self.key_ref(), b.rotation_version, self.cache())?;
+            unwrap_key(&vbk, b.wrapped, "data key").map(DataKey::from_secret)
+        })
+    }
+
+    /// An envelope of `dk` under the active rotation version.
+    fn seal(&self, dk: &DataKey) -> Result<Envelope, KeyError> {
+        self.store.with_fresh(|s| {
+            let rv = s.store.active_rotation;
+            let vbk = self.store.vbk(s, &self.key_ref(), rv, self.cache())?;
+            let wrapped = wrap_key(&vbk, dk.as_secret());
+            let block = HierarchyBlock {
+                ns_id: self.ns_id,
+                bucket_id: self.bucket_id,
+                rotation_version: rv,
+                wrapped: &wrapped,
+            };
+            Ok(Envelope {
+                kind: KeyKind::Hierarchy,
+                bytes: block.to_bytes(),
+            })
+        })
+    }
+
+    /// Rewraps without touching data: if `env` (a hierarchy envelope of this bucket) names a
+    /// rotation version other than the store's active one, its data key is unwrapped under
+    /// that version's VBK and wrapped under the active version's; `Ok(None)` when it is under
+    /// the active version already. The data key is zeroized when dropped. Another bucket's
+    /// envelope is [`KeyError::WrongContext`].
+    ///
+    /// "Active" is as of the store's snapshot (refreshed at most once per refresh interval,
+    /// and at once when `env` names a newer version); call [`KeyStore::refresh`] before a batch
+    /// to move envelopes to a rotation that just completed.
+    pub fn rewrap(&self, env: &Envelope) -> Result<Option<Envelope>, KeyError> {
+        let b = self.parse(env)?;
+        let mut active = self.store.current().store.active_rotation;
+        if b.rotation_version > active {
+            // Versions only grow: the snapshot is older than the writer of `env`.
+            self.store.refresh()?;
+            active = self.store.current().store.active_rotation;
+        }
+        if b.rotation_version == active {
+            return Ok(None);
+        }
+        let dk = self.open_block(&b)?;
+        self.seal(&dk).map(Some)
+    }
 }
 
-/// The fields of a hierarchy key block.
+/// The fields of a hierarchy envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HierarchyBlock<'a> {
     /// Namespace id.
@@ -130,56 +221,13 @@ impl<'a> HierarchyBlock<'a> {
 
 impl KeyProvider for HierarchyProvider {
     fn new_data_key(&self) -> Result<(DataKey, Envelope), KeyError> {
-        let snap = self.store.current();
-        let t = &snap.table;
-        let rv = t.active_rotation;
-        let vbk = self
-            .store
-            .vbk(t, self.ns_id, self.bucket_id, rv, self.cache())?;
         let dk = DataKey::generate()?;
-        let wrapped = wrap_key(&vbk, dk.as_secret());
-        let block = HierarchyBlock {
-            ns_id: self.ns_id,
-            bucket_id: self.bucket_id,
-            rotation_version: rv,
-            wrapped: &wrapped,
-        };
-        Ok((
-            dk,
-            Envelope {
-                kind: KeyKind::Hierarchy,
-                bytes: block.to_bytes(),
-            },
-        ))
+        let env = self.seal(&dk)?;
+        Ok((dk, env))
     }
 
-    fn open_data_key(&self, block: &Envelope) -> Result<DataKey, KeyError> {
-        if block.kind != KeyKind::Hierarchy {
-            return Err(KeyError::WrongKind {
-                expected: KeyKind::Hierarchy.to_byte(),
-                found: block.kind.to_byte(),
-            });
-        }
-        let b = HierarchyBlock::parse(&block.bytes)?;
-        if b.ns_id != self.ns_id || b.bucket_id != self.bucket_id {
-            return Err(KeyError::WrongContext);
-        }
-        let mut snap = self.store.current();
-        if snap.table.rotation_key(b.rotation_version).is_none() {
-            // Possibly written by another process after a rotation we have not seen yet.
-            self.store.refresh()?;
-            snap = self.store.current();
-            if snap.table.rotation_key(b.rotation_version).is_none() {
-                return Err(KeyError::UnknownVersion(b.rotation_version));
-            }
-        }
-        let vbk = self.store.vbk(
-            &snap.table,
-            b.ns_id,
-            b.bucket_id,
-            b.rotation_version,
-            self.cache(),
-        )?;
-        unwrap_key(&vbk, b.wrapped, "data key").map(DataKey::from_secret)
+    fn open_data_key(&self, env: &Envelope) -> Result<DataKey, KeyError> {
+        let b = self.parse(env)?;
+        self.open_block(&b)
     }
 }

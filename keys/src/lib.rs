@@ -1,11 +1,11 @@
 //! dare-keys: the key side of dare's data-at-rest encryption.
 //!
 //! The engine (`dare-engine`) never sees a key-encryption key. For every object it asks a
-//! [`KeyProvider`] for a fresh [`DataKey`] together with the opaque [`Envelope`] that the
-//! object header stores (the wrapped data key and the reference to the key that wrapped it),
-//! and on read it hands the stored block back to get the data key. Which hierarchy sits behind
-//! the provider (a store root key, the ECS-style master/namespace/bucket hierarchy, a
-//! customer-supplied SSE-C key, later an HSM or KMIP server) is invisible to the data path.
+//! [`KeyProvider`] for a fresh [`DataKey`] together with the opaque [`Envelope`] to store for
+//! the object (the wrapped data key and the reference to the key that wrapped it), and on read
+//! it hands the envelope back to get the data key. Which hierarchy sits behind the provider (a
+//! store root key, the ECS-style master/namespace/bucket hierarchy, a customer-supplied SSE-C
+//! key, later an HSM or KMIP server) is invisible to the data path.
 //!
 //! The hierarchy follows the Dell ECS D@RE white paper §2.1 (docs/KEYS.md is the exact spec):
 //!
@@ -19,20 +19,32 @@
 //!               └ wraps each object's data key                 (RFC 5649)
 //! ```
 //!
-//! - [`KeyStore`]: the resource table (one crash-safe file), namespaces and buckets,
-//!   rotation tasks ([`KeyStore::start_rotation`], ...).
-//! - Providers: [`HierarchyProvider`], [`StoreRootProvider`], [`CustomerKeyProvider`],
+//! - [`KeyStore`]: the key records of the resource table, kept in the metadata database
+//!   behind [`dare_metadata::Metadata`] (SQLite by default): [`KeyStore::create_in`] writes a
+//!   new store into the caller's transaction, [`KeyStore::open`] checks the root of trust, and
+//!   the store hands out wrapped keys for the namespace and bucket rows the control plane
+//!   inserts ([`KeyStore::new_namespace_key`], [`KeyStore::new_bucket_key`]). A store keeps a
+//!   snapshot of its key records and refreshes it when the store row's version moves.
+//! - Rotation ([`KeyStore::start_rotation`], [`KeyStore::run_rotation`], ...): a task in the
+//!   metadata `tasks` table whose five steps each commit in one transaction guarded by row
+//!   versions, so any number of runners (processes) can drive one task without a lock and each
+//!   step happens exactly once.
+//! - Providers: [`HierarchyProvider`] (with [`HierarchyProvider::rewrap`] to move an envelope
+//!   to the active rotation version), [`StoreRootProvider`], [`CustomerKeyProvider`],
 //!   [`NoCustomerKey`].
 //! - [`RootOfTrust`]: [`RootKeyFile`], [`PassphraseRoot`].
+//! - [`legacy`]: the one-time import of a key store file made by the previous release.
 //!
 //! Every secret type here zeroizes on drop, prints only its kind in `Debug`, has no `Display`
-//! and compares in constant time.
+//! and compares in constant time. The library reads no environment variable; the rotation's
+//! crash hook exists only with the `test-hooks` feature.
 #![forbid(unsafe_code)]
 
 mod cache;
 pub mod derive;
 mod error;
 mod hierarchy;
+pub mod legacy;
 mod root;
 mod rotation;
 mod sse_c;
@@ -41,21 +53,20 @@ mod store_root;
 pub mod wrap;
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 
 pub use cache::KeyCache;
 pub use dare_envelope::{DataKey, Envelope, KeyKind, KeyProvider, Secret32};
+/// Key and task states, as stored in the metadata database (re-exported for status output).
+pub use dare_metadata::{MasterState, TaskState};
 pub use error::{KeyError, StoreError};
 pub use hierarchy::{CacheMode, HIERARCHY_BLOCK_LEN, HierarchyBlock, HierarchyProvider};
 pub use root::{Argon2Params, PassphraseRoot, RootKeyFile, RootOfTrust, read_passphrase_file};
-pub use rotation::{CRASH_AFTER_STEP_ENV, MASTER_KEY_ATTEMPTS, RotationStatus, step_name};
+pub use rotation::{MASTER_KEY_ATTEMPTS, RotationOptions, RotationStatus, step_name};
 pub use sse_c::{
     CUSTOMER_BLOCK_LEN, CustomerKeyProvider, NoCustomerKey, customer_key_md5, parse_customer_key,
     read_customer_key_file,
 };
-pub use store::{
-    Bucket, KeyStore, KeyVersions, LOCK_FILE, MasterState, Namespace, ROTATION_LOCK_FILE,
-    STORE_FILE, STORE_FORMAT_VERSION, StoreOptions, TaskState, dump_json_of, fuzz_load,
-    is_initialized, store_file,
-};
+pub use store::{KeyStore, KeyVersions, StoreOptions, dump_json_of};
 pub use store_root::StoreRootProvider;

@@ -1,27 +1,18 @@
-//! Key store, hierarchy provider and dump tests.
+//! Key store, hierarchy provider, rewrap and dump tests, on SQLite metadata.
 
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::*;
 use dare_keys::derive::{virtual_bucket_key, virtual_master_key};
 use dare_keys::wrap::unwrap_key;
 use dare_keys::*;
-
-fn opts() -> StoreOptions {
-    StoreOptions {
-        cache_capacity: 64,
-        refresh_interval: Duration::ZERO,
-    }
-}
-
-fn root(b: u8) -> Arc<dyn RootOfTrust> {
-    Arc::new(RootKeyFile::from_secret(Secret32::from_bytes(
-        "root", [b; 32],
-    )))
-}
+use dare_metadata::{MetaError, write_with};
 
 /// A root of trust that counts unwraps (to see what the cache saves).
 #[derive(Debug)]
@@ -43,33 +34,75 @@ impl RootOfTrust for Counting {
     }
 }
 
-fn setup() -> (tempfile::TempDir, Arc<KeyStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::init(dir.path(), root(1), opts()).unwrap();
-    store.create_namespace("ns1", true).unwrap();
-    store.create_bucket("b1", "ns1", None).unwrap();
-    (dir, Arc::new(store))
+fn rotate(store: &KeyStore) -> RotationStatus {
+    let id = store.start_rotation().unwrap();
+    store.run_rotation(id, &RotationOptions::default()).unwrap()
 }
 
 #[test]
-fn init_open_and_wrong_root() {
-    let (dir, _store) = setup();
-    assert!(is_initialized(dir.path()));
-    assert!(matches!(
-        KeyStore::init(dir.path(), root(1), opts()),
-        Err(StoreError::AlreadyInitialized(_))
-    ));
-    let reopened = KeyStore::open(dir.path(), root(1), opts()).unwrap();
-    assert_eq!(reopened.bucket("b1").unwrap().namespace, "ns1");
-    match KeyStore::open(dir.path(), root(2), opts()) {
+fn create_open_and_wrong_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = new_db(dir.path());
+    // A database without a store row.
+    match KeyStore::open(meta.clone(), root(1), opts()) {
+        Err(e @ StoreError::NotInitialized(_)) => {
+            assert!(e.to_string().contains("dare init"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    init(&*meta, &*root(1));
+    // Creating twice is refused, inside the caller's transaction.
+    let again = write_with(
+        &*meta,
+        |_: &StoreError| false,
+        |tx| KeyStore::create_in(tx, &*root(1), [1; 16], 16),
+    );
+    assert!(matches!(again, Err(StoreError::AlreadyInitialized(_))));
+
+    let store = KeyStore::open(meta.clone(), root(1), opts()).unwrap();
+    let rec = store.store_record();
+    assert_eq!(
+        (rec.store_id, rec.chunk_shift, rec.root_of_trust.as_str()),
+        ([0x5a; 16], 16, "root-key-file")
+    );
+    assert_eq!(
+        (
+            rec.active_master,
+            rec.active_rotation,
+            rec.key_epoch,
+            rec.row_version
+        ),
+        (1, 1, 1, 1)
+    );
+    let kv = store.key_versions();
+    assert_eq!(kv.masters, [(1, MasterState::Active)]);
+    assert_eq!(kv.rotation_versions, [1]);
+    assert!(!store.refresh().unwrap(), "nothing changed");
+
+    match KeyStore::open(open_db(dir.path()), root(2), opts()) {
         Err(e @ StoreError::Key(KeyError::WrongRootKey)) => {
             assert!(e.to_string().contains("wrong root key"), "{e}")
         }
         other => panic!("{other:?}"),
     }
-    let empty = tempfile::tempdir().unwrap();
+}
+
+#[test]
+fn a_failed_create_leaves_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = new_db(dir.path());
+    // The caller's transaction fails after create_in: nothing is committed.
+    let r: Result<(), StoreError> = write_with(
+        &*meta,
+        |_: &StoreError| false,
+        |tx| {
+            KeyStore::create_in(tx, &*root(1), [1; 16], 16)?;
+            Err(StoreError::Metadata(MetaError::Conflict("test")))
+        },
+    );
+    assert!(r.is_err());
     assert!(matches!(
-        KeyStore::open(empty.path(), root(1), opts()),
+        KeyStore::open(meta, root(1), opts()),
         Err(StoreError::NotInitialized(_))
     ));
 }
@@ -82,144 +115,86 @@ fn passphrase_root_end_to_end() {
         t_cost: 1,
         p_cost: 1,
     };
-    let store = KeyStore::init(
+    let store = new_store(
         dir.path(),
         Arc::new(PassphraseRoot::with_params("s3cret pass", cheap)),
-        opts(),
-    )
-    .unwrap();
-    store.create_namespace("n", true).unwrap();
-    store.create_bucket("b", "n", None).unwrap();
-    let store = Arc::new(store);
-    let (dk, block) = HierarchyProvider::new(store, "b", CacheMode::On)
+    );
+    assert_eq!(store.key_versions().root_of_trust, "passphrase-argon2id");
+    add_namespace(&store, "n", true);
+    let b = add_bucket(&store, "n", "b", true);
+    let (dk, env) = HierarchyProvider::new(store, &b, CacheMode::On)
         .unwrap()
         .new_data_key()
         .unwrap();
     let again = Arc::new(
         KeyStore::open(
-            dir.path(),
+            open_db(dir.path()),
             Arc::new(PassphraseRoot::new("s3cret pass")),
             opts(),
         )
         .unwrap(),
     );
-    let p = HierarchyProvider::new(again, "b", CacheMode::Off).unwrap();
-    assert_eq!(p.open_data_key(&block).unwrap(), dk);
+    let p = HierarchyProvider::new(again, &b, CacheMode::Off).unwrap();
+    assert_eq!(p.open_data_key(&env).unwrap(), dk);
     assert!(matches!(
-        KeyStore::open(dir.path(), Arc::new(PassphraseRoot::new("wrong")), opts()),
+        KeyStore::open(
+            open_db(dir.path()),
+            Arc::new(PassphraseRoot::new("wrong")),
+            opts()
+        ),
         Err(StoreError::Key(KeyError::WrongRootKey))
     ));
 }
 
 #[test]
-fn namespaces_and_buckets() {
-    let (_dir, store) = setup();
-    let plain = store.create_namespace("plain", false).unwrap();
-    assert!(!plain.encryption);
-    assert!(store.namespace("ns1").unwrap().encryption);
-    assert!(matches!(
-        store.create_namespace("ns1", true),
-        Err(StoreError::AlreadyExists {
-            what: "namespace",
-            ..
-        })
-    ));
-    assert!(matches!(
-        store.create_namespace("bad name", true),
-        Err(StoreError::InvalidName(_))
-    ));
-    assert!(matches!(
-        store.create_namespace("", true),
-        Err(StoreError::InvalidName(_))
-    ));
-    match store.create_bucket("x", "nope", None) {
-        Err(
-            e @ StoreError::NotFound {
-                what: "namespace", ..
-            },
-        ) => {
-            assert_eq!(e.to_string(), "no namespace named \"nope\"")
-        }
+fn provider_roundtrip_and_errors() {
+    let (_dir, store) = setup(root(1));
+    add_namespace(&store, "plain", false);
+    let b1 = bucket(&store, "b1");
+    let b2 = add_bucket(&store, "ns1", "b2", true);
+    // An unencrypted bucket has no keys; an unencrypted namespace may hold encrypted buckets.
+    let p1 = add_bucket(&store, "plain", "p1", false);
+    assert!(p1.wrapped_key.is_none());
+    match HierarchyProvider::new(store.clone(), &p1, CacheMode::On) {
+        Err(e @ StoreError::EncryptionDisabled(_)) => assert!(e.to_string().contains("\"p1\"")),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        store.create_bucket("b1", "plain", None),
-        Err(StoreError::AlreadyExists { what: "bucket", .. })
-    ));
-    assert!(matches!(
-        store.create_bucket("x", "ns1", Some(false)),
-        Err(StoreError::EncryptionPolicy(_))
-    ));
-    let p1 = store.create_bucket("p1", "plain", None).unwrap();
-    let p2 = store.create_bucket("p2", "plain", Some(true)).unwrap();
-    assert!(!p1.encryption && p2.encryption);
-    assert!(matches!(
-        HierarchyProvider::new(store.clone(), "p1", CacheMode::On),
-        Err(StoreError::EncryptionDisabled(_))
-    ));
-    let p = HierarchyProvider::new(store.clone(), "p2", CacheMode::On).unwrap();
-    let (dk, block) = p.new_data_key().unwrap();
-    assert_eq!(p.open_data_key(&block).unwrap(), dk);
-    assert!(matches!(
-        HierarchyProvider::new(store.clone(), "missing", CacheMode::On),
-        Err(StoreError::NotFound { what: "bucket", .. })
-    ));
+    let p2 = add_bucket(&store, "plain", "p2", true);
+    let p = HierarchyProvider::new(store.clone(), &p2, CacheMode::Off).unwrap();
+    let (dk, env) = p.new_data_key().unwrap();
+    assert_eq!(p.open_data_key(&env).unwrap(), dk);
 
-    let names: Vec<_> = store.namespaces().into_iter().map(|n| n.name).collect();
-    assert_eq!(names, ["ns1", "plain"]);
-    let in_plain: Vec<_> = store
-        .buckets(Some("plain"))
-        .unwrap()
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
-    assert_eq!(in_plain, ["p1", "p2"]);
-    assert_eq!(store.buckets(None).unwrap().len(), 3);
-    assert!(store.buckets(Some("nope")).is_err());
-    // Ids are numeric, increasing and never reused.
-    let ids: Vec<_> = store
-        .buckets(None)
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(ids, [1, 2, 3]);
-}
-
-#[test]
-fn provider_roundtrip_and_errors() {
-    let (_dir, store) = setup();
-    store.create_bucket("b2", "ns1", None).unwrap();
     for mode in [CacheMode::On, CacheMode::Off] {
-        let p = HierarchyProvider::new(store.clone(), "b1", mode).unwrap();
-        let (dk, block) = p.new_data_key().unwrap();
-        assert_eq!(block.kind, KeyKind::Hierarchy);
-        assert_eq!(block.bytes.len(), HIERARCHY_BLOCK_LEN);
-        let parsed = HierarchyBlock::parse(&block.bytes).unwrap();
+        let p = HierarchyProvider::new(store.clone(), &b1, mode).unwrap();
+        assert_eq!((p.namespace_id(), p.bucket_id()), (b1.namespace_id, b1.id));
+        let (dk, env) = p.new_data_key().unwrap();
+        assert_eq!(env.kind, KeyKind::Hierarchy);
+        assert_eq!(env.bytes.len(), HIERARCHY_BLOCK_LEN);
+        let parsed = HierarchyBlock::parse(&env.bytes).unwrap();
         assert_eq!(
             (parsed.ns_id, parsed.bucket_id, parsed.rotation_version),
-            (1, 1, 1)
+            (b1.namespace_id, b1.id, 1)
         );
-        assert_eq!(p.open_data_key(&block).unwrap(), dk);
+        assert_eq!(p.open_data_key(&env).unwrap(), dk);
 
-        // Another bucket's provider refuses the block.
-        let other = HierarchyProvider::new(store.clone(), "b2", mode).unwrap();
-        assert_eq!(other.open_data_key(&block), Err(KeyError::WrongContext));
-        // A block naming another bucket is refused before any unwrap.
-        let mut moved = block.clone();
-        moved.bytes[8] = 2;
+        // Another bucket's provider refuses the envelope.
+        let other = HierarchyProvider::new(store.clone(), &b2, mode).unwrap();
+        assert_eq!(other.open_data_key(&env), Err(KeyError::WrongContext));
+        // An envelope naming another bucket is refused before any unwrap.
+        let mut moved = env.clone();
+        moved.bytes[8] ^= 0x40;
         assert_eq!(p.open_data_key(&moved), Err(KeyError::WrongContext));
-        // Unknown rotation version.
-        let mut v = block.clone();
+        // Unknown rotation version (after a refresh that finds nothing new).
+        let mut v = env.clone();
         v.bytes[16..20].copy_from_slice(&9u32.to_le_bytes());
         assert_eq!(p.open_data_key(&v), Err(KeyError::UnknownVersion(9)));
         // Tampered wrapped key: fails, and no key comes out.
         for i in 20..60 {
-            let mut t = block.clone();
+            let mut t = env.clone();
             t.bytes[i] ^= 0x01;
             assert_eq!(p.open_data_key(&t), Err(KeyError::UnwrapFailed), "byte {i}");
         }
-        let mut short = block.clone();
+        let mut short = env.clone();
         short.bytes.truncate(59);
         assert!(matches!(
             p.open_data_key(&short),
@@ -227,10 +202,17 @@ fn provider_roundtrip_and_errors() {
         ));
         let wrong_kind = Envelope {
             kind: KeyKind::StoreRoot,
-            bytes: block.bytes.clone(),
+            bytes: env.bytes.clone(),
         };
         assert!(matches!(
             p.open_data_key(&wrong_kind),
+            Err(KeyError::WrongKind {
+                expected: 2,
+                found: 1
+            })
+        ));
+        assert!(matches!(
+            p.rewrap(&wrong_kind),
             Err(KeyError::WrongKind { .. })
         ));
     }
@@ -243,21 +225,22 @@ fn cache_on_needs_no_root_of_trust_after_warmup() {
         inner: RootKeyFile::from_secret(Secret32::from_bytes("root", [3; 32])),
         unwraps: AtomicUsize::new(0),
     });
+    let meta = new_db(dir.path());
+    init(&*meta, &*counting);
     let o = StoreOptions {
         cache_capacity: 64,
         refresh_interval: Duration::from_secs(3600),
     };
-    let store = KeyStore::init(dir.path(), counting.clone(), o).unwrap();
-    store.create_namespace("n", true).unwrap();
-    store.create_bucket("b", "n", None).unwrap();
-    let store = Arc::new(store);
+    let store = Arc::new(KeyStore::open(meta, counting.clone(), o).unwrap());
+    add_namespace(&store, "n", true);
+    let b = add_bucket(&store, "n", "b", true);
 
-    let on = HierarchyProvider::new(store.clone(), "b", CacheMode::On).unwrap();
+    let on = HierarchyProvider::new(store.clone(), &b, CacheMode::On).unwrap();
     let (_, first) = on.new_data_key().unwrap();
     let after_warmup = counting.unwraps.load(Ordering::SeqCst);
     for _ in 0..10 {
-        let (dk, b) = on.new_data_key().unwrap();
-        assert_eq!(on.open_data_key(&b).unwrap(), dk);
+        let (dk, e) = on.new_data_key().unwrap();
+        assert_eq!(on.open_data_key(&e).unwrap(), dk);
         on.open_data_key(&first).unwrap();
     }
     assert_eq!(
@@ -267,7 +250,7 @@ fn cache_on_needs_no_root_of_trust_after_warmup() {
     );
     assert!(store.cache().stats().0 >= 30);
 
-    let off = HierarchyProvider::new(store.clone(), "b", CacheMode::Off).unwrap();
+    let off = HierarchyProvider::new(store.clone(), &b, CacheMode::Off).unwrap();
     let before = counting.unwraps.load(Ordering::SeqCst);
     for _ in 0..10 {
         off.open_data_key(&first).unwrap();
@@ -277,98 +260,91 @@ fn cache_on_needs_no_root_of_trust_after_warmup() {
 }
 
 #[test]
-fn other_process_sees_rotation_and_new_namespaces() {
-    let (dir, a) = setup();
-    // `b` stands for another process: its own KeyStore on the same directory.
-    let b = Arc::new(KeyStore::open(dir.path(), root(1), opts()).unwrap());
-    let pa = HierarchyProvider::new(a.clone(), "b1", CacheMode::On).unwrap();
-    let pb = HierarchyProvider::new(b.clone(), "b1", CacheMode::On).unwrap();
-    let (dk_old, old_block) = pb.new_data_key().unwrap();
-    let id = a.start_rotation().unwrap();
-    a.run_rotation(id).unwrap();
-    let (dk_new, new_block) = pa.new_data_key().unwrap();
+fn second_store_on_the_same_database_sees_a_rotation() {
+    let (dir, a) = setup(root(1));
+    // `b` stands for another process: its own database handle and KeyStore.
+    let b = Arc::new(KeyStore::open(open_db(dir.path()), root(1), opts()).unwrap());
+    let rec = bucket(&a, "b1");
+    let pa = HierarchyProvider::new(a.clone(), &rec, CacheMode::On).unwrap();
+    let pb = HierarchyProvider::new(b.clone(), &rec, CacheMode::On).unwrap();
+    let (dk_old, old_env) = pb.new_data_key().unwrap();
+    let before = b.store_record();
+    rotate(&a);
+    let (dk_new, new_env) = pa.new_data_key().unwrap();
     assert_eq!(
-        HierarchyBlock::parse(&new_block.bytes)
+        HierarchyBlock::parse(&new_env.bytes)
             .unwrap()
             .rotation_version,
         2
     );
-    assert_eq!(pb.open_data_key(&new_block).unwrap(), dk_new);
-    assert_eq!(pa.open_data_key(&old_block).unwrap(), dk_old);
-    assert_eq!(pb.open_data_key(&old_block).unwrap(), dk_old);
-    b.create_namespace("from-b", true).unwrap();
-    assert!(a.namespace("from-b").is_ok());
+    // `b` has not looked yet; opening an envelope of an unknown version refreshes at once.
+    assert_eq!(b.store_record().row_version, before.row_version);
+    assert_eq!(pb.open_data_key(&new_env).unwrap(), dk_new);
+    assert_eq!(pa.open_data_key(&old_env).unwrap(), dk_old);
+    assert_eq!(pb.open_data_key(&old_env).unwrap(), dk_old);
+    let after = b.store_record();
+    assert!(after.row_version > before.row_version);
+    assert_eq!((after.active_master, after.active_rotation), (2, 2));
+    assert!(after.key_epoch > before.key_epoch);
+    assert!(!b.refresh().unwrap());
+    // A namespace created through `b` after the rotation is under master 2, and `a` uses it.
+    add_namespace(&b, "from-b", true);
+    assert_eq!(namespace(&a, "from-b").master_version, 2);
+    let fb = add_bucket(&b, "from-b", "fb", true);
+    let p = HierarchyProvider::new(a.clone(), &fb, CacheMode::Off).unwrap();
+    let (dk, env) = HierarchyProvider::new(b.clone(), &fb, CacheMode::On)
+        .unwrap()
+        .new_data_key()
+        .unwrap();
+    assert_eq!(p.open_data_key(&env).unwrap(), dk);
     assert_eq!(b.key_versions().active_rotation, 2);
 }
 
 #[test]
-fn concurrent_writers_lose_no_update() {
-    let (dir, _store) = setup();
-    let n = 4;
-    let barrier = Arc::new(Barrier::new(n));
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let path = dir.path().to_path_buf();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let s = KeyStore::open(&path, root(1), opts()).unwrap();
-                barrier.wait();
-                for j in 0..5 {
-                    s.create_bucket(&format!("t{i}-{j}"), "ns1", None).unwrap();
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
+fn rewrap_moves_old_envelopes_to_the_active_version() {
+    let (_dir, store) = setup(root(1));
+    let b1 = bucket(&store, "b1");
+    let b2 = add_bucket(&store, "ns1", "b2", true);
+    for mode in [CacheMode::On, CacheMode::Off] {
+        let p = HierarchyProvider::new(store.clone(), &b1, mode).unwrap();
+        let (dk, env) = p.new_data_key().unwrap();
+        let version = |e: &Envelope| HierarchyBlock::parse(&e.bytes).unwrap().rotation_version;
+        let v0 = version(&env);
+        // Under the active version already: nothing to do.
+        assert_eq!(p.rewrap(&env).unwrap(), None);
+        rotate(&store);
+        let moved = p.rewrap(&env).unwrap().expect("rewrapped");
+        assert_eq!(version(&moved), v0 + 1);
+        assert_eq!(moved.kind, KeyKind::Hierarchy);
+        assert_ne!(moved.bytes[20..], env.bytes[20..]);
+        // Same data key, both envelopes open.
+        assert_eq!(p.open_data_key(&moved).unwrap(), dk);
+        assert_eq!(p.open_data_key(&env).unwrap(), dk);
+        assert_eq!(p.rewrap(&moved).unwrap(), None);
+        // Another bucket's envelope is refused.
+        let other = HierarchyProvider::new(store.clone(), &b2, mode).unwrap();
+        assert_eq!(other.rewrap(&env), Err(KeyError::WrongContext));
     }
-    let s = KeyStore::open(dir.path(), root(1), opts()).unwrap();
-    let buckets = s.buckets(None).unwrap();
-    assert_eq!(buckets.len(), 1 + 4 * 5);
-    let mut ids: Vec<_> = buckets.iter().map(|b| b.id).collect();
-    ids.dedup();
-    assert_eq!(ids.len(), 21);
 }
 
 #[test]
-fn corrupt_and_truncated_store_files_are_typed_errors() {
-    let (dir, _store) = setup();
-    let path = store_file(dir.path());
-    let good = std::fs::read(&path).unwrap();
-    assert!(fuzz_load(&good).is_ok());
-    for cut in [0, 7, 51, 52, good.len() / 2, good.len() - 1] {
-        assert!(
-            matches!(fuzz_load(&good[..cut]), Err(StoreError::Corrupt(_))),
-            "cut {cut}"
-        );
-    }
-    let mut flipped = good.clone();
-    let last = flipped.len() - 3;
-    flipped[last] ^= 0x20;
-    match fuzz_load(&flipped) {
-        Err(e @ StoreError::Corrupt(_)) => assert!(e.to_string().contains("checksum")),
-        other => panic!("{other:?}"),
-    }
-    let mut version = good.clone();
-    version[8] = 9;
-    assert!(matches!(
-        fuzz_load(&version),
-        Err(StoreError::UnsupportedFormat(9))
-    ));
-    let mut magic = good.clone();
-    magic[0] = b'X';
-    assert!(matches!(fuzz_load(&magic), Err(StoreError::Corrupt(_))));
-    std::fs::write(&path, &good[..100]).unwrap();
-    assert!(matches!(
-        KeyStore::open(dir.path(), root(1), opts()),
-        Err(StoreError::Corrupt(_))
-    ));
+fn new_keys_are_wrapped_under_the_active_master() {
+    let (_dir, store) = setup(root(1));
+    let ns = namespace(&store, "ns1");
+    rotate(&store);
+    // The stale record (before the rewrap) still yields a usable bucket key.
+    assert_eq!(ns.master_version, 1);
+    let stale = store.new_bucket_key(&ns).unwrap();
+    assert_eq!(stale.len(), 40);
+    let (mv, wrapped) = store.new_namespace_key().unwrap();
+    assert_eq!((mv, wrapped.len()), (2, 40));
+    assert_eq!(namespace(&store, "ns1").master_version, 2);
 }
 
 #[test]
 fn debug_output_carries_no_key_bytes() {
-    let (_dir, store) = setup();
-    let p = HierarchyProvider::new(store.clone(), "b1", CacheMode::On).unwrap();
+    let (_dir, store) = setup(root(0xAB));
+    let p = HierarchyProvider::new(store.clone(), &bucket(&store, "b1"), CacheMode::On).unwrap();
     let (dk, _) = p.new_data_key().unwrap();
     let root_file = RootKeyFile::from_secret(Secret32::from_bytes("root", [0xAB; 32]));
     let texts = [
@@ -376,6 +352,7 @@ fn debug_output_carries_no_key_bytes() {
         format!("{p:?}"),
         format!("{dk:?}"),
         format!("{root_file:?}"),
+        format!("{:?}", store.store_record()),
         format!("{:?}", PassphraseRoot::new("hunter2")),
         format!(
             "{:?}",
@@ -409,31 +386,34 @@ fn b64(v: &serde_json::Value) -> Vec<u8> {
     STANDARD.decode(v.as_str().unwrap()).unwrap()
 }
 
-/// Re-derives a data key from `dump_json` and the root key alone, following docs/KEYS.md,
+fn find<'a>(arr: &'a serde_json::Value, field: &str, want: u64) -> &'a serde_json::Value {
+    arr.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[field] == want)
+        .unwrap()
+}
+
+/// Re-derives data keys from `dump_json` and the root key alone, following docs/KEYS.md,
 /// and checks that no plaintext key appears in the dump.
 #[test]
 fn dump_json_is_enough_to_rederive_keys_per_spec() {
-    let (dir, store) = setup();
-    let p = HierarchyProvider::new(store.clone(), "b1", CacheMode::On).unwrap();
-    let (dk1, block1) = p.new_data_key().unwrap();
-    let id = store.start_rotation().unwrap();
-    store.run_rotation(id).unwrap();
-    let (dk2, block2) = p.new_data_key().unwrap();
+    let (_dir, store) = setup(root(1));
+    let p = HierarchyProvider::new(store.clone(), &bucket(&store, "b1"), CacheMode::On).unwrap();
+    let (dk1, env1) = p.new_data_key().unwrap();
+    rotate(&store);
+    let (dk2, env2) = p.new_data_key().unwrap();
 
     let dump = store.dump_json().unwrap();
-    assert_eq!(dump, dump_json_of(dir.path()).unwrap());
+    assert_eq!(dump, dump_json_of(&**store.metadata()).unwrap());
     let v: serde_json::Value = serde_json::from_str(&dump).unwrap();
-    assert_eq!(v["format_version"], 1);
-    let t = &v["table"];
+    assert_eq!(v["metadata"], store.metadata().describe());
+    assert_eq!(v["store"]["store_id"], "5a".repeat(16));
+    assert_eq!(v["store"]["active_master"], 2);
     let root = Secret32::from_bytes("root", [1; 32]);
-    let rt = unwrap_key(&root, &b64(&t["rt_data_key"]["wrapped"]), "rt").unwrap();
+    let rt = unwrap_key(&root, &b64(&v["store"]["rt_data_key"]), "rt").unwrap();
     let vmk = |mv: u64| {
-        let rec = t["masters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["version"] == mv)
-            .unwrap();
+        let rec = find(&v["master_keys"], "version", mv);
         let mk = unwrap_key(&root, &b64(&rec["wrapped"]), "mk").unwrap();
         virtual_master_key(&mk, u32::try_from(mv).unwrap(), &rt)
     };
@@ -442,38 +422,27 @@ fn dump_json_is_enough_to_rederive_keys_per_spec() {
         *dk1.expose_secret(),
         *dk2.expose_secret(),
     ];
-    for (dk, block) in [(&dk1, &block1), (&dk2, &block2)] {
-        let hb = HierarchyBlock::parse(&block.bytes).unwrap();
-        let rk_rec = t["rotation_keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["version"] == hb.rotation_version)
-            .unwrap();
+    for (dk, env) in [(&dk1, &env1), (&dk2, &env2)] {
+        let hb = HierarchyBlock::parse(&env.bytes).unwrap();
+        let rk_rec = find(
+            &v["rotation_keys"],
+            "version",
+            u64::from(hb.rotation_version),
+        );
         let rk = unwrap_key(
             &vmk(rk_rec["master_version"].as_u64().unwrap()),
             &b64(&rk_rec["wrapped"]),
             "rk",
         )
         .unwrap();
-        let ns = t["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["id"] == hb.ns_id)
-            .unwrap();
+        let ns = find(&v["namespaces"], "id", hb.ns_id);
         let nk = unwrap_key(
             &vmk(ns["master_version"].as_u64().unwrap()),
             &b64(&ns["wrapped_key"]),
             "nk",
         )
         .unwrap();
-        let b = t["buckets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["id"] == hb.bucket_id)
-            .unwrap();
+        let b = find(&v["buckets"], "id", hb.bucket_id);
         let bk = unwrap_key(&nk, &b64(&b["wrapped_key"]), "bk").unwrap();
         let vbk = virtual_bucket_key(&rk, hb.ns_id, hb.bucket_id, hb.rotation_version, &bk);
         let got = unwrap_key(&vbk, hb.wrapped, "dk").unwrap();
@@ -488,13 +457,15 @@ fn dump_json_is_enough_to_rederive_keys_per_spec() {
     for k in plaintexts {
         assert!(!dump.contains(&STANDARD.encode(k)) && !dump.contains(&hex::encode(k)));
     }
-    // Every master is stored; after the rotation version 1 is retired, version 2 active.
-    assert_eq!(t["masters"][0]["state"], "retired");
-    assert_eq!(t["masters"][1]["state"], "active");
-    assert_eq!(t["tasks"][0]["state"], "completed");
+    // Every master is kept; after the rotation version 1 is retired, version 2 active.
+    assert_eq!(v["master_keys"][0]["state"], "retired");
+    assert_eq!(v["master_keys"][1]["state"], "active");
+    assert_eq!(v["tasks"][0]["kind"], "rotation");
+    assert_eq!(v["tasks"][0]["state"], "completed");
+    assert_eq!(v["tasks"][0]["step"], 5);
 }
 
-/// Writes a store, root key and key blocks for the out-of-tree cross-check against
+/// Writes a database, root key and envelopes for the out-of-tree cross-check against
 /// docs/KEYS.md (run with `DARE_KEYS_FIXTURE_DIR=/path cargo test -p dare-keys --test store
 /// -- --ignored export_fixture`).
 #[test]
@@ -504,40 +475,38 @@ fn export_fixture() {
         std::env::var("DARE_KEYS_FIXTURE_DIR").expect("set DARE_KEYS_FIXTURE_DIR"),
     );
     std::fs::create_dir_all(&out).unwrap();
-    let root_path = out.join("root.key");
-    let rootf = Arc::new(RootKeyFile::create(&root_path).unwrap());
-    let store = Arc::new(KeyStore::init(&out.join("store"), rootf, opts()).unwrap());
-    store.create_namespace("ns1", true).unwrap();
-    store.create_namespace("plain", false).unwrap();
-    store.create_bucket("b1", "ns1", None).unwrap();
-    store.create_bucket("b2", "plain", Some(true)).unwrap();
-    let mut blocks = Vec::new();
-    let mut push = |name: &str, dk: DataKey, b: Envelope| {
-        blocks.push(serde_json::json!({
-            "name": name, "kind": b.kind.to_byte(), "bytes_hex": hex::encode(&b.bytes),
+    let rootf = Arc::new(RootKeyFile::create(&out.join("root.key")).unwrap());
+    let store = new_store(&out, rootf);
+    add_namespace(&store, "ns1", true);
+    add_namespace(&store, "plain", false);
+    let b1 = add_bucket(&store, "ns1", "b1", true);
+    let b2 = add_bucket(&store, "plain", "b2", true);
+    let mut envelopes = Vec::new();
+    let mut push = |name: &str, dk: DataKey, e: Envelope| {
+        envelopes.push(serde_json::json!({
+            "name": name, "kind": e.kind.to_byte(), "bytes_hex": hex::encode(&e.bytes),
             "expected_data_key_hex": hex::encode(dk.expose_secret()),
         }));
     };
-    let p1 = HierarchyProvider::new(store.clone(), "b1", CacheMode::On).unwrap();
-    let (dk, b) = p1.new_data_key().unwrap();
-    push("b1-before-rotation", dk, b);
-    let id = store.start_rotation().unwrap();
-    store.run_rotation(id).unwrap();
-    let (dk, b) = p1.new_data_key().unwrap();
-    push("b1-after-rotation", dk, b);
-    let p2 = HierarchyProvider::new(store.clone(), "b2", CacheMode::Off).unwrap();
-    let (dk, b) = p2.new_data_key().unwrap();
-    push("b2", dk, b);
+    let p1 = HierarchyProvider::new(store.clone(), &b1, CacheMode::On).unwrap();
+    let (dk, e) = p1.new_data_key().unwrap();
+    push("b1-before-rotation", dk, e);
+    rotate(&store);
+    let (dk, e) = p1.new_data_key().unwrap();
+    push("b1-after-rotation", dk, e);
+    let p2 = HierarchyProvider::new(store.clone(), &b2, CacheMode::Off).unwrap();
+    let (dk, e) = p2.new_data_key().unwrap();
+    push("b2", dk, e);
     let ck = Secret32::from_bytes("ck", [0x42; 32]);
-    let (dk, b) = CustomerKeyProvider::new(ck).new_data_key().unwrap();
-    push("sse-c-key-0x42", dk, b);
-    let (dk, b) = StoreRootProvider::new(Secret32::from_bytes("r", [0x24; 32]))
+    let (dk, e) = CustomerKeyProvider::new(ck).new_data_key().unwrap();
+    push("sse-c-key-0x42", dk, e);
+    let (dk, e) = StoreRootProvider::new(Secret32::from_bytes("r", [0x24; 32]))
         .new_data_key()
         .unwrap();
-    push("store-root-key-0x24", dk, b);
+    push("store-root-key-0x24", dk, e);
     std::fs::write(
-        out.join("blocks.json"),
-        serde_json::to_string_pretty(&blocks).unwrap(),
+        out.join("envelopes.json"),
+        serde_json::to_string_pretty(&envelopes).unwrap(),
     )
     .unwrap();
     std::fs::write(out.join("dump.json"), store.dump_json().unwrap()).unwrap();

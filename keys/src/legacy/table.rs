@@ -1,8 +1,8 @@
-//! The resource table: every record the key store keeps, as serialized (docs/KEYS.md §6).
+//! The format-1 resource table: every record the previous release kept in `keystore.dat`, as
+//! serialized (KEYS.md §6 of format 1), and the invariants a loaded table must satisfy.
 //!
-//! Only wrapped keys are stored. A record that holds a key wrapped by a virtual master key
-//! names the master version whose VMK wrapped it (`master_version`), which is what makes the
-//! rotation rewrap step idempotent: it rewraps exactly the records not yet under the new VMK.
+//! Only read (and, for the fuzz round trip, written back) here; the live records are in the
+//! metadata database. Field names and enum spellings are the file's and must not change.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -38,10 +38,10 @@ impl<'de> Deserialize<'de> for B64 {
     }
 }
 
-/// Life cycle of a master key version.
+/// Life cycle of a master key version, as the file spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MasterState {
+pub(crate) enum MasterState {
     /// Created by a rotation, not yet active.
     Pending,
     /// The master key whose VMK wraps new rotation and namespace keys.
@@ -53,10 +53,10 @@ pub enum MasterState {
     Retired,
 }
 
-/// State of a rotation task (ECS §2.4).
+/// State of a rotation task, as the file spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TaskState {
+pub(crate) enum TaskState {
     /// Created by `start_rotation`, no step run yet.
     Pending,
     /// Steps are being run (or the process running them died; resume it).
@@ -67,14 +67,24 @@ pub enum TaskState {
     Completed,
 }
 
-impl TaskState {
-    /// The name used in the store file and in status output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::Running => "running",
-            TaskState::TransientError => "transient_error",
-            TaskState::Completed => "completed",
+impl From<MasterState> for dare_metadata::MasterState {
+    fn from(s: MasterState) -> Self {
+        match s {
+            MasterState::Pending => dare_metadata::MasterState::Pending,
+            MasterState::Active => dare_metadata::MasterState::Active,
+            MasterState::Retiring => dare_metadata::MasterState::Retiring,
+            MasterState::Retired => dare_metadata::MasterState::Retired,
+        }
+    }
+}
+
+impl From<TaskState> for dare_metadata::TaskState {
+    fn from(s: TaskState) -> Self {
+        match s {
+            TaskState::Pending => dare_metadata::TaskState::Pending,
+            TaskState::Running => dare_metadata::TaskState::Running,
+            TaskState::TransientError => dare_metadata::TaskState::TransientError,
+            TaskState::Completed => dare_metadata::TaskState::Completed,
         }
     }
 }
@@ -152,7 +162,7 @@ pub(crate) struct RotationTask {
     pub(crate) master_attempts: u32,
 }
 
-/// The whole resource table. Serialized as one JSON object (docs/KEYS.md §6.2).
+/// The whole resource table. Serialized as one JSON object (KEYS.md §6.2 of format 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Table {
@@ -177,7 +187,7 @@ pub(crate) struct Table {
 }
 
 fn corrupt(msg: impl Into<String>) -> StoreError {
-    StoreError::Corrupt(msg.into())
+    super::file::corrupt(&msg.into())
 }
 
 fn unique<T: Ord + Copy>(mut v: Vec<T>) -> bool {
@@ -198,10 +208,6 @@ impl Table {
 
     pub(crate) fn namespace_by_id(&self, id: u64) -> Option<&NamespaceRecord> {
         self.namespaces.iter().find(|n| n.id == id)
-    }
-
-    pub(crate) fn task_mut(&mut self, id: u64) -> Option<&mut RotationTask> {
-        self.tasks.iter_mut().find(|t| t.id == id)
     }
 
     /// Checks the invariants every other function relies on, so that a table loaded from
