@@ -1,7 +1,7 @@
 //! AEAD backends and CPU-feature dispatch.
 //!
 //! CPU features are detected once (cpufeatures caches CPUID) and the backend is chosen once
-//! per process, then once per key: an [`AeadKey`] holds the backend's own key schedule and
+//! per process, then once per key: an `AeadKey` holds the backend's own key schedule and
 //! every chunk goes straight to it with no further checks. A backend can be forced with
 //! [`AeadBackend::from_name`] (the `--backend` option) or the `DARE_AEAD_BACKEND` environment
 //! variable, for tests and benchmarks; forcing a backend the CPU lacks is an error, never a
@@ -168,18 +168,6 @@ impl AeadBackend {
             .unwrap_or(AeadBackend::Portable)
     }
 
-    /// The process-wide default: `DARE_AEAD_BACKEND` if set (and valid), else [`best`](Self::best).
-    /// Read once.
-    pub fn default_for_process() -> Result<AeadBackend, BackendError> {
-        static CHOICE: OnceLock<Result<AeadBackend, BackendError>> = OnceLock::new();
-        CHOICE
-            .get_or_init(|| match std::env::var("DARE_AEAD_BACKEND") {
-                Ok(name) if !name.is_empty() => Self::forced(&name),
-                _ => Ok(Self::best()),
-            })
-            .clone()
-    }
-
     /// The named backend, if it exists and this CPU supports it.
     pub fn forced(name: &str) -> Result<AeadBackend, BackendError> {
         let b = Self::from_name(name).ok_or_else(|| BackendError::Unknown(name.to_owned()))?;
@@ -298,6 +286,7 @@ impl AeadKey {
         }
     }
 
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
     /// Encrypts `input` into `output` (same length) and returns the tag; `None` if the
     /// lengths differ.
     pub(crate) fn seal_to(
@@ -322,6 +311,7 @@ impl AeadKey {
         }
     }
 
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
     /// Verifies `input` (ciphertext) and decrypts it into `output` (same length). On failure
     /// `output` is zeroed.
     pub(crate) fn open_to(

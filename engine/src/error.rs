@@ -6,6 +6,8 @@ use std::io;
 
 use dare_envelope::KeyError;
 
+use crate::volume::FileLoc;
+
 /// The bytes are not a well-formed dare object header or body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,7 +28,7 @@ pub enum FormatError {
     BadChunkSize,
     /// The body length is not one a valid object can have (cut inside a tag, or too many chunks).
     BadLength,
-    /// An object or bucket name that is empty, too long, or could escape its directory.
+    /// A name that is empty or too long (or, in format 1, could escape its directory).
     BadName(&'static str),
     /// Some other field is out of range.
     Invalid(&'static str),
@@ -48,7 +50,7 @@ impl fmt::Display for FormatError {
             FormatError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "object format version {v} is not supported by this build (it reads version 1)"
+                    "object format version {v} is not supported by this build (it reads versions 1 and 2)"
                 )
             }
             FormatError::UnknownSuite(s) => write!(f, "unknown encryption suite id {s}"),
@@ -116,7 +118,8 @@ pub enum OpenError {
     Format(FormatError),
     /// The data key could not be obtained (wrong root key, tampered key block, SSE-C key missing or wrong).
     Key(KeyError),
-    /// The header or the user-metadata block failed authentication.
+    /// The header or the user-metadata block failed authentication (or, for format 2, the
+    /// data key from the envelope is not this object's: a substituted envelope or a wrong key).
     HeaderAuth,
     /// Chunk `index` failed authentication: flipped bits, a chunk swapped, duplicated or spliced in.
     ChunkAuth { index: u64 },
@@ -127,12 +130,22 @@ pub enum OpenError {
     /// The object is stored in clear but its bucket requires encryption: a plaintext file
     /// put in place of an encrypted object (a downgrade) is refused, never served.
     NotEncrypted,
+    /// A format-2 data file whose length is not the one its row implies (cut or extended).
+    FileLength { expected: u64, actual: u64 },
+    /// An object stored in clear does not match its CRC-32C (corrupted on the drive).
+    ChecksumMismatch,
     /// A range of zero bytes was asked for.
     EmptyRange,
     /// The range goes past the end of the object.
     RangeOutOfBounds { offset: u64, len: u64, size: u64 },
-    /// Reading the ciphertext or writing the plaintext failed.
+    /// Reading the stored object failed.
     Io(io::Error),
+    /// The caller's sink refused verified plaintext (its own output failed: a full disk, a
+    /// closed pipe). Nothing is wrong with the object.
+    Sink(io::Error),
+    /// A format-2 data file whose header names another object or other parameters than its
+    /// row (swapped or damaged file).
+    HeaderMismatch,
 }
 
 impl fmt::Display for OpenError {
@@ -141,7 +154,7 @@ impl fmt::Display for OpenError {
             OpenError::Format(e) => e.fmt(f),
             OpenError::Key(e) => e.fmt(f),
             OpenError::HeaderAuth => f.write_str(
-                "object header or metadata failed authentication (corrupted, tampered, or wrong key)",
+                "object metadata failed authentication (corrupted, tampered, or wrong key)",
             ),
             OpenError::ChunkAuth { index } => write!(
                 f,
@@ -152,12 +165,24 @@ impl fmt::Display for OpenError {
             OpenError::NotEncrypted => f.write_str(
                 "object is stored in clear but its bucket is encrypted: refusing it (the file was replaced or forged)",
             ),
+            OpenError::FileLength { expected, actual } => write!(
+                f,
+                "data file is {actual} bytes but the object needs {expected}: it was truncated, \
+                 extended or replaced"
+            ),
+            OpenError::ChecksumMismatch => f.write_str(
+                "object stored in clear does not match its CRC-32C checksum (corrupted data)",
+            ),
             OpenError::EmptyRange => f.write_str("the requested range is empty"),
             OpenError::RangeOutOfBounds { offset, len, size } => write!(
                 f,
                 "range of {len} bytes at offset {offset} goes past the end of the object ({size} bytes)"
             ),
-            OpenError::Io(e) => write!(f, "I/O error while opening: {e}"),
+            OpenError::Io(e) => write!(f, "I/O error while reading the object: {e}"),
+            OpenError::Sink(e) => write!(f, "writing the output failed: {e}"),
+            OpenError::HeaderMismatch => f.write_str(
+                "data file header does not match the object's record (file swapped or damaged)",
+            ),
         }
     }
 }
@@ -173,25 +198,13 @@ impl From<FormatError> for OpenError {
     }
 }
 
-/// An object-store operation failed.
+/// A data-store operation failed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The store directory does not exist or is not a dare store.
-    NotAStore(String),
-    /// No bucket by that name.
-    NoSuchBucket(String),
-    /// A bucket by that name exists already.
-    BucketExists(String),
-    /// The bucket still holds objects.
-    BucketNotEmpty(String),
-    /// No object by that name in the bucket.
-    NoSuchObject { bucket: String, key: String },
-    /// A bucket or object name that is not allowed.
-    BadName(FormatError),
-    /// The store configuration is invalid.
-    Config(String),
-    /// Encrypting the object failed; nothing was published.
+    /// The object's row names a data file that is not there (deleted or lost outside dare).
+    DataFileMissing(FileLoc),
+    /// Encrypting the object failed; nothing was written.
     Seal(SealError),
     /// Verifying or decrypting the object failed.
     Open(OpenError),
@@ -202,18 +215,12 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::NotAStore(p) => {
-                write!(f, "{p} is not a dare store (run `dare init` first)")
-            }
-            StoreError::NoSuchBucket(b) => write!(
+            StoreError::DataFileMissing(loc) => write!(
                 f,
-                "no such bucket: {b} (create it with `dare bucket create`)"
+                "the data file of this object is missing ({}): it was removed outside dare; \
+                 `dare fsck` lists every such object",
+                loc.rel_path().display()
             ),
-            StoreError::BucketExists(b) => write!(f, "bucket {b} already exists"),
-            StoreError::BucketNotEmpty(b) => write!(f, "bucket {b} is not empty"),
-            StoreError::NoSuchObject { bucket, key } => write!(f, "no such object: {bucket}/{key}"),
-            StoreError::BadName(e) => e.fmt(f),
-            StoreError::Config(m) => write!(f, "store configuration: {m}"),
             StoreError::Seal(e) => e.fmt(f),
             StoreError::Open(e) => e.fmt(f),
             StoreError::Io(e) => write!(f, "I/O error: {e}"),

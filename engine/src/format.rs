@@ -1,30 +1,25 @@
-//! On-disk layout of a dare object, version 1 (specified byte for byte in docs/FORMAT.md).
+//! The object format (docs/FORMAT.md specifies every byte): what both versions share —
+//! chunking, nonces, the metadata encoding, limits — with the version-specific layouts in
+//! [`v2`] (written today: a data file named by object id, parameters and envelope in the
+//! object table) and [`v1`] (written before foundation v2; still read).
 //!
-//! ```text
-//! fixed header (24 B) | name | key block | metadata block | chunk 0 | chunk 1 | ... | chunk n-1
-//! \________ H: authenticated header _____/
-//! ```
 //! Every integer is fixed-width little-endian except the chunk index inside the nonce, which
 //! is big-endian as in Tink's streaming AEAD. Nothing here is `usize` on disk.
 //!
 //! The per-chunk nonce is `prefix(7) || index (u32 BE) || marker(1)`: the random per-object
 //! prefix stops splicing between objects (each object also has its own data key), the index
 //! stops reordering and duplication, and the marker (final / not final / metadata) stops
-//! truncation and extension at a chunk boundary. SHA-256(H) is the associated data of every
-//! AEAD call, so the name, chunk size and key reference are bound into every tag.
-
-use sha2::{Digest, Sha256};
-
-use dare_envelope::{Envelope, KeyKind};
+//! truncation and extension at a chunk boundary. A 32-byte digest of the object's identity
+//! is the associated data of every AEAD call of an object ([`v2::associated_data`]), so a
+//! chunk or a whole data file moved to another object, bucket or store fails to verify.
 
 use crate::error::FormatError;
 
-/// The four magic bytes at offset 0.
+pub mod v1;
+pub mod v2;
+
+/// The four magic bytes at offset 0 of every data file (both versions).
 pub const MAGIC: [u8; 4] = *b"DARE";
-/// The only format version written so far.
-pub const VERSION: u8 = 1;
-/// Length of the fixed part of the header.
-pub const FIXED_LEN: usize = 24;
 /// AES-GCM tag length.
 pub const TAG_LEN: usize = 16;
 /// Length of the random per-object nonce prefix.
@@ -37,8 +32,6 @@ pub const MAX_CHUNK_SHIFT: u8 = 22;
 pub const DEFAULT_CHUNK_SHIFT: u8 = 16;
 /// Longest object name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
-/// Longest key block, in bytes.
-pub const MAX_KEY_BLOCK_LEN: usize = 1024;
 /// Longest encoded user metadata (before encryption), in bytes.
 pub const MAX_META_LEN: usize = 64 * 1024;
 /// Most chunks an object may have: the chunk index is a u32.
@@ -69,160 +62,14 @@ impl Suite {
             Suite::Aes256Gcm => 1,
         }
     }
-    fn from_id(b: u8) -> Option<Self> {
+    /// Parses a suite id byte; `None` for an unknown suite.
+    pub fn from_id(b: u8) -> Option<Self> {
         match b {
             0 => Some(Suite::Plaintext),
             1 => Some(Suite::Aes256Gcm),
             _ => None,
         }
     }
-}
-
-/// The parsed authenticated header of an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// Body protection.
-    pub suite: Suite,
-    /// log2 of the chunk size.
-    pub chunk_shift: u8,
-    /// Random per-object nonce prefix (zero for plaintext objects).
-    pub nonce_prefix: [u8; PREFIX_LEN],
-    /// The object's name (its key within the bucket), bound into every tag.
-    pub name: String,
-    /// Wrapped data key and key reference; `None` for plaintext objects.
-    pub key_block: Option<Envelope>,
-    /// Length of the metadata block that follows the header.
-    pub meta_len: u32,
-}
-
-impl Header {
-    /// Chunk size in bytes.
-    pub fn chunk_size(&self) -> u64 {
-        1u64 << self.chunk_shift
-    }
-
-    /// Length of the authenticated header H (fixed part, name, key block).
-    pub fn header_len(&self) -> u64 {
-        let kb = self.key_block.as_ref().map_or(0, |k| k.bytes.len());
-        (FIXED_LEN + self.name.len() + kb) as u64
-    }
-
-    /// Offset of chunk 0 (or of the plaintext body).
-    pub fn body_offset(&self) -> u64 {
-        self.header_len() + u64::from(self.meta_len)
-    }
-
-    /// Serializes H. Fails if a field is out of its limits.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        check_chunk_shift(self.chunk_shift)?;
-        check_name(&self.name)?;
-        let (kind, kb): (u8, &[u8]) = match &self.key_block {
-            Some(k) => (k.kind.to_byte(), &k.bytes),
-            None => (0, &[]),
-        };
-        match (self.suite, kind) {
-            (Suite::Plaintext, 0) => {}
-            (Suite::Aes256Gcm, k) if k != 0 => {}
-            _ => return Err(FormatError::Invalid("suite and key block disagree")),
-        }
-        if kb.len() > MAX_KEY_BLOCK_LEN {
-            return Err(FormatError::Invalid("key block too long"));
-        }
-        let mut out = Vec::with_capacity(FIXED_LEN + self.name.len() + kb.len());
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(self.suite.id());
-        out.push(self.chunk_shift);
-        out.push(kind);
-        out.extend_from_slice(&self.nonce_prefix);
-        out.push(0);
-        out.extend_from_slice(
-            &u16::try_from(self.name.len())
-                .unwrap_or(u16::MAX)
-                .to_le_bytes(),
-        );
-        out.extend_from_slice(&u16::try_from(kb.len()).unwrap_or(u16::MAX).to_le_bytes());
-        out.extend_from_slice(&self.meta_len.to_le_bytes());
-        out.extend_from_slice(self.name.as_bytes());
-        out.extend_from_slice(kb);
-        Ok(out)
-    }
-
-    /// Parses H from the start of `buf`. Returns the header and its length. If `buf` is too
-    /// short, returns [`FormatError::Truncated`] with the total length needed when known.
-    pub fn parse(buf: &[u8]) -> Result<(Header, usize), FormatError> {
-        let fixed: &[u8; FIXED_LEN] =
-            buf.get(..FIXED_LEN)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(FormatError::Truncated {
-                    need: FIXED_LEN as u64,
-                })?;
-        if fixed[0..4] != MAGIC {
-            return Err(FormatError::BadMagic);
-        }
-        if fixed[4] != VERSION {
-            return Err(FormatError::UnsupportedVersion(fixed[4]));
-        }
-        let suite = Suite::from_id(fixed[5]).ok_or(FormatError::UnknownSuite(fixed[5]))?;
-        let chunk_shift = fixed[6];
-        check_chunk_shift(chunk_shift)?;
-        let kind = fixed[7];
-        let mut nonce_prefix = [0u8; PREFIX_LEN];
-        nonce_prefix.copy_from_slice(&fixed[8..15]);
-        if fixed[15] != 0 {
-            return Err(FormatError::Invalid("reserved byte is not zero"));
-        }
-        let name_len = usize::from(u16::from_le_bytes([fixed[16], fixed[17]]));
-        let kb_len = usize::from(u16::from_le_bytes([fixed[18], fixed[19]]));
-        let meta_len = u32::from_le_bytes([fixed[20], fixed[21], fixed[22], fixed[23]]);
-        if name_len == 0 || name_len > MAX_NAME_LEN {
-            return Err(FormatError::Invalid("name length out of range"));
-        }
-        if kb_len > MAX_KEY_BLOCK_LEN {
-            return Err(FormatError::Invalid("key block length out of range"));
-        }
-        if meta_len as usize > MAX_META_LEN + TAG_LEN {
-            return Err(FormatError::Invalid("metadata length out of range"));
-        }
-        let key_block = match (suite, kind, kb_len) {
-            (Suite::Plaintext, 0, 0) => None,
-            (Suite::Aes256Gcm, k, _) if k != 0 => {
-                Some(KeyKind::from_byte(k).ok_or(FormatError::UnknownKeyKind(k))?)
-            }
-            _ => return Err(FormatError::Invalid("suite and key block disagree")),
-        };
-        if suite == Suite::Aes256Gcm && (meta_len as usize) < TAG_LEN + 2 {
-            return Err(FormatError::Invalid("metadata block too short"));
-        }
-        let total = FIXED_LEN + name_len + kb_len;
-        let rest = buf
-            .get(FIXED_LEN..total)
-            .ok_or(FormatError::Truncated { need: total as u64 })?;
-        let name = std::str::from_utf8(&rest[..name_len])
-            .map_err(|_| FormatError::Invalid("name is not UTF-8"))?
-            .to_owned();
-        check_name(&name)?;
-        let key_block = key_block.map(|kind| Envelope {
-            kind,
-            bytes: rest[name_len..].to_vec(),
-        });
-        Ok((
-            Header {
-                suite,
-                chunk_shift,
-                nonce_prefix,
-                name,
-                key_block,
-                meta_len,
-            },
-            total,
-        ))
-    }
-}
-
-/// SHA-256 of the serialized header H: the associated data of every AEAD call of the object.
-pub fn header_digest(h: &[u8]) -> [u8; 32] {
-    Sha256::digest(h).into()
 }
 
 /// The 96-bit nonce of chunk `index` (or of the metadata block, with [`MARKER_META`]).
@@ -359,32 +206,8 @@ pub fn decode_meta(mut b: &[u8]) -> Result<Vec<(String, String)>, FormatError> {
     Ok(out)
 }
 
-/// Checks an object or bucket name: 1..=1024 bytes of UTF-8 that cannot leave its directory:
-/// no `/`, `\`, NUL or other control characters, and not `.` or `..`.
-pub fn check_name(name: &str) -> Result<(), FormatError> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(FormatError::BadName("must be 1 to 1024 bytes"));
-    }
-    if name == "." || name == ".." {
-        return Err(FormatError::BadName("`.` and `..` are not names"));
-    }
-    if name.starts_with(".dare") {
-        return Err(FormatError::BadName(
-            "names starting with `.dare` are reserved",
-        ));
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == '\\' || c.is_control())
-    {
-        return Err(FormatError::BadName(
-            "must not contain `/`, `\\`, NUL or control characters",
-        ));
-    }
-    Ok(())
-}
-
-fn check_chunk_shift(s: u8) -> Result<(), FormatError> {
+/// Checks a chunk size exponent: 12..=22 (4 KiB ..= 4 MiB).
+pub fn check_chunk_shift(s: u8) -> Result<(), FormatError> {
     if (MIN_CHUNK_SHIFT..=MAX_CHUNK_SHIFT).contains(&s) {
         Ok(())
     } else {
@@ -400,6 +223,16 @@ pub fn chunk_shift_of(size: u64) -> Result<u8, FormatError> {
     let s = u8::try_from(size.trailing_zeros()).map_err(|_| FormatError::BadChunkSize)?;
     check_chunk_shift(s)?;
     Ok(s)
+}
+
+/// Checks an object name (format 2): 1..=1024 bytes of UTF-8 — any characters, `/` included,
+/// exactly as S3 object keys. Names never become file names (data files are named by object
+/// id), so no character needs refusing. Bucket names are checked by the control plane.
+pub fn check_object_name(name: &str) -> Result<(), FormatError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(FormatError::BadName("object names must be 1 to 1024 bytes"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -463,37 +296,11 @@ mod tests {
     }
 
     #[test]
-    fn names() {
-        for bad in ["", ".", "..", "a/b", "a\0b", "a\\b", ".dare-tmp"] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-        check_name("photo 2024.jpg").unwrap();
-        check_name("..a").unwrap();
-    }
-
-    #[test]
-    fn header_roundtrip() {
-        let h = Header {
-            suite: Suite::Aes256Gcm,
-            chunk_shift: 16,
-            nonce_prefix: [1, 2, 3, 4, 5, 6, 7],
-            name: "obj".into(),
-            key_block: Some(Envelope {
-                kind: KeyKind::StoreRoot,
-                bytes: vec![9; 40],
-            }),
-            meta_len: 18,
-        };
-        let b = h.to_bytes().unwrap();
-        assert_eq!(b.len(), 24 + 3 + 40);
-        let (p, n) = Header::parse(&b).unwrap();
-        assert_eq!((p, n), (h, b.len()));
-        assert!(matches!(
-            Header::parse(&b[..30]),
-            Err(FormatError::Truncated { need: 67 })
-        ));
-        let mut v = b.clone();
-        v[4] = 2;
-        assert_eq!(Header::parse(&v), Err(FormatError::UnsupportedVersion(2)));
+    fn object_names() {
+        check_object_name("photos/2026/cat.jpg").unwrap();
+        check_object_name(&"é".repeat(512)).unwrap();
+        check_object_name("..").unwrap();
+        assert!(check_object_name("").is_err());
+        assert!(check_object_name(&"a".repeat(1025)).is_err());
     }
 }

@@ -21,6 +21,33 @@ pub(crate) mod uring;
 #[cfg(target_os = "linux")]
 pub(crate) use uring::with_queue;
 
+/// A data file as the pipelines see it: positioned reads and writes, a data sync, its length.
+/// This is the storage seam (redb's `StorageBackend` is the model): [`IoFile`] implements it
+/// on a real file with io_uring or std I/O, and the crash-consistency tests implement it on
+/// memory that keeps a live and a durable image.
+#[allow(clippy::len_without_is_empty)] // a file's length (a syscall), not a collection's size
+pub trait DataFile: ReadAt + Send + Sync + std::fmt::Debug {
+    /// Writes `buf[range]` (all of `buf` when `range` is the empty `0..0`) at `off`; returns
+    /// the buffer (io_uring owns it while the write is in flight).
+    fn write_prefix_at(
+        &self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+        off: u64,
+    ) -> (io::Result<()>, Vec<u8>);
+    /// Makes the written data durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current length.
+    fn len(&self) -> io::Result<u64>;
+    /// Cuts or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Whether the file was opened with `O_DIRECT` (writes then need io_uring and whole
+    /// aligned blocks).
+    fn is_direct(&self) -> bool {
+        false
+    }
+}
+
 /// Reads at positions. `Sync` so a reader thread can prefetch the next batch.
 pub trait ReadAt: Sync {
     /// Fills `buf` from offset `off`; an early end of file is `UnexpectedEof`.
@@ -77,14 +104,12 @@ pub enum IoMode {
 }
 
 impl IoMode {
-    /// io_uring if this kernel and sandbox allow a ring, else std. Probed once per process;
-    /// `DARE_IO=std` forces the fallback.
+    /// io_uring if this kernel and sandbox allow a ring, else std. Probed once per process.
+    /// (The CLI's `--io std` / `DARE_IO=std` forces the fallback; the library reads no
+    /// environment variable.)
     pub fn detect() -> IoMode {
         static MODE: OnceLock<IoMode> = OnceLock::new();
         *MODE.get_or_init(|| {
-            if std::env::var("DARE_IO").is_ok_and(|v| v == "std") {
-                return IoMode::Std;
-            }
             if uring_available() {
                 IoMode::Uring
             } else {
@@ -142,18 +167,13 @@ impl IoFile {
         }
     }
 
-    /// Whether the file was opened with `O_DIRECT`.
-    pub fn is_direct(&self) -> bool {
-        self.direct
-    }
-
     /// O_DIRECT read: the aligned window around `[off, off + len)` into a bounce buffer,
     /// then the requested bytes out of it.
     fn read_direct(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         let end = off
             .checked_add(buf.len() as u64)
             .ok_or(io::ErrorKind::UnexpectedEof)?;
-        if end > self.len()? {
+        if end > DataFile::len(self)? {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         let a0 = off - off % DIRECT_ALIGN as u64;
@@ -208,20 +228,32 @@ impl IoFile {
             }
         }
     }
+}
 
-    /// Makes written data durable (`fdatasync`).
-    pub fn sync_data(&self) -> io::Result<()> {
+impl DataFile for IoFile {
+    fn write_prefix_at(
+        &self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+        off: u64,
+    ) -> (io::Result<()>, Vec<u8>) {
+        IoFile::write_prefix_at(self, buf, range, off)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
-    /// File length.
-    pub fn len(&self) -> io::Result<u64> {
+    fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
-    /// Whether the file is empty.
-    pub fn is_empty(&self) -> io::Result<bool> {
-        Ok(self.len()? == 0)
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn is_direct(&self) -> bool {
+        self.direct
     }
 }
 

@@ -1,16 +1,35 @@
 //! Writes the seed corpora of every fuzz target: `gen_corpus [DIR]` (default `corpus`) creates
-//! `DIR/<target>/seed-*` from valid objects, headers, wrapped keys and real key store files,
-//! laid out as each target's entry point reads its input (docs/FUZZING.md). Deterministic except
-//! for the key store files, whose keys are random as in production.
+//! `DIR/<target>/seed-*` from valid objects (format 2 and format 1), headers, wrapped keys, and
+//! files written by the last format-1 release, laid out as each target's entry point reads its
+//! input (docs/FUZZING.md). Deterministic.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use dare_engine::format::Header;
-use dare_engine::fuzzing::{OBJECT_VARIANTS, fixed_object};
+use dare_engine::format::v1::Header;
+use dare_engine::fuzzing::{
+    OBJECT_VARIANTS, OBJECT_VARIANTS_V1, encode_raw_case, fixed_object, fixed_object_v1,
+};
 use dare_keys::fuzzing::frame_store_body;
-use dare_keys::{KeyStore, RootKeyFile, Secret32, StoreOptions, store_file, wrap};
+use dare_keys::{Secret32, wrap};
+
+/// Files written by dare 0.1.0 (format 1): objects, and a format-1 key store file.
+const RELEASE_V1_OBJECTS: [(&str, &[u8]); 3] = [
+    (
+        "readme",
+        include_bytes!("../../engine/tests/fixtures/v1/readme"),
+    ),
+    (
+        "data",
+        include_bytes!("../../engine/tests/fixtures/v1/data"),
+    ),
+    (
+        "cat",
+        include_bytes!("../../engine/tests/fixtures/v1/cat.jpg"),
+    ),
+];
+const RELEASE_V1_KEYSTORE: &[u8] =
+    include_bytes!("../../dare/tests/fixtures/v1-store/store/keystore.dat");
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
@@ -22,91 +41,129 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-/// Key store files in a few states: fresh, with namespaces and buckets, after a rotation.
-fn key_stores() -> Vec<Vec<u8>> {
-    let dir: PathBuf = std::env::temp_dir().join(format!("dare-fuzz-seeds-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let root = Arc::new(RootKeyFile::from_secret(Secret32::from_bytes(
-        "seed root",
-        [7; 32],
-    )));
-    let store = KeyStore::init(&dir, root, StoreOptions::default()).expect("init key store");
-    let mut out = vec![fs::read(store_file(&dir)).expect("read key store")];
-    store.create_namespace("ns1", true).expect("namespace");
-    store.create_namespace("plain", false).expect("namespace");
-    store.create_bucket("b1", "ns1", None).expect("bucket");
-    store
-        .create_bucket("b2", "plain", Some(true))
-        .expect("bucket");
-    store.create_bucket("b3", "plain", None).expect("bucket");
-    out.push(fs::read(store_file(&dir)).expect("read key store"));
-    let id = store.start_rotation().expect("start rotation");
-    store.run_rotation(id).expect("run rotation");
-    out.push(fs::read(store_file(&dir)).expect("read key store"));
-    let _ = fs::remove_dir_all(&dir);
-    out
-}
-
 fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "corpus".into()));
     for v in 0..OBJECT_VARIANTS {
         let f = fixed_object(v);
-        let (h, hlen) = Header::parse(&f.bytes).expect("fixed object parses");
-        // open_object: raw mode (bit 7) and edit mode (no edit, one bit flip, a truncation).
+        // open_object: raw mode (bit 7); edit mode: none, a body bit flip, a cut into the
+        // header, a header byte (a mismatch), and one edit of each row field, identity and key.
         write(
             &dir,
             "open_object",
             &format!("raw-{v}"),
-            &cat(&[&[0x80 | v], &f.bytes]),
+            &cat(&[&[0x80 | v], &encode_raw_case(f)]),
         );
-        write(&dir, "open_object", &format!("edit-{v}-none"), &[v, 1]);
-        write(
-            &dir,
-            "open_object",
-            &format!("edit-{v}-flip"),
-            &[v, 2, 0, 40, 0, 1],
-        );
-        write(
-            &dir,
-            "open_object",
-            &format!("edit-{v}-cut"),
-            &[v, 3, 1, 0x10, 0],
-        );
-        // open_range: whole object, one byte, a span across chunk 0/1, an out-of-range read.
+        let edits: [(&str, &[u8]); 13] = [
+            ("none", &[]),
+            ("flip", &[0, 40, 0, 1]),
+            ("cut", &[1, 0x10, 0]),
+            ("header", &[0, 9, 0, 0x10]),
+            ("meta", &[6, 0, 1]),
+            ("meta-cut", &[7, 0x80, 3]),
+            ("size", &[8, 1, 0, 0]),
+            ("prefix", &[9, 3, 1]),
+            ("shift", &[10, 13, 0]),
+            ("suite", &[11, 0, 0]),
+            ("etag", &[12, 0, 0x80, 1, 2]),
+            ("name", &[13, 3, b'x']),
+            ("other-key", &[14, 0, 0]),
+        ];
+        for (i, (what, e)) in edits.iter().enumerate() {
+            write(
+                &dir,
+                "open_object",
+                &format!("edit-{v}-{what}"),
+                &cat(&[&[v, i as u8 % 4], e]),
+            );
+        }
+        // open_range: whole object, one byte, a span across chunk 0/1, an out-of-range read;
+        // and a whole read with the size in the row edited.
         let size = f.plaintext.len() as u16;
         for (i, (off, len)) in [(0, size), (0, 1), (4000, 200), (size, 1)]
             .iter()
             .enumerate()
         {
-            let mut s = vec![v];
-            s.extend_from_slice(&off.to_le_bytes());
-            s.extend_from_slice(&len.to_le_bytes());
+            let s = cat(&[
+                &[v | (i as u8) << 3],
+                &off.to_le_bytes(),
+                &len.to_le_bytes(),
+            ]);
             write(&dir, "open_range", &format!("{v}-{i}"), &s);
         }
-        // header: exact header, header with metadata and body, header cut short.
-        write(&dir, "header", &format!("{v}-exact"), &f.bytes[..hlen]);
+        write(
+            &dir,
+            "open_range",
+            &format!("{v}-size"),
+            &cat(&[&[v, 0, 0], &size.to_le_bytes(), &[8, 0, 0x10, 0]]),
+        );
+        // header: the format-2 data file header, cut and followed by the body; the metadata block.
+        write(&dir, "header", &format!("v2-{v}-exact"), &f.file[..32]);
+        write(&dir, "header", &format!("v2-{v}-cut"), &f.file[..31]);
+        write(
+            &dir,
+            "header",
+            &format!("v2-{v}-file"),
+            &f.file[..f.file.len().min(200)],
+        );
+        write(&dir, "header", &format!("v2-{v}-meta"), &f.row.meta_block);
+    }
+    for v in 0..OBJECT_VARIANTS_V1 {
+        let f = fixed_object_v1(v);
+        let (h, hlen) = Header::parse(&f.bytes).expect("fixed object parses");
+        // open_v1: raw mode (bit 7) and edit mode (no edit, one bit flip, a truncation).
+        write(
+            &dir,
+            "open_v1",
+            &format!("raw-{v}"),
+            &cat(&[&[0x80 | v], &f.bytes]),
+        );
+        write(&dir, "open_v1", &format!("edit-{v}-none"), &[v, 1]);
+        write(
+            &dir,
+            "open_v1",
+            &format!("edit-{v}-flip"),
+            &[v, 2, 0, 40, 0, 1],
+        );
+        write(
+            &dir,
+            "open_v1",
+            &format!("edit-{v}-cut"),
+            &[v, 3, 1, 0x10, 0],
+        );
+        // header: exact format-1 header, header with metadata and body, header cut short.
+        write(&dir, "header", &format!("v1-{v}-exact"), &f.bytes[..hlen]);
         let meta_end = hlen + h.meta_len as usize;
         write(
             &dir,
             "header",
-            &format!("{v}-meta"),
+            &format!("v1-{v}-meta"),
             &f.bytes[..meta_end.min(f.bytes.len())],
         );
-        write(&dir, "header", &format!("{v}-cut"), &f.bytes[..hlen - 1]);
+        write(&dir, "header", &format!("v1-{v}-cut"), &f.bytes[..hlen - 1]);
     }
-    // roundtrip: cfg (shift, plaintext bit 7, name bit 6), batch, extension, metadata count, ...
-    write(&dir, "roundtrip", "empty", &[0, 0, 0, 0, 0]);
+    for (name, bytes) in RELEASE_V1_OBJECTS {
+        write(
+            &dir,
+            "open_v1",
+            &format!("release-{name}"),
+            &cat(&[&[0x80], bytes]),
+        );
+        write(&dir, "header", &format!("release-{name}"), bytes);
+    }
+    // roundtrip: cfg (shift, clear bit 7, name bit 6), batch, object id, extension (u16),
+    // metadata count and entries, [name], range (2 × u16), plaintext.
+    write(&dir, "roundtrip", "empty", &[0, 0, 0, 0, 0, 0]);
     write(
         &dir,
         "roundtrip",
         "small",
-        &cat(&[&[0, 1, 0, 0, 0, 0, 0, 0, 0], b"hello, world"]),
+        &cat(&[&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0], b"hello, world"]),
     );
     write(
         &dir,
         "roundtrip",
         "multi",
-        &[0, 1, 0xff, 0x2f, 0, 0, 0, 0, 0, 1, 2, 3],
+        &[0, 1, 1, 0xff, 0x2f, 0, 0, 0, 0, 0, 1, 2, 3],
     );
     write(
         &dir,
@@ -114,7 +171,7 @@ fn main() {
         "meta",
         &cat(&[
             &[
-                3, 0, 0x10, 0, 2, 1, b'a', 1, b'b', 2, b'c', b'd', 0, 0, 0, 0, 0,
+                3, 0, 2, 0x10, 0, 2, 1, b'a', 1, b'b', 2, b'c', b'd', 0, 0, 0, 0, 0,
             ],
             b"xyz",
         ]),
@@ -122,8 +179,13 @@ fn main() {
     write(
         &dir,
         "roundtrip",
-        "plain-name",
-        &cat(&[&[0xc1, 2, 0, 0x20, 0, 4], b"name", &[0, 0, 0, 0], b"body"]),
+        "clear-name",
+        &cat(&[
+            &[0xc1, 2, 3, 0, 0x20, 0, 9],
+            b"a/b/c.txt",
+            &[0, 0, 0, 0],
+            b"body",
+        ]),
     );
     // unwrap_key: a correct wrapping (mode 0) and a wrap-then-edit input (mode 1).
     let kek = Secret32::from_bytes("seed kek", [0x11; 32]);
@@ -152,22 +214,27 @@ fn main() {
         "tamper-cut",
         &cat(&[&[1], &[0x11; 32], &[0x22; 32], &[0x40, 8]]),
     );
-    // keystore_load: real files (mode 0) and their bodies (mode 1, framed by the target).
-    for (i, file) in key_stores().iter().enumerate() {
-        write(
-            &dir,
-            "keystore_load",
-            &format!("file-{i}"),
-            &cat(&[&[0], file]),
-        );
-        write(
-            &dir,
-            "keystore_load",
-            &format!("body-{i}"),
-            &cat(&[&[1], &file[52..]]),
-        );
-        debug_assert_eq!(frame_store_body(&file[52..]), *file);
-    }
+    // keystore_load: the format-1 key store file of the release fixture (mode 0), its body
+    // (mode 1, framed by the target) and a torn copy.
+    let file = RELEASE_V1_KEYSTORE;
+    write(&dir, "keystore_load", "release-file", &cat(&[&[0], file]));
+    write(
+        &dir,
+        "keystore_load",
+        "release-body",
+        &cat(&[&[1], &file[52..]]),
+    );
+    write(
+        &dir,
+        "keystore_load",
+        "release-torn",
+        &cat(&[&[0], &file[..file.len() / 2]]),
+    );
+    assert_eq!(
+        frame_store_body(&file[52..]),
+        file,
+        "the fixture is a framed format-1 store"
+    );
     // aead_differential: key, nonce, AAD length, tamper mode, position, AAD, message.
     for (i, (aad_len, mode, msg_len)) in [
         (0u8, 0u8, 0usize),

@@ -1,4 +1,5 @@
 #![no_main]
-//! seal_to_vec then open_from_slice gives back plaintext and metadata; the sealer matches the reference.
+//! The format-2 sealer then the opener give back plaintext and metadata on every backend; the
+//! sealer's output is the reference encoding.
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| dare_engine::fuzzing::roundtrip(data));

@@ -15,6 +15,8 @@ pub(crate) const MAX_AAD_LEN: u64 = (1 << 61) - 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SealError {
     /// `output.len() != input.len()` (out-of-place API only).
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))]
+    // out-of-place API: raw-aead benches and kernel tests only
     LengthMismatch,
     /// Plaintext longer than 2^36 - 32 bytes or AAD longer than 2^61 - 1 bytes.
     TooLong,
@@ -26,6 +28,7 @@ pub(crate) enum SealError {
 pub(crate) struct AuthFailed;
 
 /// Why out-of-place opening failed. The output buffer is zeroed in both cases.
+#[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OpenFailed {
     /// `output.len() != input.len()`.

@@ -152,6 +152,7 @@ impl Vaes256Key {
         Ok(unsafe { seal_raw(self.token, self, nonce, aad, p, p, len) })
     }
 
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
     /// Out-of-place encryption. `output.len()` must equal `input.len()`,
     /// otherwise `Err(LengthMismatch)` is returned and nothing is written.
     pub(crate) fn seal(
@@ -211,6 +212,7 @@ impl Vaes256Key {
         }
     }
 
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
     /// Out-of-place decryption; see [`Self::open_in_place`]. On any error
     /// `output` is zeroed.
     pub(crate) fn open(
