@@ -1,0 +1,294 @@
+//! The control plane's error: one enum, one actionable line per variant.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use dare_engine::{OpenError, SealError};
+use dare_envelope::KeyError;
+use dare_metadata::MetaError;
+
+/// Why a control-plane operation failed. Messages never carry key material; an
+/// authentication failure says where, not why.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The directory holds no dare store.
+    NotAStore(PathBuf),
+    /// `create` was asked for a directory that already holds a store.
+    AlreadyAStore(PathBuf),
+    /// No namespace by that name.
+    NoSuchNamespace(String),
+    /// No bucket by that name.
+    NoSuchBucket(String),
+    /// No object by that name in the bucket.
+    NoSuchObject {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// A namespace by that name exists.
+    NamespaceExists(String),
+    /// A bucket by that name exists.
+    BucketExists(String),
+    /// The namespace still holds buckets.
+    NamespaceNotEmpty {
+        /// Namespace name.
+        name: String,
+        /// How many buckets.
+        buckets: u64,
+    },
+    /// The bucket still holds objects.
+    BucketNotEmpty {
+        /// Bucket name.
+        name: String,
+        /// How many objects.
+        objects: u64,
+    },
+    /// A namespace, bucket or object name that is not allowed.
+    InvalidName {
+        /// `"namespace"`, `"bucket"` or `"object"`.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The requested encryption setting is not allowed.
+    EncryptionPolicy(String),
+    /// An object of a bucket created encrypted is stored in clear: its row or data file was
+    /// replaced (a downgrade); it is refused, never served.
+    NotEncrypted {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// A customer key (SSE-C) was given for an object that was not written with one (S3
+    /// answers 400).
+    CustomerKeyNotApplicable {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// A malformed argument (a range header, a continuation token, ...).
+    InvalidArgument(String),
+    /// A byte range that starts at or past the end of the object (HTTP 416).
+    RangeNotSatisfiable {
+        /// The range as given.
+        range: String,
+        /// The object's size.
+        size: u64,
+    },
+    /// The object's row names a data file that is missing.
+    DataFileMissing {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// A key operation failed (wrong key, missing SSE-C key, unknown version, ...).
+    Key(KeyError),
+    /// The key store failed (root of trust, rotation, ...).
+    Keys(dare_keys::StoreError),
+    /// The metadata database failed.
+    Metadata(MetaError),
+    /// Verifying or decrypting an object failed. No unverified plaintext was released.
+    Open(OpenError),
+    /// Encrypting an object failed; nothing was published.
+    Seal(SealError),
+    /// Reading or writing a data file failed.
+    Data(dare_engine::StoreError),
+    /// Migrating a store made by an older release failed; nothing was lost (rerun `open`).
+    Migration(String),
+    /// A file operation on the store directory failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the error says that something named does not exist (the CLI's exit code 3).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::NoSuchNamespace(_)
+                | Error::NoSuchBucket(_)
+                | Error::NoSuchObject { .. }
+                | Error::Keys(dare_keys::StoreError::NotFound { .. })
+        )
+    }
+
+    /// Whether the error says that data or keys failed verification: tampering, corruption,
+    /// a wrong key (the CLI's exit code 4).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            Error::NotEncrypted { .. } | Error::DataFileMissing { .. } => true,
+            Error::Open(o) | Error::Data(dare_engine::StoreError::Open(o)) => !matches!(
+                o,
+                OpenError::EmptyRange
+                    | OpenError::RangeOutOfBounds { .. }
+                    | OpenError::Io(_)
+                    | OpenError::Sink(_)
+            ),
+            Error::Key(k) => matches!(
+                k,
+                KeyError::UnwrapFailed
+                    | KeyError::Malformed(_)
+                    | KeyError::WrongContext
+                    | KeyError::CustomerKeyMismatch
+                    | KeyError::WrongRootKey
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotAStore(p) => write!(
+                f,
+                "{} is not a dare store (create one with `dare init`)",
+                p.display()
+            ),
+            Error::AlreadyAStore(p) => write!(f, "{} already holds a dare store", p.display()),
+            Error::NoSuchNamespace(n) => write!(f, "no such namespace: {n}"),
+            Error::NoSuchBucket(b) => write!(
+                f,
+                "no such bucket: {b} (create it with `dare bucket create`)"
+            ),
+            Error::NoSuchObject { bucket, name } => {
+                write!(f, "no such object: {bucket}/{}", printable(name))
+            }
+            Error::NamespaceExists(n) => write!(f, "namespace {n} already exists"),
+            Error::BucketExists(b) => write!(f, "bucket {b} already exists"),
+            Error::NamespaceNotEmpty { name, buckets } => write!(
+                f,
+                "namespace {name} still holds {buckets} bucket(s); remove them first"
+            ),
+            Error::BucketNotEmpty { name, objects } => write!(
+                f,
+                "bucket {name} still holds {objects} object(s); remove them or use --force \
+                 (which destroys its key: its objects become unreadable forever)"
+            ),
+            Error::InvalidName { what, reason } => write!(f, "invalid {what} name: {reason}"),
+            Error::EncryptionPolicy(why) => write!(f, "encryption setting refused: {why}"),
+            Error::NotEncrypted { bucket, name } => write!(
+                f,
+                "object {bucket}/{} is stored in clear but its bucket is encrypted: refusing it \
+                 (its record or data file was replaced)",
+                printable(name)
+            ),
+            Error::CustomerKeyNotApplicable { bucket, name } => write!(
+                f,
+                "object {bucket}/{} was not written with a customer-supplied key; do not pass one",
+                printable(name)
+            ),
+            Error::InvalidArgument(why) => write!(f, "{why}"),
+            Error::RangeNotSatisfiable { range, size } => write!(
+                f,
+                "range {range} is not satisfiable: the object has {size} bytes"
+            ),
+            Error::DataFileMissing { bucket, name } => write!(
+                f,
+                "the data file of {bucket}/{} is missing (removed outside dare); `dare fsck` \
+                 lists every such object",
+                printable(name)
+            ),
+            Error::Key(e) => e.fmt(f),
+            Error::Keys(e) => e.fmt(f),
+            Error::Metadata(e) => e.fmt(f),
+            Error::Open(e) => e.fmt(f),
+            Error::Seal(e) => e.fmt(f),
+            Error::Data(e) => e.fmt(f),
+            Error::Migration(why) => write!(f, "migrating the store failed: {why}"),
+            Error::Io { op, path, source } => {
+                write!(f, "cannot {op} {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Key(e) => Some(e),
+            Error::Keys(e) => Some(e),
+            Error::Metadata(e) => Some(e),
+            Error::Open(OpenError::Io(e) | OpenError::Sink(e)) => Some(e),
+            Error::Open(e) => Some(e),
+            Error::Seal(e) => Some(e),
+            Error::Data(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// An object name as it may be shown on one line: control characters escaped.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .flat_map(char::escape_debug)
+        .collect::<String>()
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        Error::Key(e)
+    }
+}
+
+impl From<dare_keys::StoreError> for Error {
+    fn from(e: dare_keys::StoreError) -> Self {
+        match e {
+            dare_keys::StoreError::Key(k) => Error::Key(k),
+            dare_keys::StoreError::Metadata(m) => Error::Metadata(m),
+            other => Error::Keys(other),
+        }
+    }
+}
+
+impl From<MetaError> for Error {
+    fn from(e: MetaError) -> Self {
+        Error::Metadata(e)
+    }
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Key(k) => Error::Key(k),
+            other => Error::Open(other),
+        }
+    }
+}
+
+impl From<SealError> for Error {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Key(k) => Error::Key(k),
+            other => Error::Seal(other),
+        }
+    }
+}
+
+impl From<dare_engine::StoreError> for Error {
+    fn from(e: dare_engine::StoreError) -> Self {
+        match e {
+            dare_engine::StoreError::Open(o) => o.into(),
+            dare_engine::StoreError::Seal(s) => s.into(),
+            other => Error::Data(other),
+        }
+    }
+}
+
+/// `map_err` helper for I/O on store files.
+pub(crate) fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { op, path, source }
+}

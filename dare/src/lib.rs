@@ -1,0 +1,67 @@
+//! dare: data-at-rest encryption for object storage — the control plane.
+//!
+//! This is the library a storage system embeds and that the `dare` command and (next) the S3
+//! endpoint call. It owns namespaces, buckets and objects and their encryption policy, key
+//! rotation and rewrap, listing, fsck and backup; it ties together the crates below.
+//!
+//! # Layout
+//!
+//! ```text
+//! dare (this crate)  control plane: [`Dare`] — namespaces, buckets, objects, policy, tasks
+//!  ├─ dare-metadata  the resource table and object table behind one transactional trait
+//!  │                 (SQLite embedded by default)                     docs/METADATA.md
+//!  ├─ dare-keys      key hierarchy (ECS: master → namespace → bucket, virtual keys), roots
+//!  │                 of trust, rotation, SSE-C, the derived-key cache  docs/KEYS.md
+//!  ├─ dare-engine    data plane: chunked AES-256-GCM, CPU-dispatched kernels, io_uring
+//!  │                 pipelines, the data-file volume                  docs/FORMAT.md
+//!  └─ dare-envelope  the only key types the data plane sees: data keys, envelopes, providers
+//! ```
+//!
+//! A store directory holds `dare.db` (metadata), `objects/` (data files named by object id)
+//! and `root.key` (unless a passphrase protects the store); see [`store`].
+//!
+//! # The data path
+//!
+//! **PUT** ([`Dare::put`], [`object`]): look the bucket up → pick the protection from its
+//! policy: its bucket key (a fresh data key wrapped under the bucket's virtual bucket key, of
+//! the active rotation version), a customer key (SSE-C), or clear for a bucket created with
+//! encryption off → draw a random object id → the engine seals the data into a new data file,
+//! chunk by chunk, with the object's identity (store, bucket, object id, name) as associated
+//! data, and syncs it → commit the row (envelope, nonce prefix, size, ETag, sealed user
+//! metadata) in one transaction: **the commit publishes the object**; an overwritten object's
+//! old data file is removed after it.
+//!
+//! **GET** ([`Dare::get`]): read the row → unwrap the envelope through the key hierarchy (or
+//! the customer key) → verify and decrypt the user metadata → read the chunks a range needs,
+//! releasing each only after its tag verified.
+//!
+//! Rewrapping ([`Dare::rewrap`]) moves envelopes to a new rotation version with one metadata
+//! update each; the data files are never touched.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod fsck;
+pub mod list;
+mod migrate;
+pub mod namespace;
+pub mod object;
+mod range;
+pub mod rewrap;
+pub mod store;
+
+pub use error::{Error, printable};
+pub use fsck::{FsckOptions, FsckReport};
+pub use list::{ListPage, ListQuery};
+pub use namespace::{Bucket, DEFAULT_NAMESPACE, Namespace};
+pub use object::{GetOptions, KeyRef, Object, ObjectInfo, PutOptions};
+pub use range::parse_range;
+pub use rewrap::RewrapReport;
+pub use store::{Dare, Options, Root};
+
+// What embedders need from the crates below, so that `dare` alone is enough to use the store.
+pub use dare_engine::{AeadBackend, DiskOptions, IoMode, StoreConfig};
+pub use dare_envelope::{KeyError, Secret32};
+pub use dare_keys::{
+    CacheMode, RotationOptions, RotationStatus, StoreError as KeyStoreError, TaskState,
+    read_customer_key_file, read_passphrase_file, step_name,
+};

@@ -1,0 +1,306 @@
+//! Namespaces and buckets, and their encryption policy (ECS D@RE §2.1).
+//!
+//! Every namespace and bucket is encrypted unless encryption is turned off when it is
+//! created, and the setting never changes afterwards: an encrypted namespace refuses
+//! unencrypted buckets, and a bucket inherits its namespace's setting unless told otherwise.
+//! Each namespace has its own namespace key and each encrypted bucket its own bucket key,
+//! both stored wrapped in the resource table. Deleting a bucket deletes its wrapped bucket key
+//! with its rows (crypto-shredding: its data files can never be decrypted again, even from a
+//! backup of the data files).
+
+use dare_metadata::{By, MetaError, NewBucket, NewNamespace, read_with, write_with};
+
+use crate::Dare;
+use crate::error::Error;
+
+/// The namespace every store starts with (encrypted).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A namespace (no key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// Id, allocated by the database, never reused.
+    pub id: u64,
+    /// Unique name.
+    pub name: String,
+    /// Whether its buckets are encrypted by default (and must be, when true).
+    pub encryption: bool,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+}
+
+/// A bucket (no key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Id, allocated by the database, never reused.
+    pub id: u64,
+    /// Unique name across the store, as S3 bucket names.
+    pub name: String,
+    /// Its namespace's id.
+    pub namespace_id: u64,
+    /// Its namespace's name.
+    pub namespace: String,
+    /// Whether its objects are encrypted (fixed at creation).
+    pub encryption: bool,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+}
+
+/// Checks a namespace or bucket name: 1–255 characters of `A-Z a-z 0-9 . _ -`, not `.` or
+/// `..` (they appear in URLs and messages; object names are free-form).
+pub fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 255 || !name.chars().all(ok) || name == "." || name == ".." {
+        return Err(Error::InvalidName {
+            what,
+            reason: format!(
+                "{:?} must be 1-255 characters of A-Z a-z 0-9 . _ - (and not . or ..)",
+                crate::error::printable(name)
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Dare {
+    /// Creates a namespace with its own namespace key, wrapped under the active master key.
+    /// `encryption` is fixed for the namespace's life.
+    pub fn create_namespace(&self, name: &str, encryption: bool) -> Result<Namespace, Error> {
+        check_name("namespace", name)?;
+        let created = now();
+        loop {
+            let (master_version, wrapped_key) = self.keys.new_namespace_key()?;
+            let r = write_with(&*self.meta, Error::is_retryable, |tx| {
+                // A rotation that switched the active master key since the key was wrapped
+                // could already have finished its rewrap step: wrap again under the new one.
+                let active = tx.store()?.map(|s| s.active_master);
+                if active != Some(master_version) {
+                    return Ok(None);
+                }
+                let id = tx
+                    .insert_namespace(&NewNamespace {
+                        id: None,
+                        name: name.to_owned(),
+                        encryption,
+                        master_version,
+                        wrapped_key: wrapped_key.clone(),
+                        created,
+                    })
+                    .map_err(|e| match e {
+                        MetaError::AlreadyExists { .. } => Error::NamespaceExists(name.into()),
+                        e => e.into(),
+                    })?;
+                Ok(Some(id))
+            })?;
+            match r {
+                Some(id) => {
+                    return Ok(Namespace {
+                        id,
+                        name: name.to_owned(),
+                        encryption,
+                        created,
+                    });
+                }
+                None => {
+                    self.keys.refresh()?;
+                }
+            }
+        }
+    }
+
+    /// Deletes an empty namespace and its namespace key.
+    pub fn delete_namespace(&self, name: &str) -> Result<(), Error> {
+        write_with(&*self.meta, Error::is_retryable, |tx| {
+            let ns = tx
+                .namespace(By::Name(name))?
+                .ok_or_else(|| Error::NoSuchNamespace(name.into()))?;
+            let buckets = tx.buckets(Some(ns.id))?.len() as u64;
+            if buckets > 0 {
+                return Err(Error::NamespaceNotEmpty {
+                    name: name.into(),
+                    buckets,
+                });
+            }
+            tx.delete_namespace(ns.id)?;
+            Ok(())
+        })?;
+        self.shred_logs()
+    }
+
+    /// The namespace called `name`.
+    pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
+        read_with(&*self.meta, |tx| tx.namespace(By::Name(name)))?
+            .map(|n| Namespace {
+                id: n.id,
+                name: n.name,
+                encryption: n.encryption,
+                created: n.created,
+            })
+            .ok_or_else(|| Error::NoSuchNamespace(name.into()))
+    }
+
+    /// Every namespace, by id.
+    pub fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        Ok(read_with(&*self.meta, |tx| tx.namespaces())?
+            .into_iter()
+            .map(|n| Namespace {
+                id: n.id,
+                name: n.name,
+                encryption: n.encryption,
+                created: n.created,
+            })
+            .collect())
+    }
+
+    /// Creates a bucket in `namespace`. `encryption` defaults to the namespace's setting; an
+    /// encrypted namespace refuses an unencrypted bucket. An encrypted bucket gets its own
+    /// bucket key, wrapped under the namespace key.
+    pub fn create_bucket(
+        &self,
+        name: &str,
+        namespace: &str,
+        encryption: Option<bool>,
+    ) -> Result<Bucket, Error> {
+        check_name("bucket", name)?;
+        let ns = read_with(&*self.meta, |tx| tx.namespace(By::Name(namespace)))?
+            .ok_or_else(|| Error::NoSuchNamespace(namespace.into()))?;
+        let encrypted = encryption.unwrap_or(ns.encryption);
+        if ns.encryption && !encrypted {
+            return Err(Error::EncryptionPolicy(format!(
+                "namespace {namespace} is encrypted, so its buckets must be; create the bucket \
+                 in a namespace created with encryption off"
+            )));
+        }
+        let wrapped_key = if encrypted {
+            Some(self.keys.new_bucket_key(&ns)?)
+        } else {
+            None
+        };
+        let created = now();
+        let id = write_with(&*self.meta, Error::is_retryable, |tx| {
+            tx.insert_bucket(&NewBucket {
+                id: None,
+                name: name.to_owned(),
+                namespace_id: ns.id,
+                encryption: encrypted,
+                wrapped_key: wrapped_key.clone(),
+                created,
+            })
+            .map_err(|e| match e {
+                MetaError::AlreadyExists { .. } => Error::BucketExists(name.into()),
+                MetaError::InUse(_) => Error::NoSuchNamespace(namespace.into()),
+                e => e.into(),
+            })
+        })?;
+        Ok(Bucket {
+            id,
+            name: name.to_owned(),
+            namespace_id: ns.id,
+            namespace: ns.name,
+            encryption: encrypted,
+            created,
+        })
+    }
+
+    /// Deletes a bucket. Refused while it holds objects unless `force`; with `force` its
+    /// objects go with it. The bucket key is destroyed in the same transaction, so the data
+    /// files can never be read again even if a copy of them survives; then the files are
+    /// removed. Returns how many objects were deleted.
+    pub fn delete_bucket(&self, name: &str, force: bool) -> Result<u64, Error> {
+        let (id, count) = write_with(&*self.meta, Error::is_retryable, |tx| {
+            let b = tx
+                .bucket(By::Name(name))?
+                .ok_or_else(|| Error::NoSuchBucket(name.into()))?;
+            let objects = tx.object_count(b.id)?;
+            if objects > 0 && !force {
+                return Err(Error::BucketNotEmpty {
+                    name: name.into(),
+                    objects,
+                });
+            }
+            let n = tx.delete_bucket(b.id)?;
+            Ok((b.id, n))
+        })?;
+        self.shred_logs()?;
+        self.data
+            .volume()
+            .remove_bucket(id)
+            .map_err(|e| Error::Data(e.into()))?;
+        Ok(count)
+    }
+
+    /// The bucket called `name`.
+    pub fn bucket(&self, name: &str) -> Result<Bucket, Error> {
+        read_with(&*self.meta, |tx| {
+            let Some(b) = tx.bucket(By::Name(name))? else {
+                return Ok(None);
+            };
+            let ns = tx
+                .namespace(By::Id(b.namespace_id))?
+                .map(|n| n.name)
+                .unwrap_or_default();
+            Ok::<_, Error>(Some(bucket_view(b, ns)))
+        })?
+        .ok_or_else(|| Error::NoSuchBucket(name.into()))
+    }
+
+    /// Every bucket (of one namespace, if given), by id.
+    pub fn buckets(&self, namespace: Option<&str>) -> Result<Vec<Bucket>, Error> {
+        read_with(&*self.meta, |tx| {
+            let filter = match namespace {
+                Some(n) => Some(
+                    tx.namespace(By::Name(n))?
+                        .ok_or_else(|| Error::NoSuchNamespace(n.into()))?
+                        .id,
+                ),
+                None => None,
+            };
+            let names: std::collections::HashMap<u64, String> = tx
+                .namespaces()?
+                .into_iter()
+                .map(|n| (n.id, n.name))
+                .collect();
+            Ok(tx
+                .buckets(filter)?
+                .into_iter()
+                .map(|b| {
+                    let ns = names.get(&b.namespace_id).cloned().unwrap_or_default();
+                    bucket_view(b, ns)
+                })
+                .collect())
+        })
+    }
+}
+
+fn bucket_view(b: dare_metadata::BucketRecord, namespace: String) -> Bucket {
+    Bucket {
+        id: b.id,
+        name: b.name,
+        namespace_id: b.namespace_id,
+        namespace,
+        encryption: b.encryption,
+        created: b.created,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "photos-2026", "A.b_c", &"x".repeat(255)] {
+            check_name("bucket", ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "é", &"x".repeat(256), "a\nb"] {
+            assert!(check_name("bucket", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Creating and opening a store: the directory layout, the root of trust, the metadata
+//! database, the data volume and the key store, tied into one [`Dare`] handle.
+//!
+//! A store directory (mode 0700) holds:
+//!
+//! ```text
+//! dare.db (+ -wal, -shm)   the metadata database: resource table and object table (0600)
+//! objects/                 the data files, <bucket id>/<xx>/<object id> (0700 / 0600)
+//! root.key                 the root key (0600), unless the store is protected by a passphrase
+//! ```
+
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dare_engine::{DataStore, DiskOptions, DiskVolume, StoreConfig, Volume, format};
+use dare_keys::{
+    CacheMode, KeyStore, PassphraseRoot, RootKeyFile, RootOfTrust, StoreOptions as KeyOptions,
+};
+use dare_metadata::{MetaError, Metadata, SqliteMetadata, SqliteOptions, read_with, write_with};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, io};
+use crate::migrate;
+use crate::namespace::DEFAULT_NAMESPACE;
+
+/// The metadata database file inside a store directory.
+pub const DB_FILE: &str = "dare.db";
+/// The data volume directory inside a store directory.
+pub const OBJECTS_DIR: &str = "objects";
+/// The root key file inside a store directory.
+pub const ROOT_KEY_FILE: &str = "root.key";
+
+/// What protects the store's master keys.
+#[derive(Clone)]
+pub enum Root {
+    /// 32 random bytes in `root.key` inside the store directory (created at init, mode 0600).
+    KeyFile,
+    /// A key derived from this passphrase with Argon2id (KEYS.md §5.2).
+    Passphrase(Zeroizing<Vec<u8>>),
+    /// Any other root of trust (an HSM, a key server, a test double).
+    Custom(Arc<dyn RootOfTrust>),
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Root::KeyFile => f.write_str("Root::KeyFile"),
+            Root::Passphrase(_) => f.write_str("Root::Passphrase(<redacted>)"),
+            Root::Custom(r) => write!(f, "Root::Custom({r:?})"),
+        }
+    }
+}
+
+/// How a store handle is opened. The library reads no environment variable: a binary maps
+/// its flags and environment onto these.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// What protects the master keys.
+    pub root: Root,
+    /// How data files are read and written (io_uring or std, `O_DIRECT`).
+    pub disk: DiskOptions,
+    /// Batch size, AEAD backend, whether writes are synced.
+    pub data: StoreConfig,
+    /// The metadata database's lock wait.
+    pub sqlite: SqliteOptions,
+    /// Whether providers reuse derived keys (on) or derive the chain per request (off, as
+    /// ECS does).
+    pub key_cache: CacheMode,
+    /// Size of the derived-key cache and how often the key records are re-checked.
+    pub keys: KeyOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            root: Root::KeyFile,
+            disk: DiskOptions::default(),
+            data: StoreConfig::default(),
+            sqlite: SqliteOptions::default(),
+            key_cache: CacheMode::On,
+            keys: KeyOptions::default(),
+        }
+    }
+}
+
+/// An open store: the control plane over the metadata database, the key store and the data
+/// files. `Send + Sync`: share it across threads (behind an `Arc`) as a server would.
+#[derive(Debug)]
+pub struct Dare {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) meta: Arc<dyn Metadata>,
+    pub(crate) sqlite: Option<Arc<SqliteMetadata>>,
+    pub(crate) keys: Arc<KeyStore>,
+    pub(crate) data: DataStore,
+    pub(crate) store_id: [u8; 16],
+    pub(crate) chunk_shift: u8,
+    pub(crate) key_cache: CacheMode,
+}
+
+fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOfTrust>, Error> {
+    Ok(match root {
+        Root::Passphrase(p) => Arc::new(PassphraseRoot::new(p.to_vec())),
+        Root::Custom(r) => r.clone(),
+        Root::KeyFile => {
+            let path = dir.join(ROOT_KEY_FILE);
+            if create && !path.exists() {
+                Arc::new(RootKeyFile::create(&path)?)
+            } else if path.exists() {
+                Arc::new(RootKeyFile::load(&path)?)
+            } else {
+                return Err(Error::Keys(dare_keys::StoreError::NotFound {
+                    what: "root key file (a store protected by a passphrase needs the passphrase)",
+                    name: path.display().to_string(),
+                }));
+            }
+        }
+    })
+}
+
+fn make_dir(dir: &Path) -> Result<(), Error> {
+    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(io("create directory", dir)(e)),
+    }
+}
+
+impl Dare {
+    /// Creates a store in `dir` (created 0700 if missing): the root of trust, the metadata
+    /// database with master key 1, rotation key 1 and the namespace `default` (encrypted),
+    /// and the data volume. `chunk_size` (a power of two, 4 KiB..=4 MiB) is fixed for the
+    /// store's new objects. Re-running it after an interrupted `create` finishes the job.
+    pub fn create(dir: &Path, chunk_size: u64, opts: &Options) -> Result<Dare, Error> {
+        let chunk_shift = format::chunk_shift_of(chunk_size).map_err(|e| Error::InvalidName {
+            what: "chunk size",
+            reason: e.to_string(),
+        })?;
+        if migrate::is_v1_store(dir) {
+            return Err(Error::AlreadyAStore(dir.to_path_buf()));
+        }
+        make_dir(dir)?;
+        let db = dir.join(DB_FILE);
+        let sqlite = if db.exists() {
+            SqliteMetadata::open(&db, opts.sqlite.clone())?
+        } else {
+            SqliteMetadata::create(&db, opts.sqlite.clone())?
+        };
+        let sqlite = Arc::new(sqlite);
+        let meta: Arc<dyn Metadata> = sqlite.clone();
+        let fresh = read_with(&*meta, |tx| tx.store().map(|s| s.is_none()))?;
+        let root = root_of_trust(dir, &opts.root, fresh)?;
+        let volume: Arc<dyn Volume> = Arc::new(
+            DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
+                .map_err(io("create", &dir.join(OBJECTS_DIR)))?,
+        );
+        let mut d =
+            Self::create_parts(meta, volume, root, chunk_shift, opts).map_err(|e| match e {
+                Error::AlreadyAStore(_) => Error::AlreadyAStore(dir.to_path_buf()),
+                e => e,
+            })?;
+        d.dir = Some(dir.to_path_buf());
+        d.sqlite = Some(sqlite);
+        Ok(d)
+    }
+
+    /// [`create`](Self::create) on parts supplied by the caller: any metadata database, any
+    /// volume, any root of trust (how the crash-consistency tests run the control plane).
+    pub fn create_parts(
+        meta: Arc<dyn Metadata>,
+        volume: Arc<dyn Volume>,
+        root: Arc<dyn RootOfTrust>,
+        chunk_shift: u8,
+        opts: &Options,
+    ) -> Result<Dare, Error> {
+        format::check_chunk_shift(chunk_shift).map_err(|e| Error::InvalidName {
+            what: "chunk size",
+            reason: e.to_string(),
+        })?;
+        let exists = read_with(&*meta, |tx| tx.store().map(|s| s.is_some()))?;
+        if !exists {
+            let mut store_id = [0u8; 16];
+            getrandom::fill(&mut store_id).map_err(|_| dare_envelope::KeyError::Rng)?;
+            write_with(&*meta, Error::is_retryable, |tx| {
+                if tx.store()?.is_some() {
+                    return Ok(());
+                }
+                KeyStore::create_in(tx, &*root, store_id, chunk_shift)?;
+                Ok(())
+            })?;
+        }
+        let d = Self::open_parts(meta, volume, root, opts)?;
+        // The default namespace comes last: a store that has it is completely created.
+        match d.create_namespace(DEFAULT_NAMESPACE, true) {
+            Ok(_) => Ok(d),
+            Err(Error::NamespaceExists(_)) if exists => Err(Error::AlreadyAStore(PathBuf::new())),
+            Err(Error::NamespaceExists(_)) => Ok(d),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the store in `dir`. A store made by the previous release (`keystore.dat`, one
+    /// file per object named by the object's name) is migrated first, once (docs/METADATA.md
+    /// §5).
+    pub fn open(dir: &Path, opts: &Options) -> Result<Dare, Error> {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            if migrate::is_v1_store(dir) {
+                migrate::migrate_v1(dir, opts)?;
+            } else {
+                return Err(Error::NotAStore(dir.to_path_buf()));
+            }
+        } else if migrate::has_v1_leftovers(dir) {
+            migrate::finish(dir)?;
+        }
+        let sqlite = Arc::new(SqliteMetadata::open(&db, opts.sqlite.clone()).map_err(
+            |e| match e {
+                MetaError::NotInitialized(_) => Error::NotAStore(dir.to_path_buf()),
+                e => Error::Metadata(e),
+            },
+        )?);
+        let meta: Arc<dyn Metadata> = sqlite.clone();
+        if read_with(&*meta, |tx| tx.store())?.is_none() {
+            return Err(Error::NotAStore(dir.to_path_buf()));
+        }
+        let root = root_of_trust(dir, &opts.root, false)?;
+        let volume: Arc<dyn Volume> = Arc::new(
+            DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
+                .map_err(io("open", &dir.join(OBJECTS_DIR)))?,
+        );
+        let mut d = Self::open_parts(meta, volume, root, opts)?;
+        d.dir = Some(dir.to_path_buf());
+        d.sqlite = Some(sqlite);
+        Ok(d)
+    }
+
+    /// [`open`](Self::open) on parts supplied by the caller.
+    pub fn open_parts(
+        meta: Arc<dyn Metadata>,
+        volume: Arc<dyn Volume>,
+        root: Arc<dyn RootOfTrust>,
+        opts: &Options,
+    ) -> Result<Dare, Error> {
+        let keys = KeyStore::open(meta.clone(), root, opts.keys.clone())?;
+        let s = keys.store_record();
+        Ok(Dare {
+            dir: None,
+            meta,
+            sqlite: None,
+            keys: Arc::new(keys),
+            data: DataStore::new(volume, opts.data),
+            store_id: s.store_id,
+            chunk_shift: s.chunk_shift,
+            key_cache: opts.key_cache,
+        })
+    }
+
+    /// Whether `dir` holds a store (of this release or, still to migrate, the previous one).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DB_FILE).exists() || migrate::is_v1_store(dir)
+    }
+
+    /// The store directory (None for a store opened on custom parts).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The store's random id (bound into every object's associated data).
+    pub fn store_id(&self) -> [u8; 16] {
+        self.store_id
+    }
+
+    /// Chunk size of new objects, in bytes.
+    pub fn chunk_size(&self) -> u64 {
+        1 << self.chunk_shift
+    }
+
+    /// The key store (versions, rotation tasks, the derived-key cache).
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// The metadata database.
+    pub fn metadata(&self) -> &Arc<dyn Metadata> {
+        &self.meta
+    }
+
+    /// How data is sealed and synced.
+    pub fn data_config(&self) -> &StoreConfig {
+        self.data.config()
+    }
+
+    /// Changes how this handle seals and syncs (batch size, backend, sync).
+    pub fn set_data_config(&mut self, cfg: StoreConfig) {
+        self.data.set_config(cfg);
+    }
+
+    /// The data volume.
+    pub fn volume(&self) -> &Arc<dyn Volume> {
+        self.data.volume()
+    }
+
+    /// Writes a consistent copy of the metadata database — wrapped keys only, never a
+    /// plaintext key — to `dest` (a new file, mode 0600), while the store stays in use. Data
+    /// files are not copied: back them up separately (they are useless without the database).
+    pub fn backup(&self, dest: &Path) -> Result<(), Error> {
+        Ok(self.meta.backup(dest)?)
+    }
+
+    /// Replaces the metadata database of the store in `dir` with the backup `backup`. Objects
+    /// written after the backup lose their rows (their data files become orphans that `dare
+    /// fsck --repair` removes); objects deleted since lose their data files (fsck reports
+    /// them missing). Keys and buckets are as they were at the backup.
+    pub fn restore(dir: &Path, backup: &Path, opts: &Options) -> Result<(), Error> {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            return Err(Error::NotAStore(dir.to_path_buf()));
+        }
+        SqliteMetadata::restore(backup, &db, opts.sqlite.clone())?;
+        Ok(())
+    }
+
+    /// After destroying keys (a deleted bucket or namespace), make sure no copy of the
+    /// deleted rows stays in the database's write-ahead log (SQLite's `secure_delete` already
+    /// overwrites them in the database file).
+    pub(crate) fn shred_logs(&self) -> Result<(), Error> {
+        if let Some(s) = &self.sqlite {
+            s.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// Whether a transaction that failed with this error may be run again.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Error::Metadata(m) if m.is_retryable())
+    }
+}
+
+/// Removes a file if present (cleanup of store files).
+pub(crate) fn remove_if_present(p: &Path) -> Result<(), Error> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("remove", p)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dare_is_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<super::Dare>();
+    }
+}
