@@ -8,6 +8,7 @@
 //! ciphertext into the working buffer first, and is marked so. Each thread has its own
 //! buffers and key. Rounds alternate between implementations so drift hits all of them.
 
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -249,9 +250,10 @@ pub fn run_bench(a: &AeadArgs) -> Result<Vec<Sample>> {
     Ok(out)
 }
 
-pub fn run(a: AeadArgs) -> Result<()> {
-    let selected = AeadBackend::default_for_process()?;
+/// `dare bench aead`; `selected` is the backend the store commands would use.
+pub fn run(a: AeadArgs, selected: AeadBackend) -> Result<()> {
     let samples = run_bench(&a)?;
+    let mut o = io::stdout().lock();
     if a.json {
         let v = json!({
             "cpu": crate::cpuinfo::cpu_model(),
@@ -260,22 +262,25 @@ pub fn run(a: AeadArgs) -> Result<()> {
                 "backend": s.backend, "op": s.op, "bytes": s.bytes, "threads": s.threads, "bytes_per_sec": s.bytes_per_sec,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!(
+    writeln!(
+        o,
         "cpu: {}   selected backend: {}",
         crate::cpuinfo::cpu_model(),
         selected
-    );
-    println!(
+    )?;
+    writeln!(
+        o,
         "median of 5 alternating rounds, {:.1} s per figure; GB/s = 10^9 bytes/s",
         a.seconds
-    );
-    println!(
+    )?;
+    writeln!(
+        o,
         "{:<12} {:<5} {:>9} {:>7} {:>9} {:>12}",
         "impl", "op", "bytes", "threads", "GB/s", "vs aws-lc-rs"
-    );
+    )?;
     for s in &samples {
         let base = samples
             .iter()
@@ -287,7 +292,8 @@ pub fn run(a: AeadArgs) -> Result<()> {
             })
             .map(|b| format!("{:.2}x", s.bytes_per_sec / b.bytes_per_sec))
             .unwrap_or_else(|| "-".into());
-        println!(
+        writeln!(
+            o,
             "{:<12} {:<5} {:>9} {:>7} {:>9.2} {:>12}",
             s.backend,
             s.op,
@@ -295,7 +301,7 @@ pub fn run(a: AeadArgs) -> Result<()> {
             s.threads,
             s.bytes_per_sec / 1e9,
             base
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! The ECS white paper (§3, "Performance") reports about 10% lower S3 TPS with D@RE on and
 //! blames deriving the virtual wrapping key on every request. This benchmark answers the same
-//! question for dare, end to end through the real [`ObjectStore`](dare_engine::ObjectStore):
+//! question for dare, end to end through the control plane ([`dare::Dare`]):
 //! it PUTs a set of objects, GETs them back whole, then GETs random byte ranges, once into a
 //! plaintext bucket and once into an encrypted one, with the same data, the same names and the
 //! same order, and reports throughput, CPU per GB and the overhead
@@ -24,15 +24,14 @@
 //!   so the report says how close both paths come to the drive.
 
 use std::fs;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::cli::OnOff;
-use crate::control::Tuning;
+use crate::args::OnOff;
 
 mod fio;
 mod plot;
@@ -305,9 +304,9 @@ impl Plan {
     }
 }
 
-/// Runs the benchmark and returns every figure (no printing, no files). `tuning` carries the
-/// global `--backend` and `--io` options.
-pub fn run_bench(a: &OverheadArgs, tuning: &Tuning) -> Result<Report> {
+/// Runs the benchmark and returns every figure (no printing, no files). `base` carries the
+/// global `--backend` and `--io` options; the benchmark sets sync, batch size and `O_DIRECT`.
+pub fn run_bench(a: &OverheadArgs, base: &dare::Options) -> Result<Report> {
     let plan = Plan::from_args(a)?;
     let started = Instant::now();
     let scratch = tempfile::Builder::new()
@@ -327,7 +326,7 @@ pub fn run_bench(a: &OverheadArgs, tuning: &Tuning) -> Result<Report> {
     } else {
         fio::Drive::skipped("skipped (--no-fio)")
     };
-    let outcome = workload::run(&plan, tuning, &root.join("store"), &progress);
+    let outcome = workload::run(&plan, base, &root.join("store"), &progress);
     progress.finish_and_clear();
     let kept = if plan.keep {
         Some(scratch.keep())
@@ -372,17 +371,18 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
 }
 
 /// `dare bench overhead`: runs, prints the table, writes `--json` and `--plot`.
-pub fn run(a: OverheadArgs, tuning: &Tuning) -> Result<()> {
-    let report = run_bench(&a, tuning)?;
-    print!("{}", report.table());
+pub fn run(a: OverheadArgs, base: &dare::Options) -> Result<()> {
+    let report = run_bench(&a, base)?;
+    let mut o = std::io::stdout().lock();
+    write!(o, "{}", report.table())?;
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&report.to_json())?;
         fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
-        println!("JSON written to {}", p.display());
+        writeln!(o, "JSON written to {}", p.display())?;
     }
     if let Some(p) = &a.plot {
         plot::draw(&report, p)?;
-        println!("plot written to {}", p.display());
+        writeln!(o, "plot written to {}", p.display())?;
     }
     Ok(())
 }

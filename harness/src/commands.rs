@@ -1,396 +1,216 @@
-//! The CLI commands: each takes parsed arguments and prints its report.
+//! The store commands: each parses what clap could not (targets, metadata pairs, key files),
+//! calls [`dare::Dare`] and prints the result for a person or, with `--json`, for a script.
+//! No logic a server would need lives here: policy, names, ranges, listing, rewrap and fsck
+//! are the library's.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+pub mod keys;
+pub mod maintenance;
+pub mod object;
+pub mod resource;
 
-use anyhow::{Context, Result, bail};
-use dare_engine::{ObjectInfo, StoreError};
-use dare_keys::{CacheMode, HierarchyBlock, KeyKind, Secret32};
-use serde_json::json;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::Path;
 
-use crate::cli::{BucketCommand, GetArgs, HeadArgs, LsArgs, NsCommand, PutArgs, RmArgs, SseC};
-use crate::control::Dare;
+use anyhow::Result;
+use dare::{KeyRef, ObjectInfo, Secret32};
+use serde_json::{Value, json};
 
-/// Splits `BUCKET/KEY`.
-pub fn split_target(t: &str) -> Result<(&str, &str)> {
-    match t.split_once('/') {
-        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b, k)),
-        _ => bail!("expected BUCKET/KEY, got {t:?} (object names may not contain `/`)"),
+use crate::cli::SseC;
+
+/// A command line the parser accepted but that does not make sense (exit status 2, as
+/// clap's own usage errors).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
+impl std::error::Error for Usage {}
+
+/// Splits `BUCKET/NAME` at the first `/`: the name keeps every further `/`. The name must be
+/// UTF-8 (the library checks its length).
+pub fn split_target(t: &std::ffi::OsStr) -> Result<(&str, &str)> {
+    let Some(t) = t.to_str() else {
+        return Err(Usage(format!(
+            "{:?} is not valid UTF-8: bucket and object names are UTF-8",
+            t
+        ))
+        .into());
+    };
+    match t.split_once('/') {
+        Some((b, n)) if !b.is_empty() && !n.is_empty() => Ok((b, n)),
+        _ => Err(Usage(format!(
+            "expected BUCKET/NAME, got {:?} (the bucket is up to the first `/`, the name is \
+             everything after it)",
+            dare::printable(t)
+        ))
+        .into()),
+    }
+}
+
+/// The customer key the SSE-C flags name, if any.
 fn customer_key(s: &SseC) -> Result<Option<Secret32>> {
     match &s.sse_c_key_file {
         None => Ok(None),
-        Some(p) => Ok(Some(dare_keys::read_customer_key_file(
-            p,
-            s.sse_c_key_md5.as_deref(),
-        )?)),
+        Some(p) => Ok(Some(
+            dare_keys::read_customer_key_file(p, s.sse_c_key_md5.as_deref())
+                .map_err(dare::Error::from)?,
+        )),
     }
 }
 
-fn unix(t: Option<SystemTime>) -> Option<u64> {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-}
-
-/// A human and a JSON description of an object's key reference.
-fn key_ref(info: &ObjectInfo) -> (String, serde_json::Value) {
-    match info.key_kind {
-        None => ("none (stored in clear)".into(), json!(null)),
-        Some(KeyKind::Hierarchy) => match HierarchyBlock::parse(&info.key_block) {
-            Ok(b) => (
-                format!(
-                    "hierarchy: namespace {} bucket {} rotation key v{}",
-                    b.ns_id, b.bucket_id, b.rotation_version
-                ),
-                json!({"kind": "hierarchy", "namespace_id": b.ns_id, "bucket_id": b.bucket_id, "rotation_version": b.rotation_version}),
-            ),
-            Err(_) => (
-                "hierarchy (malformed key block)".into(),
-                json!({"kind": "hierarchy", "malformed": true}),
-            ),
-        },
-        Some(KeyKind::CustomerKey) => (
-            "customer-supplied key (SSE-C)".into(),
-            json!({"kind": "sse-c"}),
-        ),
-        Some(KeyKind::StoreRoot) => ("store root key".into(), json!({"kind": "store-root"})),
-        Some(_) => ("unknown".into(), json!({"kind": "unknown"})),
-    }
-}
-
-pub fn ns(d: &Dare, cmd: NsCommand) -> Result<()> {
-    match cmd {
-        NsCommand::Create { name, encryption } => {
-            let n = d.keys.create_namespace(&name, encryption.is_on())?;
-            println!(
-                "namespace {} created (id {}, encryption {})",
-                n.name,
-                n.id,
-                on_off(n.encryption)
-            );
-        }
-        NsCommand::Ls(j) => {
-            let list = d.keys.namespaces();
-            if j.json {
-                let v: Vec<_> = list.iter().map(|n| json!({"id": n.id, "name": n.name, "encryption": n.encryption, "created": n.created})).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for n in list {
-                    println!(
-                        "{:<24} id {:<4} encryption {}",
-                        n.name,
-                        n.id,
-                        on_off(n.encryption)
-                    );
-                }
-            }
-        }
-    }
+/// Prints `v` as pretty JSON and a newline. (Serialized first, so that a closed standard
+/// output surfaces as the `io::Error` it is.)
+fn print_json(v: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(v)?;
+    let mut o = io::stdout().lock();
+    writeln!(o, "{text}")?;
+    o.flush()?;
     Ok(())
+}
+
+/// Writes one line to standard error; a closed standard error is not worth failing for.
+fn note(msg: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{msg}");
 }
 
 fn on_off(b: bool) -> &'static str {
     if b { "on" } else { "off" }
 }
 
-pub fn bucket(d: &Dare, cmd: BucketCommand) -> Result<()> {
-    match cmd {
-        BucketCommand::Create {
-            name,
-            namespace,
-            encryption,
-        } => {
-            let b = d.create_bucket(&name, &namespace, encryption.map(|e| e.is_on()))?;
-            println!(
-                "bucket {} created in namespace {} (encryption {})",
-                b.name,
-                b.namespace,
-                on_off(b.encryption)
-            );
-        }
-        BucketCommand::Ls(j) => print_buckets(d, j.json)?,
-    }
-    Ok(())
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn print_buckets(d: &Dare, as_json: bool) -> Result<()> {
-    let list = d.keys.buckets(None)?;
-    if as_json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|b| json!({"name": b.name, "id": b.id, "namespace": b.namespace, "encryption": b.encryption, "created": b.created}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC); with `iso`, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn utc(ms: u64, iso: bool) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    if iso {
+        format!(
+            "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+            ms % 1000
+        )
     } else {
-        for b in list {
-            println!(
-                "{:<24} namespace {:<16} encryption {}",
-                b.name,
-                b.namespace,
-                on_off(b.encryption)
-            );
-        }
-    }
-    Ok(())
-}
-
-fn parse_meta(items: &[String]) -> Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => bail!("--meta expects KEY=VALUE, got {s:?}"),
-        })
-        .collect()
-}
-
-pub fn put(d: &Dare, a: PutArgs) -> Result<()> {
-    let (bucket, key) = split_target(&a.target)?;
-    let meta = parse_meta(&a.meta)?;
-    let provider = d.write_provider(bucket, customer_key(&a.sse_c)?, CacheMode::On)?;
-    let info = match a.file.as_deref() {
-        None => d.objects.put(
-            bucket,
-            key,
-            &mut io::stdin().lock(),
-            provider.as_deref(),
-            &meta,
-        )?,
-        Some(p) if p == Path::new("-") => d.objects.put(
-            bucket,
-            key,
-            &mut io::stdin().lock(),
-            provider.as_deref(),
-            &meta,
-        )?,
-        Some(p) => {
-            let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            d.objects
-                .put(bucket, key, &mut f, provider.as_deref(), &meta)?
-        }
-    };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&info_json(&info, None))?);
-    } else {
-        println!(
-            "{bucket}/{key}: {} bytes stored ({})",
-            info.size,
-            if info.encrypted {
-                "encrypted"
-            } else {
-                "not encrypted"
-            }
-        );
-    }
-    Ok(())
-}
-
-/// Parses an inclusive HTTP-style range against an object of `size` bytes into (offset, len).
-pub fn parse_range(spec: &str, size: u64) -> Result<(u64, u64)> {
-    let (a, b) = spec
-        .split_once('-')
-        .with_context(|| format!("--range expects START-END, START- or -SUFFIX, got {spec:?}"))?;
-    let num = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .with_context(|| format!("--range: {s:?} is not a byte position"))
-    };
-    match (a.trim().is_empty(), b.trim().is_empty()) {
-        (false, false) => {
-            let (s, e) = (num(a)?, num(b)?);
-            if e < s {
-                bail!("--range {spec}: the range is empty (END is before START)");
-            }
-            Ok((s, e - s + 1))
-        }
-        (false, true) => {
-            let s = num(a)?;
-            Ok((s, size.saturating_sub(s)))
-        }
-        (true, false) => {
-            let n = num(b)?.min(size);
-            Ok((size - n, n))
-        }
-        (true, true) => bail!("--range expects START-END, START- or -SUFFIX, got {spec:?}"),
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
     }
 }
 
-pub fn get(d: &Dare, a: GetArgs) -> Result<()> {
-    let (bucket, key) = split_target(&a.target)?;
-    let obj = d.open_for_read(bucket, key, customer_key(&a.sse_c)?)?;
-    let batch = d.objects.config().batch_bytes;
-    let range = a
-        .range
-        .as_deref()
-        .map(|r| parse_range(r, obj.size()))
-        .transpose()?;
-    let read = |w: &mut dyn Write| -> Result<(), StoreError> {
-        let mut sink = |p: &[u8]| w.write_all(p);
-        match range {
-            Some((off, len)) => obj.read_range(off, len, batch, &mut sink)?,
-            None => obj.read_all(batch, &mut sink)?,
-        }
-        Ok(())
-    };
-    match &a.output {
-        None => {
-            let stdout = io::stdout();
-            let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-            read(&mut w)?;
-            w.flush()?;
-        }
-        Some(path) => write_atomically(path, |f| read(f).map_err(anyhow::Error::from))?,
+/// A human and a JSON description of what protects an object's data key.
+fn key_ref(k: &KeyRef) -> (String, Value) {
+    match *k {
+        KeyRef::None => ("none (stored in clear)".into(), Value::Null),
+        KeyRef::Hierarchy {
+            namespace_id,
+            bucket_id,
+            rotation_version,
+        } => (
+            format!(
+                "bucket key: namespace {namespace_id}, bucket {bucket_id}, rotation key \
+                 v{rotation_version}"
+            ),
+            json!({
+                "kind": "hierarchy",
+                "namespace_id": namespace_id,
+                "bucket_id": bucket_id,
+                "rotation_version": rotation_version,
+            }),
+        ),
+        KeyRef::CustomerKey => (
+            "customer-supplied key (SSE-C)".into(),
+            json!({"kind": "sse-c"}),
+        ),
+        KeyRef::Other(kind) => (
+            format!("unknown envelope kind {kind}"),
+            json!({"kind": "unknown", "envelope_kind": kind}),
+        ),
     }
-    Ok(())
-}
-
-/// Writes `path` through a temporary file in the same directory that is renamed into place
-/// only when `fill` succeeded; on failure the temporary file is removed and `path` untouched.
-pub fn write_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.dare-partial-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn info_json(info: &ObjectInfo, meta: Option<&[(String, String)]>) -> serde_json::Value {
-    let (_, kr) = key_ref(info);
-    json!({
-        "bucket": info.bucket,
-        "key": info.key,
-        "size": info.size,
-        "stored_size": info.stored_size,
-        "chunk_size": info.chunk_size,
-        "encrypted": info.encrypted,
-        "encryption": encryption_name(info),
-        "key_ref": kr,
-        "modified": unix(info.modified),
-        "metadata": meta.map(|m| m.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()),
-    })
 }
 
 fn encryption_name(info: &ObjectInfo) -> &'static str {
-    match info.key_kind {
-        None => "none",
-        Some(KeyKind::CustomerKey) => "SSE-C (AES-256-GCM)",
-        Some(_) => "AES-256-GCM",
+    match (info.encrypted, info.key_ref) {
+        (false, _) => "none",
+        (true, KeyRef::CustomerKey) => "SSE-C (AES-256-GCM)",
+        (true, _) => "AES-256-GCM",
     }
 }
 
-pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
-    let (bucket, key) = split_target(&a.target)?;
-    d.keys.bucket(bucket)?;
-    let info = d.objects.head(bucket, key)?;
-    // User metadata is encrypted: show it when the object opens with the keys at hand.
-    let meta = match d.open_for_read(bucket, key, customer_key(&a.sse_c)?) {
-        Ok(o) => Some(o.meta().to_vec()),
-        Err(e)
-            if matches!(
-                e.downcast_ref::<StoreError>(),
-                Some(StoreError::Open(dare_engine::OpenError::Key(
-                    dare_keys::KeyError::CustomerKeyRequired
-                )))
-            ) =>
-        {
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info_json(&info, meta.as_deref()))?
-        );
-        return Ok(());
-    }
-    let (kr, _) = key_ref(&info);
-    println!("object:      {bucket}/{key}");
-    println!("size:        {} bytes", info.size);
-    println!("stored:      {} bytes", info.stored_size);
-    println!("chunk size:  {} bytes", info.chunk_size);
-    println!("encryption:  {}", encryption_name(&info));
-    println!("key:         {kr}");
-    if let Some(t) = unix(info.modified) {
-        println!("modified:    {t} (unix seconds)");
-    }
-    match meta {
-        Some(m) if m.is_empty() => println!("metadata:    (none)"),
-        Some(m) => {
-            for (k, v) in m {
-                println!("metadata:    {k}={v}");
-            }
-        }
-        None => println!(
-            "metadata:    (encrypted with a customer key: pass --sse-c-key-file to read it)"
-        ),
-    }
-    Ok(())
-}
-
-pub fn ls(d: &Dare, a: LsArgs) -> Result<()> {
-    let Some(bucket) = a.bucket else {
-        return print_buckets(d, a.json);
-    };
-    d.keys.bucket(&bucket)?;
-    let list = d.objects.list(&bucket)?;
-    if a.json {
-        let v: Vec<_> = list
+/// An object as JSON; `meta` is `None` when the metadata could not be read (SSE-C without
+/// the key).
+fn info_json(info: &ObjectInfo, meta: Option<&[(String, String)]>) -> Value {
+    let (_, kr) = key_ref(&info.key_ref);
+    let mut v = json!({
+        "bucket": info.bucket,
+        "name": info.name,
+        "object_id": hex(&info.object_id),
+        "size": info.size,
+        "stored_size": info.stored_size,
+        "chunk_size": info.chunk_size,
+        "etag": info.etag,
+        "created_ms": info.created_ms,
+        "created": utc(info.created_ms, true),
+        "format": info.format,
+        "encrypted": info.encrypted,
+        "encryption": encryption_name(info),
+        "key_ref": kr,
+    });
+    if let Some(m) = meta {
+        v["metadata"] = m
             .iter()
-            .map(|(k, sz, t)| json!({"key": k, "stored_size": sz, "modified": unix(*t)}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        for (k, sz, _) in list {
-            println!("{sz:>14}  {bucket}/{k}");
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    v
+}
+
+/// A path inside the store directory, for messages (`objects/<bucket>/<xx>/<id>`).
+fn store_path(rel: &Path) -> String {
+    Path::new(dare::store::OBJECTS_DIR)
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0, false), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000, false), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_798_761_599_999, true), "2026-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn targets_split_at_the_first_slash() {
+        fn ok(t: &str) -> (&str, &str) {
+            split_target(std::ffi::OsStr::new(t)).unwrap()
         }
+        assert_eq!(ok("b/photos/2026/cat.jpg"), ("b", "photos/2026/cat.jpg"));
+        assert_eq!(ok("b//x"), ("b", "/x"));
+        for bad in ["b", "/x", "b/", ""] {
+            assert!(split_target(std::ffi::OsStr::new(bad)).is_err(), "{bad:?}");
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let e = split_target(std::ffi::OsStr::from_bytes(b"b/\xff")).unwrap_err();
+        assert!(e.downcast_ref::<Usage>().is_some());
     }
-    Ok(())
-}
-
-pub fn rm(d: &Dare, a: RmArgs) -> Result<()> {
-    let (bucket, key) = split_target(&a.target)?;
-    d.keys.bucket(bucket)?;
-    d.objects.delete(bucket, key)?;
-    Ok(())
-}
-
-/// The store a command works on must exist: a clear message otherwise.
-pub fn require_store(dir: &Path) -> Result<()> {
-    if !dir.join("dare-store.conf").exists() {
-        bail!(
-            "{} is not a dare store (create one with `dare init`, or pass --store / set DARE_STORE)",
-            dir.display()
-        );
-    }
-    Ok(())
 }

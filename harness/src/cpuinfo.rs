@@ -1,5 +1,7 @@
 //! `dare cpu`: what this machine offers the engine.
 
+use std::io::{self, Write};
+
 use anyhow::Result;
 use dare_engine::{AeadBackend, CpuFeatures, IoMode};
 use serde_json::json;
@@ -17,12 +19,11 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The report as JSON.
-pub fn report() -> Result<serde_json::Value> {
+/// The report as JSON, with the backend and I/O path in use (what `--backend` and `--io`
+/// select, or what this machine uses without them).
+pub fn report(selected: AeadBackend, io: IoMode) -> serde_json::Value {
     let f = CpuFeatures::detect();
-    let selected = AeadBackend::default_for_process()?;
-    let io = IoMode::detect();
-    Ok(json!({
+    json!({
         "cpu": cpu_model(),
         "logical_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "features": f.list().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -30,24 +31,26 @@ pub fn report() -> Result<serde_json::Value> {
         "selected": selected.name(),
         "io_uring": dare_engine::storage::uring_available(),
         "io": io.name(),
-    }))
+    })
 }
 
-pub fn run(as_json: bool) -> Result<()> {
-    let r = report()?;
+/// `dare cpu`, with the backend and I/O path the flags select.
+pub fn run(selected: AeadBackend, io: IoMode, as_json: bool) -> Result<()> {
+    let r = report(selected, io);
+    let mut o = io::stdout().lock();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        writeln!(o, "{}", serde_json::to_string_pretty(&r)?)?;
         return Ok(());
     }
-    println!("cpu:        {}", r["cpu"].as_str().unwrap_or("unknown"));
-    println!("cores:      {}", r["logical_cpus"]);
+    writeln!(o, "cpu:        {}", r["cpu"].as_str().unwrap_or("unknown"))?;
+    writeln!(o, "cores:      {}", r["logical_cpus"])?;
     let f = CpuFeatures::detect();
     let feats: Vec<String> = f
         .list()
         .iter()
         .map(|(n, v)| format!("{n}{}", if *v { "+" } else { "-" }))
         .collect();
-    println!("features:   {}", feats.join(" "));
+    writeln!(o, "features:   {}", feats.join(" "))?;
     let backends: Vec<String> = AeadBackend::ALL
         .iter()
         .map(|b| {
@@ -62,14 +65,14 @@ pub fn run(as_json: bool) -> Result<()> {
             )
         })
         .collect();
-    println!("backends:   {}", backends.join(", "));
-    println!("selected:   {}", r["selected"].as_str().unwrap_or("?"));
-    let io = if r["io_uring"].as_bool() == Some(true) {
+    writeln!(o, "backends:   {}", backends.join(", "))?;
+    writeln!(o, "selected:   {}", r["selected"].as_str().unwrap_or("?"))?;
+    let uring = if r["io_uring"].as_bool() == Some(true) {
         "usable"
     } else {
         "unavailable (std positioned I/O fallback)"
     };
-    println!("io_uring:   {io}");
-    println!("I/O path:   {}", r["io"].as_str().unwrap_or("?"));
+    writeln!(o, "io_uring:   {uring}")?;
+    writeln!(o, "I/O path:   {}", r["io"].as_str().unwrap_or("?"))?;
     Ok(())
 }

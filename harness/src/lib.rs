@@ -1,92 +1,88 @@
-//! The `dare` command-line tool: object put/get, key operations, and the benchmarks that
-//! measure what encryption costs. This is the only crate that uses `anyhow`: library errors
-//! stay typed in `dare-engine` and `dare-keys`; here they become one line for a person.
+//! The `dare` command: a thin shell over the [`dare`] library. It parses the command line
+//! ([`cli`]), maps the global flags and their environment variables onto [`dare::Options`]
+//! ([`settings`]), calls [`dare::Dare`] ([`commands`]) and prints the result for a person or,
+//! with `--json`, for a script. Beside the store commands it has the tools an operator runs on
+//! a machine: `dare cpu` ([`cpuinfo`]) and the benchmarks ([`bench_aead`], [`bench_overhead`]).
+//!
+//! This is the only crate that uses `anyhow`: library errors stay typed; here they become one
+//! line for a person and an exit status ([`exit_code`]).
 
+pub mod args;
 pub mod bench_aead;
 pub mod bench_overhead;
 pub mod cli;
 pub mod commands;
-pub mod control;
 pub mod cpuinfo;
-pub mod keycmd;
+pub mod settings;
 
+use std::io;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cli::{BenchCommand, Cli, Command, IoChoice};
-use control::{Dare, Tuning};
-use dare_engine::{IoMode, OpenError, StoreError};
+use cli::{BenchCommand, Cli, Command};
+use commands::{Usage, keys, maintenance, object, resource};
+use settings::Settings;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let tuning = Tuning {
-        backend: cli.backend.clone(),
-        io: cli.io.map(|c| match c {
-            IoChoice::Uring => IoMode::Uring,
-            IoChoice::Std => IoMode::Std,
-        }),
-    };
-    if let Some(b) = &cli.backend {
-        dare_engine::AeadBackend::forced(b)?;
-    }
-    let open = || -> Result<Dare> {
-        commands::require_store(&cli.store)?;
-        Dare::open(&cli.store, &tuning)
-    };
+    let s = Settings::from_cli(&cli)?;
     match cli.command {
-        Command::Init(a) => {
-            let d = Dare::init(
-                &cli.store,
-                a.chunk_size,
-                a.passphrase_file.as_deref(),
-                &tuning,
-            )?;
-            println!(
-                "initialized dare store at {} (chunk size {} bytes, namespace `default` with encryption on)",
-                d.objects.root().display(),
-                a.chunk_size
-            );
-        }
-        Command::Ns(c) => commands::ns(&open()?, c)?,
-        Command::Bucket(c) => commands::bucket(&open()?, c)?,
-        Command::Put(a) => commands::put(&open()?, a)?,
-        Command::Get(a) => commands::get(&open()?, a)?,
-        Command::Head(a) => commands::head(&open()?, a)?,
-        Command::Ls(a) => commands::ls(&open()?, a)?,
-        Command::Rm(a) => commands::rm(&open()?, a)?,
-        Command::Cpu(j) => cpuinfo::run(j.json)?,
-        Command::Keys(c) => keycmd::run(&open()?, c)?,
-        Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a)?,
-        Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &tuning)?,
+        Command::Init(a) => resource::init(&s, a),
+        Command::Ns(c) => resource::ns(&s.open()?, c),
+        Command::Bucket(c) => resource::bucket(&s.open()?, c),
+        Command::Put(a) => object::put(&s.open()?, a),
+        Command::Get(a) => object::get(&s.open()?, a),
+        Command::Head(a) => object::head(&s.open()?, a),
+        Command::Ls(a) => object::ls(&s.open()?, a),
+        Command::Rm(a) => object::rm(&s.open()?, a),
+        Command::Keys(c) => keys::run(&s, c),
+        Command::Fsck(a) => maintenance::fsck(&s.open()?, a),
+        Command::Backup(a) => maintenance::backup(&s.open()?, a),
+        Command::Restore(a) => maintenance::restore(&s, a),
+        Command::Cpu(j) => cpuinfo::run(s.data.backend, s.disk.io, j.json),
+        Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a, s.data.backend),
+        Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &s.engine_options()),
     }
-    Ok(())
 }
 
-/// Exit codes: 1 for most errors, 3 when a bucket or object does not exist, 4 when data or
-/// keys failed verification (tampering, corruption, wrong key). clap uses 2 for usage errors.
+/// The exit status for an error: 3 when a namespace, bucket, object or task does not exist, 4
+/// when data or keys failed verification (tampering, corruption, a wrong key) or fsck found an
+/// unreadable object, 2 for a command line that makes no sense, 1 otherwise. (clap exits with
+/// 2 on its own usage errors.)
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
     for cause in e.chain() {
-        if let Some(s) = cause.downcast_ref::<StoreError>() {
-            return match s {
-                StoreError::NoSuchBucket(_) | StoreError::NoSuchObject { .. } => ExitCode::from(3),
-                StoreError::Open(o) if is_integrity(o) => ExitCode::from(4),
-                _ => ExitCode::from(1),
-            };
-        }
-        if let Some(o) = cause.downcast_ref::<OpenError>() {
-            return if is_integrity(o) {
-                ExitCode::from(4)
+        if let Some(d) = cause.downcast_ref::<dare::Error>() {
+            return ExitCode::from(if d.is_not_found() {
+                3
+            } else if d.is_integrity() {
+                4
+            } else if matches!(d, dare::Error::Keys(dare_keys::StoreError::NotFound { .. })) {
+                3
             } else {
-                ExitCode::from(1)
-            };
+                1
+            });
+        }
+        if cause.is::<maintenance::Unclean>() {
+            return ExitCode::from(4);
+        }
+        if cause.is::<Usage>() {
+            return ExitCode::from(2);
         }
     }
     ExitCode::from(1)
 }
 
-fn is_integrity(o: &OpenError) -> bool {
-    !matches!(
-        o,
-        OpenError::EmptyRange | OpenError::RangeOutOfBounds { .. } | OpenError::Io(_)
-    )
+/// Whether the error is standard output closed under us (`dare get ... | head`): a shell tool
+/// stops quietly then.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error as one line: the outermost context and its causes, joined.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    parts.join(": ").replace(['\n', '\r'], " ")
 }

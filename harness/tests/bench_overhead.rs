@@ -7,16 +7,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use dare_harness::cli::Cli;
-use dare_harness::control::{Dare, Tuning};
-use dare_keys::CacheMode;
+use dare::{Dare, GetOptions, ListQuery, Options};
+use dare_cli::cli::Cli;
 use serde_json::Value;
 
 fn run(args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["dare", "bench", "overhead"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv)?;
-    dare_harness::run(cli)
+    dare_cli::run(cli)
 }
 
 fn path_str(p: &Path) -> &str {
@@ -169,29 +168,32 @@ fn tiny_run_reports_every_figure_and_stores_ciphertext() {
     // On disk: the same objects, plaintext in one bucket, ciphertext in the other.
     let store = kept_store(&drive);
     assert_eq!(v["store_kept"], Value::Bool(true));
-    let d = Dare::open(&store, &Tuning::default()).unwrap();
-    let plain_list = d.objects.list("plain").unwrap();
-    let enc_list = d.objects.list("enc").unwrap();
+    let d = Dare::open(&store, &Options::default()).unwrap();
+    let names = |bucket: &str| -> Vec<String> {
+        let page = d.list(bucket, &ListQuery::default()).unwrap();
+        page.objects.into_iter().map(|o| o.name).collect()
+    };
+    let plain_list = names("plain");
     assert_eq!(
         plain_list.len(),
         5,
         "the last pass's 64 KiB objects are kept"
     );
-    assert_eq!(
-        plain_list.iter().map(|o| &o.0).collect::<Vec<_>>(),
-        enc_list.iter().map(|o| &o.0).collect::<Vec<_>>()
-    );
-    for (key, _, _) in &plain_list {
+    assert_eq!(plain_list, names("enc"));
+    let data_file = |bucket: &str, name: &str| {
+        let id = d.bucket(bucket).unwrap().id;
+        let oid = d.head(bucket, name).unwrap().object_id;
+        let hex: String = oid.iter().map(|b| format!("{b:02x}")).collect();
+        store
+            .join("objects")
+            .join(id.to_string())
+            .join(&hex[..2])
+            .join(hex)
+    };
+    for key in &plain_list {
         let read = |bucket: &str| {
-            let p = d.read_provider(bucket, None, CacheMode::On).unwrap();
-            let obj = d.objects.open_object(bucket, key, Some(&p)).unwrap();
-            let mut out = Vec::new();
-            obj.read_all(1 << 20, &mut |b| {
-                out.extend_from_slice(b);
-                Ok(())
-            })
-            .unwrap();
-            (obj.info().encrypted, out)
+            let obj = d.get(bucket, key, &GetOptions::default()).unwrap();
+            (obj.info().encrypted, obj.to_vec().unwrap())
         };
         let (plain_enc, plain_data) = read("plain");
         let (enc_enc, enc_data) = read("enc");
@@ -201,8 +203,8 @@ fn tiny_run_reports_every_figure_and_stores_ciphertext() {
             plain_data, enc_data,
             "{key}: both series hold the same data"
         );
-        let raw_plain = fs::read(store.join("buckets/plain").join(key)).unwrap();
-        let raw_enc = fs::read(store.join("buckets/enc").join(key)).unwrap();
+        let raw_plain = fs::read(data_file("plain", key)).unwrap();
+        let raw_enc = fs::read(data_file("enc", key)).unwrap();
         assert_ne!(raw_plain, raw_enc);
         let probe = &plain_data[1000..1064];
         assert!(raw_plain.windows(64).any(|w| w == probe));
@@ -211,6 +213,13 @@ fn tiny_run_reports_every_figure_and_stores_ciphertext() {
             "{key}: the encrypted file holds plaintext"
         );
     }
+    let r = d
+        .fsck(&dare::FsckOptions {
+            deep: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(r.is_clean(), "{r:?}");
 }
 
 #[test]
@@ -291,7 +300,7 @@ fn bad_arguments_fail_with_one_clear_error() {
 
 #[test]
 fn sizes_parse_with_binary_suffixes() {
-    use dare_harness::bench_overhead::{human_size, parse_bytes};
+    use dare_cli::bench_overhead::{human_size, parse_bytes};
     assert_eq!(parse_bytes("4096").unwrap(), 4096);
     assert_eq!(parse_bytes("4K").unwrap(), 4096);
     assert_eq!(parse_bytes("4kib").unwrap(), 4096);

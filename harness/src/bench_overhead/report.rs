@@ -240,7 +240,14 @@ impl Report {
                     .collect(),
             })
             .collect();
-        let machine = crate::cpuinfo::report().unwrap_or_else(|e| json!({"error": e.to_string()}));
+        let machine = crate::cpuinfo::report(
+            dare::AeadBackend::from_name(&m.backend).unwrap_or_else(dare::AeadBackend::best),
+            if m.io == dare::IoMode::Std.name() {
+                dare::IoMode::Std
+            } else {
+                dare::IoMode::Uring
+            },
+        );
         let options = json!({
             "dir": plan.base.display().to_string(),
             "sizes": plan.sizes.iter().map(|s| s.size).collect::<Vec<_>>(),

@@ -1,17 +1,23 @@
-//! The measured workload: PUT, GET and range GET through the real object store, plaintext
-//! and encrypted series interleaved request by request.
+//! The measured workload: PUT, GET and range GET through the control plane ([`dare::Dare`]),
+//! plaintext and encrypted series interleaved request by request.
+//!
+//! The plaintext series writes to a bucket of a namespace created with encryption off; the
+//! encrypted series to a bucket of the (encrypted) default namespace. The "key cache off"
+//! series goes through a second handle on the same store opened with
+//! [`CacheMode::Off`](dare::CacheMode::Off): every request unwraps and derives the whole key
+//! chain, as ECS derives the virtual wrapping key per request.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use dare_keys::CacheMode;
+use dare::{CacheMode, Dare, GetOptions, ListQuery, Options, PutOptions};
+use dare_engine::FileLoc;
 
 use super::sys;
 use super::{Plan, SizePlan};
-use crate::control::{Dare, Tuning};
 
 /// Chunk size of the benchmark store: the CLI's default.
 pub const CHUNK_SIZE: u64 = 65536;
@@ -182,14 +188,6 @@ fn key_of(i: u64) -> String {
     format!("obj-{i:07}")
 }
 
-fn cache_mode(s: Series, plan: &Plan) -> CacheMode {
-    match s {
-        Series::Enc if plan.key_cache => CacheMode::On,
-        Series::Plain => CacheMode::On,
-        _ => CacheMode::Off,
-    }
-}
-
 /// The order of the series for request `i` of a pass: rotated each request so no series
 /// always goes first (the first request after a switch can pay for the other's writeback).
 fn order(series: &[Series], i: u64) -> impl Iterator<Item = Series> + '_ {
@@ -214,22 +212,30 @@ fn timed(pass: &mut Pass, f: impl FnOnce() -> Result<u64>) -> Result<()> {
 }
 
 struct Bench<'a> {
+    /// The store with the key cache as `--key-cache` says (on by default).
     d: Dare,
+    /// A second handle on the same store with the key cache off.
+    uncached: Dare,
     plan: &'a Plan,
     data: Data,
     store: &'a Path,
 }
 
 impl Bench<'_> {
+    /// The handle a series' requests go through.
+    fn handle(&self, s: Series) -> &Dare {
+        match s {
+            Series::Plain => &self.d,
+            Series::Enc if self.plan.key_cache => &self.d,
+            _ => &self.uncached,
+        }
+    }
+
     fn put(&self, s: Series, key: &str, data: &[u8]) -> Result<u64> {
         let bucket = s.bucket();
-        let provider = self
-            .d
-            .write_provider(bucket, None, cache_mode(s, self.plan))?;
         let mut r = data;
-        self.d
-            .objects
-            .put(bucket, key, &mut r, provider.as_deref(), &[])
+        self.handle(s)
+            .put(bucket, key, &mut r, &PutOptions::default())
             .with_context(|| format!("PUT {bucket}/{key}"))?;
         Ok(data.len() as u64)
     }
@@ -237,15 +243,10 @@ impl Bench<'_> {
     /// GETs `key` whole (`range` None) or a range of it; returns the bytes delivered.
     fn get(&self, s: Series, key: &str, range: Option<(u64, u64)>) -> Result<u64> {
         let bucket = s.bucket();
-        let provider = self
-            .d
-            .read_provider(bucket, None, cache_mode(s, self.plan))?;
         let obj = self
-            .d
-            .objects
-            .open_object(bucket, key, Some(&provider))
+            .handle(s)
+            .get(bucket, key, &GetOptions::default())
             .with_context(|| format!("GET {bucket}/{key}"))?;
-        let batch = self.d.objects.config().batch_bytes;
         let mut n = 0u64;
         let mut sink = |b: &[u8]| {
             n += b.len() as u64;
@@ -254,12 +255,12 @@ impl Bench<'_> {
         };
         let want = match range {
             None => {
-                obj.read_all(batch, &mut sink)
+                obj.read_all(&mut sink)
                     .with_context(|| format!("GET {bucket}/{key}"))?;
                 obj.size()
             }
             Some((off, len)) => {
-                obj.read_range(off, len, batch, &mut sink)
+                obj.read_range(off, len, &mut sink)
                     .with_context(|| format!("range GET {bucket}/{key}"))?;
                 len
             }
@@ -270,40 +271,62 @@ impl Bench<'_> {
         Ok(n)
     }
 
-    fn bucket_dir(&self, s: Series) -> std::path::PathBuf {
-        self.store.join("buckets").join(s.bucket())
+    /// The directory of a series' data files (`objects/<bucket id>`).
+    fn bucket_dir(&self, s: Series) -> Result<PathBuf> {
+        let id = self.d.bucket(s.bucket())?.id;
+        Ok(self
+            .store
+            .join(dare::store::OBJECTS_DIR)
+            .join(id.to_string()))
     }
 
-    /// Syncs and drops every object file of these series from the page cache.
+    /// The data file of an object.
+    fn data_file(&self, s: Series, key: &str) -> Result<PathBuf> {
+        let info = self.d.head(s.bucket(), key)?;
+        let loc = FileLoc {
+            bucket_id: self.d.bucket(s.bucket())?.id,
+            object_id: info.object_id,
+        };
+        Ok(self
+            .store
+            .join(dare::store::OBJECTS_DIR)
+            .join(loc.rel_path()))
+    }
+
+    /// Syncs and drops every data file of these series from the page cache.
     fn drop_caches(&self, series: &[Series]) -> Result<()> {
         for &s in series {
-            let dir = self.bucket_dir(s);
-            for e in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-                let p = e?.path();
-                sys::drop_from_page_cache(&p)
-                    .with_context(|| format!("dropping {} from the page cache", p.display()))?;
+            let dir = self.bucket_dir(s)?;
+            for fan in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+                let fan = fan?.path();
+                if !fan.is_dir() {
+                    continue;
+                }
+                for e in fs::read_dir(&fan).with_context(|| format!("listing {}", fan.display()))? {
+                    let p = e?.path();
+                    sys::drop_from_page_cache(&p)
+                        .with_context(|| format!("dropping {} from the page cache", p.display()))?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Deletes every object of these series (not timed, not synced one by one), then syncs
-    /// the file system so the next pass does not pay for it.
+    /// Deletes every object of these series (not timed), then syncs the file system so the
+    /// next pass does not pay for it.
     fn clear(&mut self, series: &[Series]) -> Result<()> {
-        let cfg = *self.d.objects.config();
-        self.d
-            .objects
-            .set_config(dare_engine::StoreConfig { sync: false, ..cfg });
-        let result = (|| -> Result<()> {
-            for &s in series {
-                for (key, _, _) in self.d.objects.list(s.bucket())? {
-                    self.d.objects.delete(s.bucket(), &key)?;
+        for &s in series {
+            let q = ListQuery::default();
+            loop {
+                let page = self.d.list(s.bucket(), &q)?;
+                for o in &page.objects {
+                    self.d.delete(s.bucket(), &o.name)?;
+                }
+                if !page.is_truncated {
+                    break;
                 }
             }
-            Ok(())
-        })();
-        self.d.objects.set_config(cfg);
-        result?;
+        }
         sys::sync_file_system(self.store).context("syncfs")?;
         Ok(())
     }
@@ -315,23 +338,17 @@ impl Bench<'_> {
             let key = key_of(i);
             let want = self.data.object(sp.size, i);
             for &s in series {
-                let mut got = Vec::with_capacity(want.len());
-                let provider = self.d.read_provider(s.bucket(), None, CacheMode::On)?;
-                let obj = self
+                let got = self
                     .d
-                    .objects
-                    .open_object(s.bucket(), &key, Some(&provider))?;
-                obj.read_all(self.d.objects.config().batch_bytes, &mut |b| {
-                    got.extend_from_slice(b);
-                    Ok(())
-                })?;
+                    .get(s.bucket(), &key, &GetOptions::default())?
+                    .to_vec()?;
                 if got != want {
                     bail!(
                         "{}/{key} read back differs from what was written",
                         s.bucket()
                     );
                 }
-                let raw = fs::read(self.bucket_dir(s).join(&key))?;
+                let raw = fs::read(self.data_file(s, &key)?)?;
                 let holds = raw.windows(probe).any(|w| w == &want[..probe]);
                 match s {
                     Series::Plain => checks.plain_files_hold_plaintext |= holds,
@@ -439,33 +456,46 @@ impl Bench<'_> {
     }
 }
 
-/// Creates the store at `store`, runs every size, and returns the passes.
+/// Creates the store at `store`, runs every size, and returns the passes. `base` carries the
+/// global `--backend` and `--io` options.
 pub fn run(
     plan: &Plan,
-    tuning: &Tuning,
+    base: &Options,
     store: &Path,
     pb: &indicatif::ProgressBar,
 ) -> Result<Measured> {
-    let mut d = Dare::init(store, CHUNK_SIZE, None, tuning)
-        .with_context(|| format!("creating a benchmark store in {}", store.display()))?;
-    d.keys.create_namespace("bench-plain", false)?;
-    d.create_bucket(Series::Plain.bucket(), "bench-plain", Some(false))?;
-    d.create_bucket(Series::Enc.bucket(), "default", Some(true))?;
-    d.create_bucket(Series::EncCacheOff.bucket(), "default", Some(true))?;
-    let mut cfg = *d.objects.config();
-    cfg.sync = plan.sync;
-    if plan.direct {
-        cfg.direct = true;
-        cfg.io = dare_engine::IoMode::Uring;
-    }
+    let mut opts = base.clone();
+    opts.data.sync = plan.sync;
     if let Some(b) = plan.batch_bytes {
-        cfg.batch_bytes = b;
+        opts.data.batch_bytes = b;
     }
-    d.objects.set_config(cfg);
+    if plan.direct {
+        opts.disk.direct = true;
+        opts.disk.io = dare::IoMode::Uring;
+    }
+    let d = Dare::create(store, CHUNK_SIZE, &opts)
+        .with_context(|| format!("creating a benchmark store in {}", store.display()))?;
+    d.create_namespace("bench-plain", false)?;
+    d.create_bucket(Series::Plain.bucket(), "bench-plain", Some(false))?;
+    d.create_bucket(Series::Enc.bucket(), dare::DEFAULT_NAMESPACE, Some(true))?;
+    d.create_bucket(
+        Series::EncCacheOff.bucket(),
+        dare::DEFAULT_NAMESPACE,
+        Some(true),
+    )?;
+    let uncached = Dare::open(
+        store,
+        &Options {
+            key_cache: CacheMode::Off,
+            ..opts.clone()
+        },
+    )
+    .with_context(|| format!("opening the benchmark store {}", store.display()))?;
 
     let max = plan.sizes.iter().map(|s| s.size).max().unwrap_or(4096);
     let mut b = Bench {
         d,
+        uncached,
         plan,
         data: Data::new(max, plan.seed)?,
         store,
@@ -475,11 +505,11 @@ pub fn run(
     for sp in &plan.sizes {
         sizes.push(b.size(sp, &mut checks, pb)?);
     }
-    let cfg = *b.d.objects.config();
+    let cfg = *b.d.data_config();
     Ok(Measured {
         sizes,
         backend: cfg.backend.name().to_owned(),
-        io: cfg.io.name().to_owned(),
+        io: opts.disk.io.name().to_owned(),
         batch_bytes: cfg.batch_bytes,
         fs_type: sys::fs_type(store),
         checks,

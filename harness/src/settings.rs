@@ -1,0 +1,105 @@
+//! The global flags and their environment variables, mapped onto [`dare::Options`]. The
+//! library reads no environment variable; clap reads `DARE_STORE`, `DARE_PASSPHRASE_FILE`,
+//! `DARE_AEAD_BACKEND` and `DARE_IO` into the flags, and this module turns the flags into
+//! options.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dare::{AeadBackend, Dare, DiskOptions, IoMode, Options, Root, StoreConfig};
+
+use crate::args::IoChoice;
+use crate::cli::Cli;
+
+/// What the global flags say, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The store directory.
+    pub store: PathBuf,
+    /// The passphrase file, when the store is protected by a passphrase.
+    pub passphrase_file: Option<PathBuf>,
+    /// How data files are read and written.
+    pub disk: DiskOptions,
+    /// How data is sealed (backend) and synced.
+    pub data: StoreConfig,
+}
+
+impl Settings {
+    /// Checks `--backend` and `--io`; reads no file.
+    pub fn from_cli(cli: &Cli) -> Result<Settings> {
+        let mut data = StoreConfig::default();
+        if let Some(b) = &cli.backend {
+            data.backend = AeadBackend::forced(b)?;
+        }
+        let mut disk = DiskOptions::default();
+        match cli.io {
+            None => {}
+            Some(IoChoice::Std) => disk.io = IoMode::Std,
+            Some(IoChoice::Uring) => {
+                if !dare_engine::storage::uring_available() {
+                    bail!(
+                        "io_uring is not available here (the kernel or sandbox refuses a ring); \
+                         use --io std"
+                    );
+                }
+                disk.io = IoMode::Uring;
+            }
+        }
+        Ok(Settings {
+            store: cli.store.clone(),
+            passphrase_file: cli.passphrase_file.clone(),
+            disk,
+            data,
+        })
+    }
+
+    /// Options with the root of trust the flags name (reads the passphrase file, if any).
+    pub fn options(&self) -> Result<Options> {
+        let root = match &self.passphrase_file {
+            Some(p) => Root::Passphrase(
+                dare_keys::read_passphrase_file(p)
+                    .map_err(dare::Error::from)
+                    .context("the passphrase file (--passphrase-file, DARE_PASSPHRASE_FILE)")?,
+            ),
+            None => Root::KeyFile,
+        };
+        Ok(Options {
+            root,
+            ..self.engine_options()
+        })
+    }
+
+    /// Options for a store with its own root key file (the benchmark's scratch store): the
+    /// flags' disk and data settings only.
+    pub fn engine_options(&self) -> Options {
+        Options {
+            root: Root::KeyFile,
+            disk: self.disk,
+            data: self.data,
+            ..Options::default()
+        }
+    }
+
+    /// Opens the store.
+    pub fn open(&self) -> Result<Dare> {
+        let dir = &self.store;
+        if !Dare::exists(dir) {
+            bail!(
+                "{} is not a dare store (create one with `dare init`, or point --store or \
+                 DARE_STORE at one)",
+                dir.display()
+            );
+        }
+        Ok(Dare::open(dir, &self.options()?)?)
+    }
+
+    /// Creates the store.
+    pub fn create(&self, chunk_size: u64) -> Result<Dare> {
+        Ok(Dare::create(&self.store, chunk_size, &self.options()?)?)
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.store
+    }
+}
