@@ -148,6 +148,13 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether a transaction that failed with this error may be run again.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Error::Metadata(m) if m.is_retryable())
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

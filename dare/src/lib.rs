@@ -18,7 +18,7 @@
 //! ```
 //!
 //! A store directory holds `dare.db` (metadata), `objects/` (data files named by object id)
-//! and `root.key` (unless a passphrase protects the store); see [`store`].
+//! and `root.key` (unless a passphrase protects the store); see [`layout`].
 //!
 //! # The data path
 //!
@@ -41,6 +41,7 @@
 
 mod error;
 pub mod fsck;
+pub mod layout;
 pub mod list;
 mod migrate;
 pub mod namespace;
@@ -51,8 +52,9 @@ pub mod store;
 
 pub use error::{Error, printable};
 pub use fsck::{FsckOptions, FsckReport};
+pub use layout::DEFAULT_NAMESPACE;
 pub use list::{ListPage, ListQuery};
-pub use namespace::{Bucket, DEFAULT_NAMESPACE, Namespace};
+pub use namespace::{Bucket, Namespace};
 pub use object::{GetOptions, KeyRef, Object, ObjectInfo, PutOptions};
 pub use range::parse_range;
 pub use rewrap::RewrapReport;

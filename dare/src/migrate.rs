@@ -26,9 +26,11 @@ use dare_engine::format::{Geometry, Suite};
 use dare_engine::{DiskVolume, FileLoc, FormatError, Volume};
 use dare_metadata::{Metadata, ObjectRecord, SqliteMetadata, read_with, write_with};
 
+use dare_engine::DiskOptions;
+use dare_metadata::SqliteOptions;
+
 use crate::error::{Error, io};
-use crate::object::new_object_id;
-use crate::store::{DB_FILE, OBJECTS_DIR, Options, remove_if_present};
+use crate::layout::{DB_FILE, OBJECTS_DIR, random_id, remove_if_present};
 
 const CONF: &str = "dare-store.conf";
 const KEYSTORE: &str = "keystore.dat";
@@ -106,11 +108,15 @@ fn remove_db(path: &Path) -> Result<(), Error> {
 }
 
 /// Runs (or resumes) the migration of the previous release's store in `dir`.
-pub(crate) fn migrate_v1(dir: &Path, opts: &Options) -> Result<(), Error> {
+pub(crate) fn migrate_v1(
+    dir: &Path,
+    sqlite: &SqliteOptions,
+    disk: DiskOptions,
+) -> Result<(), Error> {
     let tmp = dir.join(MIGRATING);
     let mut db = None;
     if tmp.exists() {
-        let m = SqliteMetadata::open(&tmp, opts.sqlite.clone())?;
+        let m = SqliteMetadata::open(&tmp, sqlite.clone())?;
         if read_with(&m, |tx| tx.store())?.is_some() {
             db = Some(m);
         } else {
@@ -120,9 +126,9 @@ pub(crate) fn migrate_v1(dir: &Path, opts: &Options) -> Result<(), Error> {
     }
     let db = match db {
         Some(m) => m,
-        None => import(dir, &tmp, opts)?,
+        None => import(dir, &tmp, sqlite)?,
     };
-    let volume = DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
+    let volume = DiskVolume::new(&dir.join(OBJECTS_DIR), disk)
         .map_err(io("create", &dir.join(OBJECTS_DIR)))?;
     move_files(dir, &db, &volume)?;
     db.checkpoint()?;
@@ -136,10 +142,10 @@ pub(crate) fn migrate_v1(dir: &Path, opts: &Options) -> Result<(), Error> {
 }
 
 /// Step 1: the new database with every key record and one row per object file.
-fn import(dir: &Path, tmp: &Path, opts: &Options) -> Result<SqliteMetadata, Error> {
+fn import(dir: &Path, tmp: &Path, sqlite: &SqliteOptions) -> Result<SqliteMetadata, Error> {
     let chunk_shift = chunk_shift_of_conf(dir)?;
-    let db = SqliteMetadata::create(tmp, opts.sqlite.clone())?;
-    let store_id = new_object_id()?;
+    let db = SqliteMetadata::create(tmp, sqlite.clone())?;
+    let store_id = random_id()?;
     write_with(&db, Error::is_retryable, |tx| {
         dare_keys::legacy::import_v1(dir, tx, store_id, chunk_shift)?;
         for b in tx.buckets(None)? {
@@ -178,7 +184,7 @@ fn import(dir: &Path, tmp: &Path, opts: &Options) -> Result<SqliteMetadata, Erro
                     }
                     _ => body,
                 };
-                let object_id = new_object_id()?;
+                let object_id = random_id()?;
                 // A format-1 file in clear has no checksum: compute its CRC-32C now (no key
                 // is needed), so whole reads detect corruption as for format 2.
                 let etag = match h.suite {

@@ -13,9 +13,6 @@ use dare_metadata::{By, MetaError, NewBucket, NewNamespace, read_with, write_wit
 use crate::Dare;
 use crate::error::Error;
 
-/// The namespace every store starts with (encrypted).
-pub const DEFAULT_NAMESPACE: &str = "default";
-
 /// A namespace (no key material).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {

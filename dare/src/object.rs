@@ -148,12 +148,6 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn new_object_id() -> Result<[u8; 16], Error> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|_| KeyError::Rng)?;
-    Ok(id)
-}
-
 pub(crate) fn key_ref_of(row: &ObjectRecord) -> KeyRef {
     match (row.envelope_kind, row.envelope.as_deref()) {
         (None, _) | (_, None) => KeyRef::None,
@@ -293,7 +287,7 @@ impl Dare {
             Some(dk) => Protection::Encrypted(dk),
             None => Protection::Clear,
         };
-        let object_id = new_object_id()?;
+        let object_id = crate::layout::random_id()?;
         let id = ObjectIdentity {
             store_id: self.store_id,
             bucket_id: b.id,

@@ -1,16 +1,8 @@
-//! Creating and opening a store: the directory layout, the root of trust, the metadata
-//! database, the data volume and the key store, tied into one [`Dare`] handle.
+//! Creating and opening a store: the root of trust, the metadata database, the data volume
+//! and the key store, tied into one [`Dare`] handle. The directory layout is in [`layout`].
 //!
-//! A store directory (mode 0700) holds:
-//!
-//! ```text
-//! dare.db (+ -wal, -shm)   the metadata database: resource table and object table (0600)
-//! objects/                 the data files, <bucket id>/<xx>/<object id> (0700 / 0600)
-//! root.key                 the root key (0600), unless the store is protected by a passphrase
-//! ```
+//! [`layout`]: crate::layout
 
-use std::fs::{self, DirBuilder};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,15 +14,8 @@ use dare_metadata::{MetaError, Metadata, SqliteMetadata, SqliteOptions, read_wit
 use zeroize::Zeroizing;
 
 use crate::error::{Error, io};
+use crate::layout::{DB_FILE, DEFAULT_NAMESPACE, OBJECTS_DIR, ROOT_KEY_FILE, make_dir, random_id};
 use crate::migrate;
-use crate::namespace::DEFAULT_NAMESPACE;
-
-/// The metadata database file inside a store directory.
-pub const DB_FILE: &str = "dare.db";
-/// The data volume directory inside a store directory.
-pub const OBJECTS_DIR: &str = "objects";
-/// The root key file inside a store directory.
-pub const ROOT_KEY_FILE: &str = "root.key";
 
 /// What protects the store's master keys.
 #[derive(Clone)]
@@ -119,13 +104,6 @@ fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOf
     })
 }
 
-fn make_dir(dir: &Path) -> Result<(), Error> {
-    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io("create directory", dir)(e)),
-    }
-}
-
 impl Dare {
     /// Creates a store in `dir` (created 0700 if missing): the root of trust, the metadata
     /// database with master key 1, rotation key 1 and the namespace `default` (encrypted),
@@ -179,8 +157,7 @@ impl Dare {
         })?;
         let exists = read_with(&*meta, |tx| tx.store().map(|s| s.is_some()))?;
         if !exists {
-            let mut store_id = [0u8; 16];
-            getrandom::fill(&mut store_id).map_err(|_| dare_envelope::KeyError::Rng)?;
+            let store_id = random_id()?;
             write_with(&*meta, Error::is_retryable, |tx| {
                 if tx.store()?.is_some() {
                     return Ok(());
@@ -206,7 +183,7 @@ impl Dare {
         let db = dir.join(DB_FILE);
         if !db.exists() {
             if migrate::is_v1_store(dir) {
-                migrate::migrate_v1(dir, opts)?;
+                migrate::migrate_v1(dir, &opts.sqlite, opts.disk)?;
             } else {
                 return Err(Error::NotAStore(dir.to_path_buf()));
             }
@@ -328,22 +305,6 @@ impl Dare {
             s.checkpoint()?;
         }
         Ok(())
-    }
-}
-
-impl Error {
-    /// Whether a transaction that failed with this error may be run again.
-    pub(crate) fn is_retryable(&self) -> bool {
-        matches!(self, Error::Metadata(m) if m.is_retryable())
-    }
-}
-
-/// Removes a file if present (cleanup of store files).
-pub(crate) fn remove_if_present(p: &Path) -> Result<(), Error> {
-    match fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io("remove", p)(e)),
     }
 }
 

@@ -57,7 +57,7 @@ fn customer_key(s: &SseC) -> Result<Option<Secret32>> {
     match &s.sse_c_key_file {
         None => Ok(None),
         Some(p) => Ok(Some(
-            dare_keys::read_customer_key_file(p, s.sse_c_key_md5.as_deref())
+            dare::read_customer_key_file(p, s.sse_c_key_md5.as_deref())
                 .map_err(dare::Error::from)?,
         )),
     }
@@ -182,7 +182,7 @@ fn info_json(info: &ObjectInfo, meta: Option<&[(String, String)]>) -> Value {
 
 /// A path inside the store directory, for messages (`objects/<bucket>/<xx>/<id>`).
 fn store_path(rel: &Path) -> String {
-    Path::new(dare::store::OBJECTS_DIR)
+    Path::new(dare::layout::OBJECTS_DIR)
         .join(rel)
         .display()
         .to_string()

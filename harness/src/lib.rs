@@ -56,7 +56,7 @@ pub fn exit_code(e: &anyhow::Error) -> ExitCode {
                 3
             } else if d.is_integrity() {
                 4
-            } else if matches!(d, dare::Error::Keys(dare_keys::StoreError::NotFound { .. })) {
+            } else if matches!(d, dare::Error::Keys(dare::KeyStoreError::NotFound { .. })) {
                 3
             } else {
                 1

@@ -57,7 +57,7 @@ impl Settings {
     pub fn options(&self) -> Result<Options> {
         let root = match &self.passphrase_file {
             Some(p) => Root::Passphrase(
-                dare_keys::read_passphrase_file(p)
+                dare::read_passphrase_file(p)
                     .map_err(dare::Error::from)
                     .context("the passphrase file (--passphrase-file, DARE_PASSPHRASE_FILE)")?,
             ),

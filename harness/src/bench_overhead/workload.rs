@@ -276,7 +276,7 @@ impl Bench<'_> {
         let id = self.d.bucket(s.bucket())?.id;
         Ok(self
             .store
-            .join(dare::store::OBJECTS_DIR)
+            .join(dare::layout::OBJECTS_DIR)
             .join(id.to_string()))
     }
 
@@ -289,7 +289,7 @@ impl Bench<'_> {
         };
         Ok(self
             .store
-            .join(dare::store::OBJECTS_DIR)
+            .join(dare::layout::OBJECTS_DIR)
             .join(loc.rel_path()))
     }
 

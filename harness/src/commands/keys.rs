@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use dare::TaskState;
 use dare::{Dare, RewrapReport, RotationOptions, RotationStatus};
-use dare_keys::TaskState;
 use serde_json::{Value, json};
 
 use super::{note, print_json};
@@ -35,7 +35,7 @@ pub fn rotation_options() -> RotationOptions {
     o
 }
 
-fn keys_err(e: dare_keys::StoreError) -> anyhow::Error {
+fn keys_err(e: dare::KeyStoreError) -> anyhow::Error {
     dare::Error::from(e).into()
 }
 
@@ -162,7 +162,7 @@ fn rotate(s: &Settings, d: &Dare, wait: bool, as_json: bool) -> Result<()> {
         None => match d.keys().start_rotation() {
             Ok(id) => id,
             // Another process started one between our look and our start: continue that one.
-            Err(dare_keys::StoreError::RotationInProgress(id)) => id,
+            Err(dare::KeyStoreError::RotationInProgress(id)) => id,
             Err(e) => return Err(keys_err(e)),
         },
     };
@@ -241,7 +241,7 @@ fn status_json(s: &RotationStatus) -> Value {
         "id": s.id,
         "state": s.state.as_str(),
         "step": s.step,
-        "step_name": dare_keys::step_name(s.step),
+        "step_name": dare::step_name(s.step),
         "started": s.started,
         "ended": s.ended,
         "outcome": s.outcome,
@@ -254,12 +254,7 @@ fn status_json(s: &RotationStatus) -> Value {
 fn print_status(o: &mut dyn Write, s: &RotationStatus) -> Result<()> {
     writeln!(o, "rotation:    {}", s.id)?;
     writeln!(o, "state:       {}", s.state.as_str())?;
-    writeln!(
-        o,
-        "step:        {} ({})",
-        s.step,
-        dare_keys::step_name(s.step)
-    )?;
+    writeln!(o, "step:        {} ({})", s.step, dare::step_name(s.step))?;
     writeln!(o, "started:     {} UTC", secs(s.started))?;
     if let Some(e) = s.ended {
         writeln!(o, "ended:       {} UTC", secs(e))?;

@@ -195,7 +195,7 @@ pub fn backup(d: &Dare, a: FileArgs) -> Result<()> {
         "metadata database copied to {} (wrapped keys only); data files are not in it: back up \
          {} separately",
         a.file.display(),
-        dir_display(d.dir(), dare::store::OBJECTS_DIR)
+        dir_display(d.dir(), dare::layout::OBJECTS_DIR)
     )?;
     Ok(())
 }

@@ -188,7 +188,7 @@ pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
     };
     let meta = match d.get(bucket, name, &opts) {
         Ok(o) => Some(o.meta().to_vec()),
-        Err(dare::Error::Key(dare_keys::KeyError::CustomerKeyRequired)) => None,
+        Err(dare::Error::Key(dare::KeyError::CustomerKeyRequired)) => None,
         Err(e) => return Err(e.into()),
     };
     if a.out.json {
