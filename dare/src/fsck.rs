@@ -14,11 +14,12 @@ use std::time::{Duration, SystemTime};
 
 use dare_engine::format::v2::{self, FileHeader};
 use dare_engine::{FileLoc, Suite, VolumeEntry};
-use dare_metadata::{By, NameRange, ObjectRecord, read_with};
+use dare_metadata::{By, ObjectRecord, read_with};
 
 use crate::Dare;
 use crate::error::Error;
 use crate::object::{GetOptions, KeyRef, info_of};
+use crate::pages::for_each_page;
 
 /// How thoroughly to check, and whether to clean up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,33 +104,17 @@ impl Dare {
         let buckets = read_with(&*self.meta, |tx| tx.buckets(None))?;
         let mut referenced: HashMap<FileLoc, (usize, ObjectRecord)> = HashMap::new();
         for (bi, b) in buckets.iter().enumerate() {
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let rows = read_with(&*self.meta, |tx| {
-                    tx.objects(
-                        b.id,
-                        NameRange {
-                            prefix: "",
-                            after: after.as_deref(),
-                        },
-                        1000,
-                    )
-                })?;
-                let Some(last) = rows.last() else { break };
-                after = Some(last.name.as_bytes().to_vec());
-                let n = rows.len();
+            for_each_page(&*self.meta, b.id, 1000, |rows| {
                 for row in rows {
                     report.objects += 1;
                     let loc = FileLoc {
                         bucket_id: row.bucket_id,
                         object_id: row.object_id,
                     };
-                    referenced.insert(loc, (bi, row));
+                    referenced.insert(loc, (bi, row.clone()));
                 }
-                if n < 1000 {
-                    break;
-                }
-            }
+                Ok(())
+            })?;
         }
         let entries = self
             .data

@@ -46,6 +46,7 @@ pub mod list;
 mod migrate;
 pub mod namespace;
 pub mod object;
+mod pages;
 mod range;
 pub mod rewrap;
 pub mod store;

@@ -31,6 +31,7 @@ use dare_metadata::SqliteOptions;
 
 use crate::error::{Error, io};
 use crate::layout::{DB_FILE, OBJECTS_DIR, random_id, remove_if_present};
+use crate::pages::for_each_page;
 
 const CONF: &str = "dare-store.conf";
 const KEYSTORE: &str = "keystore.dat";
@@ -240,21 +241,8 @@ fn move_files(dir: &Path, db: &SqliteMetadata, volume: &DiskVolume) -> Result<()
     let meta: &dyn Metadata = db;
     let buckets = read_with(meta, |tx| tx.buckets(None))?;
     for b in buckets {
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = read_with(meta, |tx| {
-                tx.objects(
-                    b.id,
-                    dare_metadata::NameRange {
-                        prefix: "",
-                        after: after.as_deref(),
-                    },
-                    1000,
-                )
-            })?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.name.as_bytes().to_vec());
-            for row in &rows {
+        for_each_page(meta, b.id, 1000, |rows| {
+            for row in rows {
                 let from = dir.join(BUCKETS).join(&b.name).join(&row.name);
                 let loc = FileLoc {
                     bucket_id: b.id,
@@ -269,10 +257,8 @@ fn move_files(dir: &Path, db: &SqliteMetadata, volume: &DiskVolume) -> Result<()
                     )));
                 }
             }
-            if rows.len() < 1000 {
-                break;
-            }
-        }
+            Ok(())
+        })?;
     }
     Ok(())
 }

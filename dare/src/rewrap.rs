@@ -14,7 +14,9 @@
 //! so running it again after an interruption just continues.
 
 use dare_envelope::{Envelope, KeyKind};
-use dare_metadata::{By, NameRange, read_with, write_with};
+use dare_metadata::{By, read_with, write_with};
+
+use crate::pages::for_each_page;
 
 use crate::Dare;
 use crate::error::Error;
@@ -75,22 +77,9 @@ impl Dare {
             return Ok(report);
         }
         let provider = self.hierarchy(&b)?;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = read_with(&*self.meta, |tx| {
-                tx.objects(
-                    b.id,
-                    NameRange {
-                        prefix: "",
-                        after: after.as_deref(),
-                    },
-                    REWRAP_BATCH,
-                )
-            })?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.name.as_bytes().to_vec());
+        for_each_page(&*self.meta, b.id, REWRAP_BATCH, |rows| {
             let mut swaps = Vec::new();
-            for row in &rows {
+            for row in rows {
                 report.scanned += 1;
                 let kind = row.envelope_kind.and_then(KeyKind::from_byte);
                 match (row.format, kind, &row.envelope) {
@@ -137,10 +126,8 @@ impl Dare {
                 report.raced += raced;
             }
             progress(&report);
-            if rows.len() < REWRAP_BATCH {
-                break;
-            }
-        }
+            Ok(())
+        })?;
         Ok(report)
     }
 
@@ -151,22 +138,9 @@ impl Dare {
         let active = self.keys.store_record().active_rotation;
         let b = read_with(&*self.meta, |tx| tx.bucket(By::Name(bucket)))?
             .ok_or_else(|| Error::NoSuchBucket(bucket.into()))?;
-        let mut after: Option<Vec<u8>> = None;
         let mut stale = 0;
-        loop {
-            let rows = read_with(&*self.meta, |tx| {
-                tx.objects(
-                    b.id,
-                    NameRange {
-                        prefix: "",
-                        after: after.as_deref(),
-                    },
-                    REWRAP_BATCH,
-                )
-            })?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.name.as_bytes().to_vec());
-            for row in &rows {
+        for_each_page(&*self.meta, b.id, REWRAP_BATCH, |rows| {
+            for row in rows {
                 if let crate::KeyRef::Hierarchy {
                     rotation_version, ..
                 } = crate::object::key_ref_of(row)
@@ -176,10 +150,8 @@ impl Dare {
                     stale += 1;
                 }
             }
-            if rows.len() < REWRAP_BATCH {
-                break;
-            }
-        }
+            Ok(())
+        })?;
         Ok(stale)
     }
 }
