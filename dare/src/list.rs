@@ -95,7 +95,13 @@ impl Dare {
                             after.as_ref().map(|a| URL_SAFE_NO_PAD.encode(a));
                         return Ok(page);
                     }
-                    let rest = &row.name[q.prefix.len()..];
+                    // The database filtered by prefix; a row that does not start with it is a
+                    // broken backend, not a reason to panic.
+                    let Some(rest) = row.name.strip_prefix(q.prefix.as_str()) else {
+                        return Err(Error::Metadata(dare_metadata::MetaError::Corrupt(
+                            "a listing returned a name outside its prefix".into(),
+                        )));
+                    };
                     if let Some(d) = delimiter
                         && let Some(at) = rest.find(d)
                     {

@@ -190,7 +190,7 @@ fn import(dir: &Path, tmp: &Path, sqlite: &SqliteOptions) -> Result<SqliteMetada
                 // is needed), so whole reads detect corruption as for format 2.
                 let etag = match h.suite {
                     Suite::Plaintext => format!("{:08x}", crc_of_body(&path, h.body_offset())?),
-                    _ => hex(&object_id),
+                    _ => dare_metadata::records::hex(&object_id),
                 };
                 let row = ObjectRecord {
                     bucket_id: b.id,
@@ -230,10 +230,6 @@ fn crc_of_body(path: &Path, body_offset: u64) -> Result<u32, Error> {
         }
         crc = crc32c::crc32c_append(crc, &buf[..n]);
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Step 2: every object file to its data-file location (idempotent).

@@ -170,7 +170,9 @@ impl Dare {
         // The default namespace comes last: a store that has it is completely created.
         match d.create_namespace(DEFAULT_NAMESPACE, true) {
             Ok(_) => Ok(d),
-            Err(Error::NamespaceExists(_)) if exists => Err(Error::AlreadyAStore(PathBuf::new())),
+            Err(Error::NamespaceExists(_)) if exists => {
+                Err(Error::AlreadyAStore(PathBuf::from(d.meta.describe())))
+            }
             Err(Error::NamespaceExists(_)) => Ok(d),
             Err(e) => Err(e),
         }

@@ -225,6 +225,17 @@ pub fn chunk_shift_of(size: u64) -> Result<u8, FormatError> {
     Ok(s)
 }
 
+/// Lower-case hex of bytes (object ids in file names, ETags).
+pub fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(char::from(DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(DIGITS[usize::from(x & 15)]));
+    }
+    s
+}
+
 /// Checks an object name (format 2): 1..=1024 bytes of UTF-8 — any characters, `/` included,
 /// exactly as S3 object keys. Names never become file names (data files are named by object
 /// id), so no character needs refusing. Bucket names are checked by the control plane.

@@ -213,7 +213,7 @@ impl ObjectSealer {
         let etag = match &self.etag {
             EtagState::Tags(h) => {
                 let d = h.clone().finalize();
-                hex(&d[..16])
+                format::hex(&d[..16])
             }
             EtagState::Crc(c) => format!("{c:08x}"),
         };
@@ -304,10 +304,6 @@ fn parse_crc_etag(etag: &str) -> Result<u32, FormatError> {
         return Err(bad);
     }
     u32::from_str_radix(etag, 16).map_err(|_| bad)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Reads plaintext from `r` into the chunk slots of `buf` (stride `stride`, `chunk` bytes

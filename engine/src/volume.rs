@@ -35,7 +35,7 @@ pub struct FileLoc {
 impl FileLoc {
     /// The path of the data file relative to the volume root.
     pub fn rel_path(&self) -> PathBuf {
-        let hex = hex(&self.object_id);
+        let hex = crate::format::hex(&self.object_id);
         PathBuf::from(self.bucket_id.to_string())
             .join(&hex[..2])
             .join(hex)
@@ -70,10 +70,6 @@ impl FileLoc {
             object_id,
         })
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// One file found by [`Volume::scan`].

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use dare::{KeyRef, ObjectInfo, Secret32};
+use dare_engine::format::hex;
 use serde_json::{Value, json};
 
 use crate::cli::SseC;
@@ -80,10 +81,6 @@ fn note(msg: fmt::Arguments<'_>) {
 
 fn on_off(b: bool) -> &'static str {
     if b { "on" } else { "off" }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC); with `iso`, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
