@@ -127,7 +127,9 @@ impl Error {
     /// a wrong key (the CLI's exit code 4).
     pub fn is_integrity(&self) -> bool {
         match self {
-            Error::NotEncrypted { .. } | Error::DataFileMissing { .. } => true,
+            Error::NotEncrypted { .. }
+            | Error::DataFileMissing { .. }
+            | Error::Data(dare_engine::StoreError::NotRegularFile { .. }) => true,
             Error::Open(o) | Error::Data(dare_engine::StoreError::Open(o)) => !matches!(
                 o,
                 OpenError::EmptyRange

@@ -11,6 +11,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use dare_envelope::KeyError;
+use dare_keys::files::{self, Guard};
 
 use crate::error::{Error, io};
 
@@ -30,6 +31,30 @@ pub(crate) fn make_dir(dir: &Path) -> Result<(), Error> {
         .mode(0o700)
         .create(dir)
         .map_err(io("create directory", dir))
+}
+
+/// Refuses a store directory, or its metadata database, that another local user could
+/// replace (dare_keys::files: owned by someone else, writable by group or others, a
+/// symbolic link in the database's place). Checked before anything is read from them.
+pub(crate) fn check_store_trust(dir: &Path) -> Result<(), Error> {
+    files::check_dir("store directory", dir, false)?;
+    let db = dir.join(DB_FILE);
+    match fs::symlink_metadata(&db) {
+        Ok(md) if md.file_type().is_symlink() => Err(dare_keys::StoreError::Untrusted {
+            what: "metadata database",
+            path: db,
+            why: "it is a symbolic link; dare uses only the store's own file".into(),
+        }
+        .into()),
+        Ok(md) => Ok(files::check_file(
+            "metadata database",
+            &db,
+            &md,
+            Guard::Integrity,
+        )?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("inspect", &db)(e)),
+    }
 }
 
 /// Removes a file if present.

@@ -55,7 +55,7 @@ pub use error::{Error, printable};
 pub use fsck::{FsckOptions, FsckReport};
 pub use layout::DEFAULT_NAMESPACE;
 pub use list::{ListPage, ListQuery};
-pub use namespace::{Bucket, Namespace};
+pub use namespace::{Bucket, Namespace, check_bucket_name};
 pub use object::{GetOptions, KeyRef, Object, ObjectInfo, PutOptions};
 pub use range::parse_range;
 pub use rewrap::RewrapReport;

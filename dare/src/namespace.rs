@@ -59,6 +59,56 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks a new bucket's name against S3's rules for bucket names, so that every bucket can
+/// be served by an S3 endpoint and named in a virtual-hosted URL: 3–63 characters of
+/// lowercase letters, digits, `.` and `-`; beginning and ending with a letter or digit; no
+/// `..`; not an IPv4 address; not beginning with `xn--`, `sthree-` or `amzn-s3-demo-`; not
+/// ending with `-s3alias`, `--ol-s3`, `.mrap`, `--x-s3` or `--table-s3`. (Buckets created
+/// before this rule keep their names.)
+pub fn check_bucket_name(name: &str) -> Result<(), Error> {
+    let bad = |why: &str| Error::InvalidName {
+        what: "bucket",
+        reason: format!(
+            "{:?}: {why} (S3's bucket naming rules: 3-63 characters of a-z 0-9 . -, \
+             beginning and ending with a letter or digit)",
+            crate::error::printable(name)
+        ),
+    };
+    if !(3..=63).contains(&name.len()) {
+        return Err(bad("a bucket name has 3 to 63 characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'))
+    {
+        return Err(bad(&format!(
+            "{:?} is not allowed: only lowercase letters, digits, . and -",
+            c.escape_debug().to_string()
+        )));
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return Err(bad("it must begin and end with a letter or digit"));
+    }
+    if name.contains("..") {
+        return Err(bad("it must not hold two adjacent periods"));
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(bad("it must not be formatted as an IP address"));
+    }
+    for p in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(p) {
+            return Err(bad(&format!("the prefix {p} is reserved")));
+        }
+    }
+    for x in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if name.ends_with(x) {
+            return Err(bad(&format!("the suffix {x} is reserved")));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -165,7 +215,7 @@ impl Dare {
         namespace: &str,
         encryption: Option<bool>,
     ) -> Result<Bucket, Error> {
-        check_name("bucket", name)?;
+        check_bucket_name(name)?;
         let ns = read_with(&*self.meta, |tx| tx.namespace(By::Name(namespace)))?
             .ok_or_else(|| Error::NoSuchNamespace(namespace.into()))?;
         let encrypted = encryption.unwrap_or(ns.encryption);
@@ -290,6 +340,22 @@ fn bucket_view(b: dare_metadata::BucketRecord, namespace: String) -> Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_names_follow_s3() {
+        for ok in ["abc", "photos-2026", "a.b-c", "192.168.1", &"x".repeat(63), "1ab"] {
+            check_bucket_name(ok).unwrap();
+        }
+        let long = "x".repeat(64);
+        for bad in [
+            "ab", &long, "Abc", "ab_c", "-abc", "abc-", ".abc", "abc.", "a..b", "192.168.1.1",
+            "xn--abc", "sthree-x", "amzn-s3-demo-x", "abc-s3alias", "abc--ol-s3", "abc.mrap",
+            "abc--x-s3", "abc--table-s3", "a b", "abé", "ab\nc", "a/b",
+        ] {
+            let e = check_bucket_name(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidName { what: "bucket", .. }), "{bad:?}");
+        }
+    }
 
     #[test]
     fn names() {

@@ -14,7 +14,9 @@ use dare_metadata::{MetaError, Metadata, SqliteMetadata, SqliteOptions, read_wit
 use zeroize::Zeroizing;
 
 use crate::error::{Error, io};
-use crate::layout::{DB_FILE, DEFAULT_NAMESPACE, OBJECTS_DIR, ROOT_KEY_FILE, make_dir, random_id};
+use crate::layout::{
+    DB_FILE, DEFAULT_NAMESPACE, OBJECTS_DIR, ROOT_KEY_FILE, check_store_trust, make_dir, random_id,
+};
 use crate::migrate;
 
 /// What protects the store's master keys.
@@ -86,7 +88,12 @@ pub struct Dare {
 
 fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOfTrust>, Error> {
     Ok(match root {
-        Root::Passphrase(p) => Arc::new(PassphraseRoot::new(p.to_vec())),
+        Root::Passphrase(p) => {
+            if create {
+                dare_keys::check_new_passphrase(p)?;
+            }
+            Arc::new(PassphraseRoot::new(p.to_vec()))
+        }
         Root::Custom(r) => r.clone(),
         Root::KeyFile => {
             let path = dir.join(ROOT_KEY_FILE);
@@ -117,7 +124,14 @@ impl Dare {
         if migrate::is_v1_store(dir) {
             return Err(Error::AlreadyAStore(dir.to_path_buf()));
         }
+        // A weak passphrase is refused before anything is created.
+        if let Root::Passphrase(p) = &opts.root
+            && !dir.join(DB_FILE).exists()
+        {
+            dare_keys::check_new_passphrase(p)?;
+        }
         make_dir(dir)?;
+        check_store_trust(dir)?;
         let db = dir.join(DB_FILE);
         let sqlite = if db.exists() {
             SqliteMetadata::open(&db, opts.sqlite.clone())?
@@ -183,6 +197,10 @@ impl Dare {
     /// §5).
     pub fn open(dir: &Path, opts: &Options) -> Result<Dare, Error> {
         let db = dir.join(DB_FILE);
+        if !Self::exists(dir) {
+            return Err(Error::NotAStore(dir.to_path_buf()));
+        }
+        check_store_trust(dir)?;
         if !db.exists() {
             if migrate::is_v1_store(dir) {
                 migrate::migrate_v1(dir, &opts.sqlite, opts.disk)?;

@@ -208,6 +208,14 @@ pub enum StoreError {
     Seal(SealError),
     /// Verifying or decrypting the object failed.
     Open(OpenError),
+    /// The object's data file is not a regular file (a FIFO, device, socket, directory or
+    /// symbolic link was put in its place outside dare); it is not read.
+    NotRegularFile {
+        /// Which data file.
+        loc: FileLoc,
+        /// What is there instead (`"FIFO"`, `"symbolic link"`, ...).
+        kind: &'static str,
+    },
     /// A file-system operation failed.
     Io(io::Error),
 }
@@ -223,6 +231,12 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Seal(e) => e.fmt(f),
             StoreError::Open(e) => e.fmt(f),
+            StoreError::NotRegularFile { loc, kind } => write!(
+                f,
+                "the data file of this object ({}) is not a regular file but a {kind}: \
+                 something outside dare put it there; dare refuses to read it",
+                loc.rel_path().display()
+            ),
             StoreError::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

@@ -40,7 +40,7 @@ pub use format::v2::ObjectIdentity;
 pub use seal::{ObjectOpener, ObjectParams, ObjectSealer, Protection, SealSummary};
 pub use storage::{DataFile, IoMode, ReadAt};
 pub use store::{DataStore, ObjectReader, StoreConfig, Written};
-pub use volume::{DiskOptions, DiskVolume, FileLoc, Volume, VolumeEntry};
+pub use volume::{DiskOptions, DiskVolume, FileLoc, NotRegularFile, Volume, VolumeEntry};
 
 /// A nonce-taking AES-256-GCM interface for benchmarks and differential tests (`raw-aead`).
 #[cfg(feature = "raw-aead")]

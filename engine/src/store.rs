@@ -13,7 +13,7 @@ use crate::error::{OpenError, StoreError};
 use crate::pipeline;
 use crate::seal::{DEFAULT_BATCH_BYTES, ObjectOpener, ObjectSealer};
 use crate::storage::DataFile;
-use crate::volume::{FileLoc, Volume};
+use crate::volume::{FileLoc, NotRegularFile, Volume};
 
 /// How a data store seals and syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,11 @@ impl DataStore {
         self.volume.open(loc).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 StoreError::DataFileMissing(*loc)
+            } else if let Some(bad) = NotRegularFile::in_io(&e) {
+                StoreError::NotRegularFile {
+                    loc: *loc,
+                    kind: bad.kind,
+                }
             } else {
                 StoreError::Io(e)
             }

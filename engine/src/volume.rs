@@ -93,12 +93,66 @@ pub enum VolumeEntry {
     },
 }
 
+/// The payload of the `io::Error` a [`Volume`] returns when a data file's place holds
+/// something that is not a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotRegularFile {
+    /// What is there: `"FIFO"`, `"symbolic link"`, `"socket"`, `"character device"`,
+    /// `"block device"` or `"directory"`.
+    pub kind: &'static str,
+}
+
+impl fmt::Display for NotRegularFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a regular file (a {})", self.kind)
+    }
+}
+
+impl std::error::Error for NotRegularFile {}
+
+impl NotRegularFile {
+    /// What `ft` is, if it is not a regular file.
+    pub fn of(ft: fs::FileType) -> Option<NotRegularFile> {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_file() {
+            return None;
+        } else if ft.is_symlink() {
+            "symbolic link"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else if ft.is_dir() {
+            "directory"
+        } else {
+            "special file"
+        };
+        Some(NotRegularFile { kind })
+    }
+
+    /// The `io::Error` that carries it.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+
+    /// The `NotRegularFile` an `io::Error` carries, if any.
+    pub fn in_io(e: &io::Error) -> Option<NotRegularFile> {
+        e.get_ref()?.downcast_ref::<NotRegularFile>().copied()
+    }
+}
+
 /// Storage for data files.
 pub trait Volume: Send + Sync + fmt::Debug {
     /// Creates a new, empty data file (never an existing one: `AlreadyExists`), with its
     /// directories as needed.
     fn create(&self, loc: &FileLoc) -> io::Result<Box<dyn DataFile>>;
-    /// Opens an existing data file for reading (`NotFound` if absent).
+    /// Opens an existing data file for reading (`NotFound` if absent). Anything but a
+    /// regular file — a FIFO or device planted there, a symbolic link — is refused with an
+    /// error carrying [`NotRegularFile`], without blocking and without following the link.
     fn open(&self, loc: &FileLoc) -> io::Result<Box<dyn DataFile>>;
     /// Makes the directory entry of a file created or removed at `loc` durable.
     fn sync_dir(&self, loc: &FileLoc) -> io::Result<()>;
@@ -233,10 +287,24 @@ impl Volume for DiskVolume {
     }
 
     fn open(&self, loc: &FileLoc) -> io::Result<Box<dyn DataFile>> {
+        let path = self.path(loc);
+        // O_NOFOLLOW: a symbolic link planted here is refused, not followed. O_NONBLOCK: a
+        // FIFO planted here does not block the open (it has no effect on regular files).
+        // Then fstat the descriptor itself, so nothing can be swapped in between.
         let f = OpenOptions::new()
             .read(true)
-            .custom_flags(self.flags())
-            .open(self.path(loc))?;
+            .custom_flags(self.flags() | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => NotRegularFile {
+                    kind: "symbolic link",
+                }
+                .into_io(),
+                _ => e,
+            })?;
+        if let Some(bad) = NotRegularFile::of(f.metadata()?.file_type()) {
+            return Err(bad.into_io());
+        }
         Ok(self.wrap(f))
     }
 

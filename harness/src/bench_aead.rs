@@ -8,7 +8,7 @@
 //! ciphertext into the working buffer first, and is marked so. Each thread has its own
 //! buffers and key. Rounds alternate between implementations so drift hits all of them.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -253,7 +253,7 @@ pub fn run_bench(a: &AeadArgs) -> Result<Vec<Sample>> {
 /// `dare bench aead`; `selected` is the backend the store commands would use.
 pub fn run(a: AeadArgs, selected: AeadBackend) -> Result<()> {
     let samples = run_bench(&a)?;
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     if a.json {
         let v = json!({
             "cpu": crate::cpuinfo::cpu_model(),

@@ -36,6 +36,7 @@ use crate::args::OnOff;
 mod fio;
 mod plot;
 mod report;
+pub mod scratch;
 mod sys;
 mod workload;
 
@@ -309,15 +310,7 @@ impl Plan {
 pub fn run_bench(a: &OverheadArgs, base: &dare::Options) -> Result<Report> {
     let plan = Plan::from_args(a)?;
     let started = Instant::now();
-    let scratch = tempfile::Builder::new()
-        .prefix("dare-bench-")
-        .tempdir_in(&plan.base)
-        .with_context(|| {
-            format!(
-                "cannot create a scratch directory in {} (is it writable?)",
-                plan.base.display()
-            )
-        })?;
+    let scratch = scratch::Scratch::create(&plan.base)?;
     let root = scratch.path().to_path_buf();
     let progress = progress_bar(&plan);
     let drive = if plan.fio {
@@ -331,9 +324,7 @@ pub fn run_bench(a: &OverheadArgs, base: &dare::Options) -> Result<Report> {
     let kept = if plan.keep {
         Some(scratch.keep())
     } else {
-        scratch
-            .close()
-            .with_context(|| format!("removing the scratch store {}", root.display()))?;
+        scratch.close()?;
         None
     };
     let measured = outcome?;
@@ -373,7 +364,7 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
 /// `dare bench overhead`: runs, prints the table, writes `--json` and `--plot`.
 pub fn run(a: OverheadArgs, base: &dare::Options) -> Result<()> {
     let report = run_bench(&a, base)?;
-    let mut o = std::io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     write!(o, "{}", report.table())?;
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&report.to_json())?;

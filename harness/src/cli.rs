@@ -26,7 +26,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "DARE_STORE", default_value = "./dare-data")]
     pub store: PathBuf,
     /// Protect (init) or unlock the store's master keys with a passphrase read from this file
-    /// (Argon2id; one trailing newline is ignored) instead of the root key file.
+    /// (Argon2id; one trailing newline is ignored) instead of the root key file. Set
+    /// DARE_PASSPHRASE_FILE instead to give it once for every command. The passphrase must be
+    /// at least 12 bytes; the file must be yours (or root's), mode 0600 or stricter, in a
+    /// directory others cannot write.
     #[arg(long, global = true, env = "DARE_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Force an AEAD backend (`dare cpu` lists them).
@@ -133,6 +136,8 @@ pub enum BucketCommand {
     /// Create a bucket. It inherits its namespace's encryption setting unless given here;
     /// the setting can never change afterwards.
     Create {
+        /// The bucket's name, as S3 names buckets: 3-63 characters of a-z 0-9 . - beginning
+        /// and ending with a letter or digit.
         name: String,
         #[arg(long, default_value = "default")]
         namespace: String,

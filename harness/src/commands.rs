@@ -68,7 +68,7 @@ fn customer_key(s: &SseC) -> Result<Option<Secret32>> {
 /// output surfaces as the `io::Error` it is.)
 fn print_json(v: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(v)?;
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     writeln!(o, "{text}")?;
     o.flush()?;
     Ok(())

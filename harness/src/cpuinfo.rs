@@ -1,6 +1,6 @@
 //! `dare cpu`: what this machine offers the engine.
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use dare_engine::{AeadBackend, CpuFeatures, IoMode};
@@ -37,7 +37,7 @@ pub fn report(selected: AeadBackend, io: IoMode) -> serde_json::Value {
 /// `dare cpu`, with the backend and I/O path the flags select.
 pub fn run(selected: AeadBackend, io: IoMode, as_json: bool) -> Result<()> {
     let r = report(selected, io);
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     if as_json {
         writeln!(o, "{}", serde_json::to_string_pretty(&r)?)?;
         return Ok(());

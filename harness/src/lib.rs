@@ -13,6 +13,7 @@ pub mod bench_overhead;
 pub mod cli;
 pub mod commands;
 pub mod cpuinfo;
+pub mod out;
 pub mod settings;
 
 use std::io;
@@ -81,8 +82,34 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The error as one line: the outermost context and its causes, joined.
+/// The error as one line: the outermost context and its causes, joined with `: `. A cause
+/// whose text the line already holds is left out (a wrapper that prints its cause and also
+/// returns it as `source` would otherwise say it twice), and control characters — from
+/// names, paths or a cause's text — are escaped so nothing reaches the terminal raw.
 pub fn one_line(e: &anyhow::Error) -> String {
-    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    parts.join(": ").replace(['\n', '\r'], " ")
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    escape_controls(&line)
+}
+
+/// `s` with every control character escaped (`\n`, `\u{1b}`, ...); all else as it is.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -59,7 +59,7 @@ impl Settings {
             Some(p) => Root::Passphrase(
                 dare::read_passphrase_file(p)
                     .map_err(dare::Error::from)
-                    .context("the passphrase file (--passphrase-file, DARE_PASSPHRASE_FILE)")?,
+                    .context("--passphrase-file (or DARE_PASSPHRASE_FILE)")?,
             ),
             None => Root::KeyFile,
         };

@@ -30,12 +30,22 @@ pub enum StoreError {
     Corrupt(String),
     /// A format-1 key store file has another format version.
     UnsupportedFormat(u32),
-    /// A root key file may be read by group or others.
-    InsecurePermissions {
-        /// The key file.
+    /// A file or directory that holds or guards keys could have been replaced or read by
+    /// another user (owner, mode, symbolic link); it is refused before it is read.
+    Untrusted {
+        /// `"root key file"`, `"passphrase file"`, `"metadata database"`, ...
+        what: &'static str,
+        /// The file or directory.
         path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
+        /// What is wrong and the command that fixes it.
+        why: String,
+    },
+    /// A passphrase too weak to protect a new store.
+    WeakPassphrase {
+        /// Its length in bytes.
+        len: usize,
+        /// The least accepted.
+        min: usize,
     },
     /// A rotation task, or the format-1 store file to import, does not exist.
     NotFound {
@@ -85,11 +95,16 @@ impl fmt::Display for StoreError {
                 f,
                 "key store file format version {v} is not supported (this build imports version 1)"
             ),
-            StoreError::InsecurePermissions { path, mode } => write!(
+            StoreError::Untrusted { what, path, why } => {
+                write!(f, "refusing {what} {}: {why}", path.display())
+            }
+            StoreError::WeakPassphrase { len: 0, .. } => {
+                f.write_str("the passphrase is empty: a store needs a passphrase of at least 12 bytes")
+            }
+            StoreError::WeakPassphrase { len, min } => write!(
                 f,
-                "root key file {} has mode {mode:o}; it must not be readable by group or \
-                 others (chmod 600)",
-                path.display()
+                "the passphrase has {len} bytes: a new store needs at least {min} (a longer \
+                 phrase of several words is better)"
             ),
             StoreError::NotFound { what, name } => write!(f, "no {what} {name:?}"),
             StoreError::EncryptionDisabled(b) => write!(

@@ -43,6 +43,7 @@
 mod cache;
 pub mod derive;
 mod error;
+pub mod files;
 mod hierarchy;
 pub mod legacy;
 mod root;
@@ -62,7 +63,10 @@ pub use dare_envelope::{DataKey, Envelope, KeyKind, KeyProvider, Secret32};
 pub use dare_metadata::{MasterState, TaskState};
 pub use error::{KeyError, StoreError};
 pub use hierarchy::{CacheMode, HIERARCHY_BLOCK_LEN, HierarchyBlock, HierarchyProvider};
-pub use root::{Argon2Params, PassphraseRoot, RootKeyFile, RootOfTrust, read_passphrase_file};
+pub use root::{
+    Argon2Params, MIN_PASSPHRASE_LEN, PassphraseRoot, RootKeyFile, RootOfTrust,
+    check_new_passphrase, read_passphrase_file,
+};
 pub use rotation::{MASTER_KEY_ATTEMPTS, RotationOptions, RotationStatus, step_name};
 pub use sse_c::{
     CUSTOMER_BLOCK_LEN, CustomerKeyProvider, NoCustomerKey, customer_key_md5, parse_customer_key,

@@ -13,13 +13,14 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::files::{self, Guard};
 use crate::wrap::{WRAPPED_LEN, unwrap_key, wrap_key};
 use crate::{KeyError, Secret32, StoreError};
 
@@ -80,18 +81,7 @@ impl RootKeyFile {
             path: path.to_path_buf(),
             source,
         };
-        let mut f = File::open(path).map_err(|e| io("open", e))?;
-        let mode = f
-            .metadata()
-            .map_err(|e| io("stat", e))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(StoreError::InsecurePermissions {
-                path: path.to_path_buf(),
-                mode: mode & 0o7777,
-            });
-        }
+        let (mut f, _) = files::open_store_file("root key file", path, Guard::Secret)?;
         let mut buf = Zeroizing::new(Vec::with_capacity(33));
         // Read at most 33 bytes: enough to tell "exactly 32" from "longer".
         (&mut f)
@@ -100,8 +90,14 @@ impl RootKeyFile {
             .map_err(|e| io("read", e))?;
         if buf.len() != 32 {
             return Err(StoreError::Corrupt(format!(
-                "root key file {} must hold exactly 32 bytes",
-                path.display()
+                "root key file {} holds {} bytes; a root key file holds exactly 32 (it was \
+                 truncated or replaced: restore it from your backup of the store's keys)",
+                path.display(),
+                if buf.len() > 32 {
+                    "more than 32".to_string()
+                } else {
+                    buf.len().to_string()
+                }
             )));
         }
         let mut b = [0u8; 32];
@@ -300,13 +296,52 @@ impl RootOfTrust for PassphraseRoot {
     }
 }
 
-/// Reads a passphrase from a file: its contents without one trailing newline.
+/// The shortest passphrase accepted for a new store, in bytes.
+pub const MIN_PASSPHRASE_LEN: usize = 12;
+
+/// Checks a passphrase that is to protect a new store: at least [`MIN_PASSPHRASE_LEN`]
+/// bytes. (Opening an existing store accepts whatever it was created with.)
+pub fn check_new_passphrase(p: &[u8]) -> Result<(), StoreError> {
+    if p.len() < MIN_PASSPHRASE_LEN {
+        return Err(StoreError::WeakPassphrase {
+            len: p.len(),
+            min: MIN_PASSPHRASE_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a passphrase from a file: its contents without one trailing newline (`\n` or
+/// `\r\n`). The file must be owned by the user running dare (or root) and not readable or
+/// writable by group or others; a regular file's directory must not be writable by them
+/// either (a sticky directory such as `/tmp` is allowed). A pipe (`<(...)`) is accepted.
 pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    let mut v = Zeroizing::new(fs::read(path).map_err(|source| StoreError::Io {
-        op: "read",
+    const WHAT: &str = "passphrase file";
+    let io = |op, source| StoreError::Io {
+        op,
         path: path.to_path_buf(),
         source,
-    })?);
+    };
+    let mut f = File::open(path).map_err(|e| io("read", e))?;
+    let md = f.metadata().map_err(|e| io("inspect", e))?;
+    files::check_file(WHAT, path, &md, Guard::Secret)?;
+    if md.is_file() {
+        let real = fs::canonicalize(path).map_err(|e| io("resolve", e))?;
+        files::check_dir(WHAT, &files::parent_of(&real), true)?;
+    }
+    // Bounded: a passphrase file is small; a device or endless pipe must not fill memory.
+    // Allocated once, so no reallocation leaves a copy of the passphrase behind.
+    let mut v = Zeroizing::new(Vec::with_capacity(64 * 1024 + 1));
+    (&mut f)
+        .take(64 * 1024 + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| io("read", e))?;
+    if v.len() > 64 * 1024 {
+        return Err(StoreError::Corrupt(format!(
+            "passphrase file {} is longer than 64 KiB; it should hold one passphrase",
+            path.display()
+        )));
+    }
     if v.last() == Some(&b'\n') {
         v.pop();
         if v.last() == Some(&b'\r') {
@@ -319,6 +354,7 @@ pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn cheap() -> Argon2Params {
         Argon2Params {
@@ -349,8 +385,8 @@ mod tests {
 
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         match RootKeyFile::load(&p) {
-            Err(e @ StoreError::InsecurePermissions { mode: 0o640, .. }) => {
-                assert!(e.to_string().contains("chmod 600"))
+            Err(e @ StoreError::Untrusted { .. }) => {
+                assert!(e.to_string().contains("chmod 600"), "{e}")
             }
             other => panic!("{other:?}"),
         }

@@ -151,7 +151,7 @@ pub fn parse_customer_key(bytes: &[u8], key_md5: Option<&str>) -> Result<Secret3
 /// Reads a customer key file (see [`parse_customer_key`] for the accepted contents).
 pub fn read_customer_key_file(path: &Path, key_md5: Option<&str>) -> Result<Secret32, StoreError> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| StoreError::Io {
-        op: "read",
+        op: "read customer key file",
         path: path.to_path_buf(),
         source,
     })?);

@@ -46,7 +46,7 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
         KeysCommand::Dump(_) => {
             // Always JSON: the dump is for backup and audit tools.
             let text = d.keys().dump_json().map_err(keys_err)?;
-            let mut o = io::stdout().lock();
+            let mut o = crate::out::stdout().lock();
             writeln!(o, "{text}")?;
             o.flush()?;
         }
@@ -56,7 +56,17 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
                 Some(i) => i,
                 None => match history(&d)?.last() {
                     Some(t) => t.id,
-                    None => bail!("no rotation has been started in this store"),
+                    // No rotation yet: an empty history, which is not an error.
+                    None if out.json => {
+                        return print_json(&json!({"task": null, "history": []}));
+                    }
+                    None => {
+                        writeln!(
+                            crate::out::stdout(),
+                            "no rotation has been started in this store (history is empty)"
+                        )?;
+                        return Ok(());
+                    }
                 },
             };
             let st = if wait {
@@ -71,7 +81,7 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
                     "history": hist.iter().map(status_json).collect::<Vec<_>>(),
                 }));
             }
-            let mut o = io::stdout().lock();
+            let mut o = crate::out::stdout().lock();
             print_status(&mut o, &st)?;
             writeln!(o)?;
             writeln!(
@@ -108,12 +118,12 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
                 }
                 match last {
                     Some(t) => writeln!(
-                        io::stdout(),
+                        crate::out::stdout(),
                         "no interrupted rotation; the latest, {}, is {}",
                         t.id,
                         t.state.as_str()
                     )?,
-                    None => writeln!(io::stdout(), "no rotation has been started in this store")?,
+                    None => writeln!(crate::out::stdout(), "no rotation has been started in this store")?,
                 }
                 return Ok(());
             };
@@ -124,7 +134,7 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
             if out.json {
                 return print_json(&json!({"task": status_json(&st)}));
             }
-            print_status(&mut io::stdout().lock(), &st)?;
+            print_status(&mut crate::out::stdout().lock(), &st)?;
         }
         KeysCommand::Rewrap(a) => rewrap(&d, a)?,
     }
@@ -174,13 +184,13 @@ fn rotate(s: &Settings, d: &Dare, wait: bool, as_json: bool) -> Result<()> {
         if as_json {
             return print_json(&json!({"task": status_json(&st)}));
         }
-        return print_status(&mut io::stdout().lock(), &st);
+        return print_status(&mut crate::out::stdout().lock(), &st);
     }
     spawn_runner(s, id)?;
     if as_json {
         return print_json(&json!({"id": id, "state": "started"}));
     }
-    writeln!(io::stdout(), "{id}")?;
+    writeln!(crate::out::stdout(), "{id}")?;
     note(format_args!(
         "rotation task {id} started in the background; follow it with `dare keys rotation \
          status {id}`"
@@ -308,7 +318,7 @@ fn rewrap(d: &Dare, a: RewrapArgs) -> Result<()> {
     }
     let active = d.keys().store_record().active_rotation;
     if !a.out.json {
-        let mut o = io::stdout().lock();
+        let mut o = crate::out::stdout().lock();
         for (b, n) in buckets.iter().zip(&stale) {
             writeln!(
                 o,
@@ -336,7 +346,7 @@ fn rewrap(d: &Dare, a: RewrapArgs) -> Result<()> {
             .collect();
         return print_json(&json!({"rotation_version": active, "buckets": v}));
     }
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     for (b, r) in buckets.iter().zip(&reports) {
         writeln!(
             o,

@@ -1,7 +1,7 @@
 //! `dare fsck`, `dare backup`, `dare restore`.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,7 +102,7 @@ pub fn fsck(d: &Dare, a: FsckArgs) -> Result<()> {
             "garbage_removed": removed,
         }))?;
     } else {
-        let mut o = io::stdout().lock();
+        let mut o = crate::out::stdout().lock();
         write!(o, "checked {} object(s) and {} file(s)", r.objects, r.files)?;
         if a.deep {
             write!(o, "; {} decrypted and verified", r.verified)?;
@@ -191,7 +191,7 @@ pub fn backup(d: &Dare, a: FileArgs) -> Result<()> {
         return print_json(&json!({"backup": a.file.display().to_string()}));
     }
     writeln!(
-        io::stdout(),
+        crate::out::stdout(),
         "metadata database copied to {} (wrapped keys only); data files are not in it: back up \
          {} separately",
         a.file.display(),
@@ -214,7 +214,7 @@ pub fn restore(s: &Settings, a: FileArgs) -> Result<()> {
         return print_json(&json!({"restored": a.file.display().to_string()}));
     }
     writeln!(
-        io::stdout(),
+        crate::out::stdout(),
         "metadata database restored from {}; run `dare fsck` to see data files written after \
          the backup (garbage: `dare fsck --repair` removes them) and objects whose data files \
          were deleted since",

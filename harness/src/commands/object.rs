@@ -43,7 +43,7 @@ pub fn put(d: &Dare, a: PutArgs) -> Result<()> {
         return print_json(&info_json(&info, None));
     }
     writeln!(
-        io::stdout(),
+        crate::out::stdout(),
         "{bucket}/{}: {} bytes stored ({}, ETag {})",
         printable(name),
         info.size,
@@ -107,7 +107,7 @@ pub fn get(d: &Dare, a: GetArgs) -> Result<()> {
     };
     match &a.output {
         None => {
-            let mut w = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let mut w = BufWriter::with_capacity(1 << 20, crate::out::stdout().lock());
             read(&mut w)?;
             w.flush()?;
         }
@@ -199,7 +199,7 @@ pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
         }
         return print_json(&v);
     }
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     let (kr, _) = key_ref(&info.key_ref);
     writeln!(o, "object:      {bucket}/{}", printable(name))?;
     writeln!(o, "object id:   {}", hex(&info.object_id))?;
@@ -266,7 +266,7 @@ pub fn ls(d: &Dare, a: LsArgs) -> Result<()> {
             "next_continuation_token": page.next_continuation_token,
         }));
     }
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     for p in &page.common_prefixes {
         writeln!(o, "{:>19} {:>12} {:<32}  {}", "", "PRE", "", printable(p))?;
     }
@@ -296,6 +296,6 @@ pub fn rm(d: &Dare, a: RmArgs) -> Result<()> {
     if a.out.json {
         return print_json(&json!({"deleted": {"bucket": bucket, "name": name}}));
     }
-    writeln!(io::stdout(), "deleted {bucket}/{}", printable(name))?;
+    writeln!(crate::out::stdout(), "deleted {bucket}/{}", printable(name))?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `dare init`, `dare ns ...`, `dare bucket ...` and the bucket listing of `dare ls`.
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use dare::Dare;
@@ -27,7 +27,7 @@ pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
         }));
     }
     writeln!(
-        io::stdout(),
+        crate::out::stdout(),
         "initialized dare store at {} (chunk size {} bytes, master keys protected by {protection}, \
          namespace `{}` with encryption on)",
         s.dir().display(),
@@ -39,7 +39,7 @@ pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
 
 /// `dare ns ...`.
 pub fn ns(d: &Dare, cmd: NsCommand) -> Result<()> {
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     match cmd {
         NsCommand::Create {
             name,
@@ -108,7 +108,7 @@ pub fn bucket(d: &Dare, cmd: BucketCommand) -> Result<()> {
                 return print_json(&bucket_json(&b));
             }
             writeln!(
-                io::stdout(),
+                crate::out::stdout(),
                 "bucket {} created in namespace {} (id {}, encryption {})",
                 b.name,
                 b.namespace,
@@ -127,7 +127,7 @@ pub fn bucket(d: &Dare, cmd: BucketCommand) -> Result<()> {
                     "bucket_key_destroyed": encrypted,
                 }));
             }
-            let mut o = io::stdout().lock();
+            let mut o = crate::out::stdout().lock();
             write!(o, "bucket {name} deleted")?;
             if objects > 0 {
                 write!(o, " with its {objects} object(s)")?;
@@ -161,7 +161,7 @@ pub fn print_buckets(d: &Dare, as_json: bool) -> Result<()> {
     if as_json {
         return print_json(&json!(list.iter().map(bucket_json).collect::<Vec<_>>()));
     }
-    let mut o = io::stdout().lock();
+    let mut o = crate::out::stdout().lock();
     for b in list {
         writeln!(
             o,

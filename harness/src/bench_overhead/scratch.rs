@@ -1,0 +1,158 @@
+//! The benchmark's scratch directory (`<dir>/dare-bench-XXXXXX`), which must never outlive
+//! its run unless `--keep` asks for it:
+//!
+//! - a run that ends, well or with an error, removes it (`TempDir`);
+//! - a run stopped by SIGINT, SIGTERM or SIGHUP removes it from the signal handler and exits
+//!   with 130 (the shell's "interrupted");
+//! - a run killed outright (SIGKILL, a crash, a power cut) cannot clean up, so each run
+//!   records its process id in `<scratch>/owner.pid`, and the next run in the same `--dir`
+//!   removes every `dare-bench-*` directory whose owner process no longer exists. Kept
+//!   stores have no `owner.pid` and are left alone.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, Result};
+
+/// The name prefix of scratch directories.
+pub const PREFIX: &str = "dare-bench-";
+/// The file that names a scratch directory's owner process.
+pub const OWNER_FILE: &str = "owner.pid";
+
+/// The scratch directory the signal handler removes.
+static CURRENT: Mutex<Option<PathBuf>> = Mutex::new(None);
+static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// A scratch directory, removed on drop, on SIGINT/SIGTERM/SIGHUP and by a later run.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: Option<tempfile::TempDir>,
+}
+
+/// Removes the scratch directories in `base` left by runs that were killed; returns them.
+pub fn sweep(base: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(rd) = fs::read_dir(base) else {
+        return removed;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let is_scratch = name.to_str().is_some_and(|n| n.starts_with(PREFIX));
+        if !is_scratch || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = e.path();
+        let Some(pid) = fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            continue; // kept by --keep, or not ours: leave it
+        };
+        if !alive(pid) && fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` is running (a zombie, killed but not yet reaped, is not).
+fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+impl Scratch {
+    /// Sweeps `base` and creates a new scratch directory in it.
+    pub fn create(base: &Path) -> Result<Scratch> {
+        for p in sweep(base) {
+            let _ = crate::out::note_line(&format!(
+                "removed {} (left by a benchmark that was killed)",
+                p.display()
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(PREFIX)
+            .tempdir_in(base)
+            .with_context(|| {
+                format!(
+                    "cannot create a scratch directory in {} (is it writable?)",
+                    base.display()
+                )
+            })?;
+        fs::write(
+            dir.path().join(OWNER_FILE),
+            format!("{}\n", std::process::id()),
+        )
+        .with_context(|| format!("cannot write {}", dir.path().join(OWNER_FILE).display()))?;
+        set_current(Some(dir.path().to_path_buf()));
+        install_handler();
+        Ok(Scratch { dir: Some(dir) })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+
+    /// Keeps the directory (drops `owner.pid`, so no later run removes it); returns it.
+    pub fn keep(mut self) -> PathBuf {
+        set_current(None);
+        let d = self.dir.take().map(|d| d.keep()).unwrap_or_default();
+        let _ = fs::remove_file(d.join(OWNER_FILE));
+        d
+    }
+
+    /// Removes the directory now.
+    pub fn close(mut self) -> Result<()> {
+        set_current(None);
+        if let Some(d) = self.dir.take() {
+            let p = d.path().to_path_buf();
+            d.close()
+                .with_context(|| format!("removing the scratch store {}", p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.dir.is_some() {
+            set_current(None);
+        }
+    }
+}
+
+fn set_current(p: Option<PathBuf>) {
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}
+
+/// Installs the SIGINT/SIGTERM/SIGHUP handler once per process (ctrlc runs it on a thread of
+/// its own, so it may take the lock and remove files).
+fn install_handler() {
+    HANDLER.get_or_init(|| {
+        ctrlc::set_handler(|| {
+            let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(p) = current {
+                // The workload may still be creating files in it: try a few times.
+                for _ in 0..5 {
+                    if fs::remove_dir_all(&p).is_ok() || !p.exists() {
+                        break;
+                    }
+                }
+                let _ = crate::out::note_line(&format!(
+                    "interrupted: removed the scratch store {}",
+                    p.display()
+                ));
+            }
+            std::process::exit(130);
+        })
+        .map_err(|e| e.to_string())
+    });
+}
