@@ -261,8 +261,22 @@ impl Dare {
     ) -> Result<ObjectInfo, Error> {
         dare_engine::format::check_object_name(name).map_err(|e| Error::InvalidName {
             what: "object",
-            reason: e.to_string(),
+            reason: match e {
+                dare_engine::FormatError::BadName(why) => why.to_string(),
+                e => e.to_string(),
+            },
         })?;
+        // The limits of FORMAT.md §5, as a validation error rather than a format error.
+        if let Err(e) = dare_engine::format::encode_meta(&opts.meta) {
+            return Err(Error::InvalidArgument(format!(
+                "user metadata refused: {} (limits: 65535 entries, keys non-empty, each key and \
+                 value up to 65535 bytes, 64 KiB encoded in all)",
+                match e {
+                    dare_engine::FormatError::Invalid(why) => why.to_string(),
+                    e => e.to_string(),
+                }
+            )));
+        }
         let mut keys: Vec<&str> = opts.meta.iter().map(|(k, _)| k.as_str()).collect();
         keys.sort_unstable();
         if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {

@@ -540,3 +540,30 @@ fn benchmark_scratch_stores_do_not_pile_up() {
     assert!(err.contains("left by a benchmark that was killed"), "{err}");
     assert_eq!(scratch(dir.path()), vec![kept]);
 }
+
+/// 8b. Every documented limit is a validation error that says the limit, never a raw OS or
+///     format error.
+#[test]
+fn limits_are_validated() {
+    let s = Store::new(4096);
+    s.ok(&["bucket", "create", "bkt"]);
+    let input = write(&s.tmp("in"), b"x");
+    let long_name = format!("bkt/{}", "a".repeat(1025));
+    let (_, err) = check_failure("1025-byte name", &s.run(&["put", &long_name, &input]));
+    assert!(err.contains("invalid object name: object names must be 1 to 1024 bytes"), "{err}");
+    s.ok(&["put", &format!("bkt/{}", "a".repeat(1024)), &input]);
+
+    let big_value = format!("k={}", "v".repeat(70_000));
+    let (_, err) = check_failure(
+        "70000-byte metadata value",
+        &s.run(&["put", "bkt/m", &input, "--meta", &big_value]),
+    );
+    assert!(err.contains("user metadata refused") && err.contains("65535"), "{err}");
+    assert!(!err.contains("malformed"), "{err}");
+
+    let e = Store::empty();
+    let (_, err) = check_failure("chunk size 3", &e.run(&["init", "--chunk-size", "3"]));
+    assert!(err.contains("chunk size must be a power of two"), "{err}");
+    assert!(!err.contains("name"), "{err}");
+    assert!(!e.path.exists(), "a refused init created {:?}", e.path);
+}
