@@ -18,11 +18,13 @@
 //! the database and never reused.
 //!
 //! [`SqliteMetadata`] is the embedded default: one database file in WAL mode, schema versioned
-//! with migrations (docs/METADATA.md specifies it column by column). The same test suite
-//! (`tests/suite/`) runs against every implementation of the trait.
+//! with migrations (docs/METADATA.md specifies it column by column). [`PostgresMetadata`]
+//! keeps the same tables on a PostgreSQL server, for several nodes sharing one store. The
+//! same test suite (`tests/suite/`) runs against every implementation of the trait.
 #![deny(unsafe_code)]
 
 mod error;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 mod tx;
@@ -33,5 +35,7 @@ pub use records::{
     NewNamespace, NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskKind, TaskRecord,
     TaskState,
 };
+// `self::`: the module shares its name with the `postgres` client crate.
+pub use self::postgres::{PostgresMetadata, PostgresOptions};
 pub use sqlite::{SqliteMetadata, SqliteOptions};
 pub use tx::{By, Metadata, ReadTx, WRITE_ATTEMPTS, WriteTx, read_with, write_with};

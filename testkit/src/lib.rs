@@ -94,7 +94,9 @@ impl PgServer {
     /// does not start.
     pub fn start() -> PgServer {
         let bin = find_bindir().unwrap_or_else(|| {
-            panic!("PostgreSQL not found: apt-get install postgresql (initdb and pg_ctl are needed)")
+            panic!(
+                "PostgreSQL not found: apt-get install postgresql (initdb and pg_ctl are needed)"
+            )
         });
         let dir = tempfile::Builder::new()
             .prefix("dare-pg-")
@@ -446,7 +448,10 @@ mod tests {
     fn a_server_runs_checks_passwords_and_survives_a_crash() {
         let mut s = PgServer::start();
         let url = s.create_database("kit");
-        assert!(url.ends_with(&format!("@127.0.0.1:{}/kit", s.port())), "{url}");
+        assert!(
+            url.ends_with(&format!("@127.0.0.1:{}/kit", s.port())),
+            "{url}"
+        );
         let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
         c.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
             .expect("write");

@@ -1,0 +1,945 @@
+//! Read and write transactions, each on one pooled connection.
+//!
+//! [`PgTx`] issues `BEGIN`/`COMMIT`/`ROLLBACK` itself: the client's `Transaction` borrows
+//! its connection, which would make a struct holding both self-referential. Statements are
+//! prepared once per connection and cached ([`Conn::statement`]), so a hot path (`object`,
+//! `put_object`, `swap_envelope`) is one round trip.
+//!
+//! The store row is the one row that every change to key records updates (its row version
+//! is their optimistic check), so writers of it contend. A write transaction whose first
+//! statement reads it first takes `LOCK TABLE store IN SHARE ROW EXCLUSIVE MODE` (which
+//! conflicts with itself and with UPDATE, not with plain reads), before its snapshot exists —
+//! a repeatable-read snapshot is taken by the first query, and LOCK is not one. Such writers
+//! queue, as SQLite's writers do, and each reads the row its predecessor committed, instead
+//! of failing their update and retrying in step with each other until the retries run out.
+//!
+//! After a statement fails on the server, PostgreSQL has aborted the whole transaction (it
+//! refuses every later statement). [`PgTx`] remembers that: later calls and `commit` return
+//! an error (retryable if the first one was) instead of a silent rollback reported as a
+//! commit.
+
+use std::time::Duration;
+
+use postgres::Row;
+use postgres::types::ToSql;
+
+use super::Pooled;
+use super::error::{Doing, ForeignKey, Phase, connection_lost, map_err};
+use super::rows::{
+    self, bucket_columns, int, master_key_columns, namespace_columns, object_columns, opt_int,
+    rotation_key_columns, store_columns, task_columns,
+};
+use crate::MetaError;
+use crate::records::{
+    BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
+    ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState,
+};
+use crate::tx::{By, ReadTx, WriteTx};
+
+/// Parameters of a statement.
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+/// How a read transaction starts: one snapshot for the whole transaction (taken at its first
+/// statement), and no writes.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// How a write transaction starts. Repeatable read: one snapshot, and an UPDATE or DELETE of
+/// a row that another transaction changed since that snapshot fails with a serialization
+/// failure (SQLSTATE 40001, mapped to the retryable [`MetaError::Conflict`]) instead of
+/// overwriting it — on top of the row-version check every optimistic update carries.
+const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ WRITE";
+
+/// A transaction on one pooled connection. Dropped unfinished, it rolls back; if that fails
+/// the connection is closed instead of pooled, and the server rolls back on its own.
+pub(super) struct PgTx<'a> {
+    conn: Pooled<'a>,
+    /// The lock timeout, reported by [`MetaError::Busy`].
+    waited: Duration,
+    write: bool,
+    /// Whether a statement has run since BEGIN (the snapshot may exist).
+    started: bool,
+    finished: bool,
+    /// Set when a statement failed on the server: whether that error was retryable.
+    aborted: Option<bool>,
+}
+
+impl<'a> PgTx<'a> {
+    /// Starts a read (`write == false`) or write transaction. A pooled connection that turns
+    /// out to be dead (the server restarted, or ended the session) is dropped and the next
+    /// one tried; a fresh connection's failure is the answer.
+    pub(super) fn begin(home: &'a super::PostgresMetadata, write: bool) -> Result<Self, MetaError> {
+        let sql = if write { BEGIN_WRITE } else { BEGIN_READ };
+        loop {
+            let (mut conn, fresh) = home.take()?;
+            match conn.client().batch_execute(sql) {
+                Ok(()) => {
+                    return Ok(PgTx {
+                        conn,
+                        waited: home.opts.lock_timeout,
+                        write,
+                        started: false,
+                        finished: false,
+                        aborted: None,
+                    });
+                }
+                Err(e) => {
+                    let lost = connection_lost(&e);
+                    conn.discard_if(lost);
+                    if lost && !fresh {
+                        continue;
+                    }
+                    return Err(map_err(
+                        &e,
+                        home.target.shown(),
+                        home.opts.lock_timeout,
+                        Doing::NOTHING,
+                        Phase::Statement,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The error a transaction reports once the server has aborted it.
+    fn refuse(&self) -> Result<(), MetaError> {
+        match self.aborted {
+            None => Ok(()),
+            Some(true) => Err(MetaError::Conflict(
+                "a row this transaction read or wrote (the transaction was aborted by an \
+                 earlier serialization failure)",
+            )),
+            Some(false) => Err(MetaError::Database(
+                "an earlier statement of this transaction failed, and PostgreSQL rolled the \
+                 transaction back; start a new one"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Maps a failed statement's error, remembering that the transaction is aborted and
+    /// whether the connection is still usable.
+    fn fail(&mut self, e: &postgres::Error, doing: Doing<'_>) -> MetaError {
+        self.conn.discard_if(connection_lost(e));
+        let mapped = map_err(
+            e,
+            self.conn.home.target.shown(),
+            self.waited,
+            doing,
+            Phase::Statement,
+        );
+        self.aborted = Some(mapped.is_retryable());
+        mapped
+    }
+
+    /// Runs a query; returns its rows.
+    fn rows(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+        doing: Doing<'_>,
+    ) -> Result<Vec<Row>, MetaError> {
+        self.refuse()?;
+        self.started = true;
+        let done = self.conn.statement(sql).and_then(|stmt| {
+            let client = self.conn.client();
+            client.query(&stmt, params)
+        });
+        done.map_err(|e| self.fail(&e, doing))
+    }
+
+    /// The first row of a query, decoded.
+    fn one<T>(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+        decode: fn(&Row) -> Result<T, MetaError>,
+        doing: Doing<'_>,
+    ) -> Result<Option<T>, MetaError> {
+        let rows = self.rows(sql, params, doing)?;
+        rows.first().map(decode).transpose()
+    }
+
+    /// Every row of a query, decoded.
+    fn all<T>(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+        decode: fn(&Row) -> Result<T, MetaError>,
+    ) -> Result<Vec<T>, MetaError> {
+        self.rows(sql, params, Doing::NOTHING)?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Runs a statement; returns how many rows it changed.
+    fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+        doing: Doing<'_>,
+    ) -> Result<u64, MetaError> {
+        self.refuse()?;
+        self.started = true;
+        let done = self.conn.statement(sql).and_then(|stmt| {
+            let client = self.conn.client();
+            client.execute(&stmt, params)
+        });
+        done.map_err(|e| self.fail(&e, doing))
+    }
+
+    /// Runs an INSERT ... RETURNING id; returns the id of the new row.
+    fn insert(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+        doing: Doing<'_>,
+    ) -> Result<u64, MetaError> {
+        self.one(sql, params, rows::id, doing)?
+            .ok_or_else(|| MetaError::Database("an INSERT returned no id".into()))
+    }
+
+    /// Inserts a row with an id of the caller's (an import), then moves the table's id
+    /// sequence past it so that allocated ids continue above imported ones.
+    ///
+    /// The table is locked against other inserts (SHARE ROW EXCLUSIVE conflicts with the ROW
+    /// EXCLUSIVE lock every INSERT takes before it draws an id) until this transaction ends:
+    /// no id can be drawn between reading the sequence and setting it, so the sequence only
+    /// moves forward and no id is handed out twice. Imports are rare (a store being migrated
+    /// in), so blocking inserts meanwhile costs nothing.
+    fn insert_imported(
+        &mut self,
+        lock: &'static str,
+        insert: &'static str,
+        bump: &'static str,
+        params: &Params<'_>,
+        id: i64,
+        doing: Doing<'_>,
+    ) -> Result<u64, MetaError> {
+        self.exec(lock, &[], Doing::NOTHING)?;
+        let got = self.insert(insert, params, doing)?;
+        self.exec(bump, &[&id], Doing::NOTHING)?;
+        Ok(got)
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Ends a read transaction too (it changed nothing). If this fails the connection is
+        // broken; it is closed instead of pooled, and the server rolls back.
+        let ended = self.conn.client().batch_execute("ROLLBACK");
+        self.conn.discard_if(ended.is_err());
+    }
+}
+
+/// The next version of a row after `v`.
+fn bump(v: u64) -> Result<u64, MetaError> {
+    v.checked_add(1)
+        .ok_or_else(|| MetaError::Database("row version overflow".into()))
+}
+
+/// The smallest byte string above every string that starts with `prefix`: `prefix` with its
+/// last byte incremented (carrying past 0xFF bytes, which UTF-8 never holds anyway); `None`
+/// when there is no such bound (an empty prefix).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if let Some(next) = last.checked_add(1) {
+            end.push(next);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Statements that move a table's id sequence past an imported id: to the larger of the id
+/// and the sequence's last value (NULL before its first use).
+macro_rules! bump_sequence {
+    ($table:literal) => {
+        concat!(
+            "SELECT setval(pg_get_serial_sequence('",
+            $table,
+            "', 'id')::regclass, greatest($1::bigint, coalesce(pg_sequence_last_value(",
+            "pg_get_serial_sequence('",
+            $table,
+            "', 'id')::regclass), 0)))"
+        )
+    };
+}
+
+impl ReadTx for PgTx<'_> {
+    fn store(&mut self) -> Result<Option<StoreRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", store_columns!(), " FROM store WHERE id = 1");
+        const LOCK: &str = "LOCK TABLE store IN SHARE ROW EXCLUSIVE MODE";
+        if self.write && !self.started {
+            // Queue behind other writers of the store row before the snapshot is taken
+            // (module documentation).
+            self.exec(LOCK, &[], Doing::NOTHING)?;
+        }
+        self.one(SQL, &[], rows::store, Doing::NOTHING)
+    }
+
+    fn master_keys(&mut self) -> Result<Vec<MasterKeyRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            master_key_columns!(),
+            " FROM master_keys ORDER BY version"
+        );
+        self.all(SQL, &[], rows::master_key)
+    }
+
+    fn rotation_keys(&mut self) -> Result<Vec<RotationKeyRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            rotation_key_columns!(),
+            " FROM rotation_keys ORDER BY version"
+        );
+        self.all(SQL, &[], rows::rotation_key)
+    }
+
+    fn namespace(&mut self, by: By<'_>) -> Result<Option<NamespaceRecord>, MetaError> {
+        const BY_ID: &str = concat!(
+            "SELECT ",
+            namespace_columns!(),
+            " FROM namespaces WHERE id = $1"
+        );
+        const BY_NAME: &str = concat!(
+            "SELECT ",
+            namespace_columns!(),
+            " FROM namespaces WHERE name = $1"
+        );
+        match by {
+            // An id above i64::MAX names no row.
+            By::Id(id) => match i64::try_from(id) {
+                Ok(id) => self.one(BY_ID, &[&id], rows::namespace, Doing::NOTHING),
+                Err(_) => Ok(None),
+            },
+            By::Name(name) => self.one(BY_NAME, &[&name], rows::namespace, Doing::NOTHING),
+        }
+    }
+
+    fn namespaces(&mut self) -> Result<Vec<NamespaceRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            namespace_columns!(),
+            " FROM namespaces ORDER BY id"
+        );
+        self.all(SQL, &[], rows::namespace)
+    }
+
+    fn bucket(&mut self, by: By<'_>) -> Result<Option<BucketRecord>, MetaError> {
+        const BY_ID: &str = concat!("SELECT ", bucket_columns!(), " FROM buckets WHERE id = $1");
+        const BY_NAME: &str = concat!(
+            "SELECT ",
+            bucket_columns!(),
+            " FROM buckets WHERE name = $1"
+        );
+        match by {
+            By::Id(id) => match i64::try_from(id) {
+                Ok(id) => self.one(BY_ID, &[&id], rows::bucket, Doing::NOTHING),
+                Err(_) => Ok(None),
+            },
+            By::Name(name) => self.one(BY_NAME, &[&name], rows::bucket, Doing::NOTHING),
+        }
+    }
+
+    fn buckets(&mut self, namespace_id: Option<u64>) -> Result<Vec<BucketRecord>, MetaError> {
+        const ALL: &str = concat!("SELECT ", bucket_columns!(), " FROM buckets ORDER BY id");
+        const OF: &str = concat!(
+            "SELECT ",
+            bucket_columns!(),
+            " FROM buckets WHERE namespace_id = $1 ORDER BY id"
+        );
+        match namespace_id.map(i64::try_from) {
+            None => self.all(ALL, &[], rows::bucket),
+            Some(Ok(ns)) => self.all(OF, &[&ns], rows::bucket),
+            Some(Err(_)) => Ok(Vec::new()),
+        }
+    }
+
+    fn task(&mut self, id: u64) -> Result<Option<TaskRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1");
+        match i64::try_from(id) {
+            Ok(id) => self.one(SQL, &[&id], rows::task, Doing::NOTHING),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn tasks(&mut self) -> Result<Vec<TaskRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks ORDER BY id");
+        self.all(SQL, &[], rows::task)
+    }
+
+    fn object(&mut self, bucket_id: u64, name: &str) -> Result<Option<ObjectRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = $1 AND name = $2"
+        );
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(None);
+        };
+        let name = name.as_bytes();
+        self.one(SQL, &[&bucket_id, &name], rows::object, Doing::NOTHING)
+    }
+
+    fn objects(
+        &mut self,
+        bucket_id: u64,
+        range: NameRange<'_>,
+        limit: usize,
+    ) -> Result<Vec<ObjectRecord>, MetaError> {
+        // Every variant is a range scan of the primary key (bucket_id, name), in its order.
+        const FROM: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = $1 AND name >= $2 ORDER BY name LIMIT $3"
+        );
+        const FROM_TO: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = $1 AND name >= $2 AND name < $3",
+            " ORDER BY name LIMIT $4"
+        );
+        const AFTER: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = $1 AND name > $2 ORDER BY name LIMIT $3"
+        );
+        const AFTER_TO: &str = concat!(
+            "SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = $1 AND name > $2 AND name < $3",
+            " ORDER BY name LIMIT $4"
+        );
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let prefix = range.prefix.as_bytes();
+        let end = prefix_end(prefix);
+        // Names starting with `prefix` are >= `prefix`; an `after` below `prefix` adds
+        // nothing to that bound, one at or above it replaces it.
+        let (lower, exclusive) = match range.after {
+            Some(after) if after >= prefix => (after, true),
+            _ => (prefix, false),
+        };
+        let sql = match (exclusive, end.is_some()) {
+            (false, false) => FROM,
+            (false, true) => FROM_TO,
+            (true, false) => AFTER,
+            (true, true) => AFTER_TO,
+        };
+        match &end {
+            None => self.all(sql, &[&bucket_id, &lower, &limit], rows::object),
+            Some(end) => {
+                let end = end.as_slice();
+                self.all(sql, &[&bucket_id, &lower, &end, &limit], rows::object)
+            }
+        }
+    }
+
+    fn object_count(&mut self, bucket_id: u64) -> Result<u64, MetaError> {
+        const SQL: &str = "SELECT count(*) FROM objects WHERE bucket_id = $1";
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(0);
+        };
+        self.one(SQL, &[&bucket_id], rows::count, Doing::NOTHING)?
+            .ok_or_else(|| MetaError::Database("count(*) returned no row".into()))
+    }
+}
+
+impl WriteTx for PgTx<'_> {
+    fn insert_store(&mut self, s: &StoreRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO store (id, ",
+            store_columns!(),
+            ") VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        self.exec(
+            SQL,
+            &[
+                &&s.store_id[..],
+                &i16::from(s.chunk_shift),
+                &s.root_of_trust,
+                &s.rt_data_key,
+                &i64::from(s.active_master),
+                &i64::from(s.active_rotation),
+                &int(s.key_epoch, "key epoch")?,
+                &int(s.created, "store creation time")?,
+                &int(s.row_version, "store row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        Ok(())
+    }
+
+    fn update_store(&mut self, s: &StoreRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE store SET chunk_shift = $1, root_of_trust = $2, \
+             rt_data_key = $3, active_master = $4, active_rotation = $5, key_epoch = $6, \
+             row_version = $7 WHERE id = 1 AND row_version = $8";
+        let next = bump(s.row_version)?;
+        let changed = self.exec(
+            SQL,
+            &[
+                &i16::from(s.chunk_shift),
+                &s.root_of_trust,
+                &s.rt_data_key,
+                &i64::from(s.active_master),
+                &i64::from(s.active_rotation),
+                &int(s.key_epoch, "key epoch")?,
+                &int(next, "store row version")?,
+                &int(s.row_version, "store row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("store row"));
+        }
+        Ok(next)
+    }
+
+    fn insert_master_key(&mut self, m: &MasterKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO master_keys (",
+            master_key_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5)"
+        );
+        let doing = Doing {
+            id: Some(u64::from(m.version)),
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            &[
+                &i64::from(m.version),
+                &m.state.as_str(),
+                &m.wrapped,
+                &int(m.created, "master key creation time")?,
+                &opt_int(m.retired, "master key retirement time")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn update_master_key(&mut self, m: &MasterKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str =
+            "UPDATE master_keys SET state = $1, wrapped = $2, retired = $3 WHERE version = $4";
+        let changed = self.exec(
+            SQL,
+            &[
+                &m.state.as_str(),
+                &m.wrapped,
+                &opt_int(m.retired, "master key retirement time")?,
+                &i64::from(m.version),
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "master key",
+                name: m.version.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn insert_rotation_key(&mut self, r: &RotationKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO rotation_keys (",
+            rotation_key_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5)"
+        );
+        let doing = Doing {
+            id: Some(u64::from(r.version)),
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(r.master_version),
+            },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            &[
+                &i64::from(r.version),
+                &i64::from(r.master_version),
+                &r.wrapped,
+                &int(r.created, "rotation key creation time")?,
+                &int(r.row_version, "rotation key row version")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn update_rotation_key(&mut self, r: &RotationKeyRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE rotation_keys SET master_version = $1, wrapped = $2, \
+             row_version = $3 WHERE version = $4 AND row_version = $5";
+        let next = bump(r.row_version)?;
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(r.master_version),
+            },
+            ..Doing::NOTHING
+        };
+        let changed = self.exec(
+            SQL,
+            &[
+                &i64::from(r.master_version),
+                &r.wrapped,
+                &int(next, "rotation key row version")?,
+                &i64::from(r.version),
+                &int(r.row_version, "rotation key row version")?,
+            ],
+            doing,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("rotation key"));
+        }
+        Ok(next)
+    }
+
+    fn insert_namespace(&mut self, n: &NewNamespace) -> Result<u64, MetaError> {
+        const NEW: &str = "INSERT INTO namespaces (name, encryption, master_version, \
+             wrapped_key, created, row_version) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id";
+        const IMPORTED: &str = "INSERT INTO namespaces (name, encryption, master_version, \
+             wrapped_key, created, row_version, id) VALUES ($1, $2, $3, $4, $5, 1, $6) \
+             RETURNING id";
+        const LOCK: &str = "LOCK TABLE namespaces IN SHARE ROW EXCLUSIVE MODE";
+        const BUMP: &str = bump_sequence!("namespaces");
+        let doing = Doing {
+            name: &n.name,
+            id: n.id,
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(n.master_version),
+            },
+        };
+        let master_version = i64::from(n.master_version);
+        let created = int(n.created, "namespace creation time")?;
+        let p: [&(dyn ToSql + Sync); 5] = [
+            &n.name,
+            &n.encryption,
+            &master_version,
+            &n.wrapped_key,
+            &created,
+        ];
+        match opt_int(n.id, "namespace id")? {
+            None => self.insert(NEW, &p, doing),
+            Some(id) => {
+                let [a, b, c, d, e] = p;
+                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, e, &id], id, doing)
+            }
+        }
+    }
+
+    fn update_namespace(&mut self, n: &NamespaceRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE namespaces SET master_version = $1, wrapped_key = $2, \
+             row_version = $3 WHERE id = $4 AND row_version = $5";
+        let next = bump(n.row_version)?;
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingParent {
+                what: "master key",
+                id: u64::from(n.master_version),
+            },
+            ..Doing::NOTHING
+        };
+        let changed = self.exec(
+            SQL,
+            &[
+                &i64::from(n.master_version),
+                &n.wrapped_key,
+                &int(next, "namespace row version")?,
+                &int(n.id, "namespace id")?,
+                &int(n.row_version, "namespace row version")?,
+            ],
+            doing,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("namespace"));
+        }
+        Ok(next)
+    }
+
+    fn delete_namespace(&mut self, id: u64) -> Result<(), MetaError> {
+        let doing = Doing {
+            foreign_key: ForeignKey::HasChildren("namespace still holds buckets"),
+            ..Doing::NOTHING
+        };
+        let changed = self.exec(
+            "DELETE FROM namespaces WHERE id = $1",
+            &[&int(id, "namespace id")?],
+            doing,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "namespace",
+                name: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn insert_bucket(&mut self, b: &NewBucket) -> Result<u64, MetaError> {
+        const NEW: &str = "INSERT INTO buckets (name, namespace_id, encryption, wrapped_key, \
+             created, row_version) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id";
+        const IMPORTED: &str = "INSERT INTO buckets (name, namespace_id, encryption, \
+             wrapped_key, created, row_version, id) VALUES ($1, $2, $3, $4, $5, 1, $6) \
+             RETURNING id";
+        const LOCK: &str = "LOCK TABLE buckets IN SHARE ROW EXCLUSIVE MODE";
+        const BUMP: &str = bump_sequence!("buckets");
+        let doing = Doing {
+            name: &b.name,
+            id: b.id,
+            foreign_key: ForeignKey::MissingParent {
+                what: "namespace",
+                id: b.namespace_id,
+            },
+        };
+        let namespace_id = int(b.namespace_id, "namespace id")?;
+        let created = int(b.created, "bucket creation time")?;
+        let p: [&(dyn ToSql + Sync); 5] = [
+            &b.name,
+            &namespace_id,
+            &b.encryption,
+            &b.wrapped_key,
+            &created,
+        ];
+        match opt_int(b.id, "bucket id")? {
+            None => self.insert(NEW, &p, doing),
+            Some(id) => {
+                let [a, b, c, d, e] = p;
+                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, e, &id], id, doing)
+            }
+        }
+    }
+
+    fn delete_bucket(&mut self, id: u64) -> Result<u64, MetaError> {
+        let sql_id = int(id, "bucket id")?;
+        let objects = self.exec(
+            "DELETE FROM objects WHERE bucket_id = $1",
+            &[&sql_id],
+            Doing::NOTHING,
+        )?;
+        // An object inserted by a transaction that committed after this one's snapshot still
+        // names the bucket: a conflict, and a retry deletes it too.
+        let doing = Doing {
+            foreign_key: ForeignKey::Concurrent("bucket (an object was put into it meanwhile)"),
+            ..Doing::NOTHING
+        };
+        let changed = self.exec("DELETE FROM buckets WHERE id = $1", &[&sql_id], doing)?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "bucket",
+                name: id.to_string(),
+            });
+        }
+        Ok(objects)
+    }
+
+    fn insert_task(&mut self, t: &NewTask) -> Result<u64, MetaError> {
+        const NEW: &str = concat!(
+            "INSERT INTO tasks (",
+            task_columns!(),
+            ") VALUES (DEFAULT, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1) ",
+            "RETURNING id"
+        );
+        const IMPORTED: &str = concat!(
+            "INSERT INTO tasks (",
+            task_columns!(),
+            ") VALUES ($5, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1) ",
+            "RETURNING id"
+        );
+        const LOCK: &str = "LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE";
+        const BUMP: &str = bump_sequence!("tasks");
+        let doing = Doing {
+            id: t.id,
+            ..Doing::NOTHING
+        };
+        let kind = t.kind.as_str();
+        let state = TaskState::Pending.as_str();
+        let started = int(t.started, "task start time")?;
+        let previous_master = i64::from(t.previous_master);
+        let p: [&(dyn ToSql + Sync); 4] = [&kind, &state, &started, &previous_master];
+        match opt_int(t.id, "task id")? {
+            None => self.insert(NEW, &p, doing),
+            Some(id) => {
+                let [a, b, c, d] = p;
+                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, &id], id, doing)
+            }
+        }
+    }
+
+    fn update_task(&mut self, t: &TaskRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE tasks SET state = $1, step = $2, ended = $3, outcome = $4, \
+             error = $5, previous_master = $6, new_master = $7, new_rotation = $8, \
+             master_attempts = $9, row_version = $10 WHERE id = $11 AND row_version = $12";
+        let next = bump(t.row_version)?;
+        let changed = self.exec(
+            SQL,
+            &[
+                &t.state.as_str(),
+                &i16::from(t.step),
+                &opt_int(t.ended, "task end time")?,
+                &t.outcome,
+                &t.error,
+                &i64::from(t.previous_master),
+                &t.new_master.map(i64::from),
+                &t.new_rotation.map(i64::from),
+                &i64::from(t.master_attempts),
+                &int(next, "task row version")?,
+                &int(t.id, "task id")?,
+                &int(t.row_version, "task row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("task"));
+        }
+        Ok(next)
+    }
+
+    fn put_object(&mut self, o: &ObjectRecord) -> Result<Option<ObjectRecord>, MetaError> {
+        // One round trip: every part of a statement sees the same snapshot, so `old` is the
+        // row as it was before the upsert, which updates it in place.
+        const SQL: &str = concat!(
+            "WITH old AS (SELECT ",
+            object_columns!(),
+            " FROM objects WHERE bucket_id = $1 AND name = $2), ",
+            "up AS (INSERT INTO objects (",
+            object_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1) ",
+            "ON CONFLICT (bucket_id, name) DO UPDATE SET object_id = excluded.object_id, ",
+            "size = excluded.size, created_ms = excluded.created_ms, etag = excluded.etag, ",
+            "format = excluded.format, suite = excluded.suite, ",
+            "chunk_shift = excluded.chunk_shift, nonce_prefix = excluded.nonce_prefix, ",
+            "envelope_kind = excluded.envelope_kind, envelope = excluded.envelope, ",
+            "meta = excluded.meta, row_version = 1) ",
+            "SELECT ",
+            object_columns!(),
+            " FROM old"
+        );
+        let bucket_id = int(o.bucket_id, "bucket id")?;
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingParent {
+                what: "bucket",
+                id: o.bucket_id,
+            },
+            ..Doing::NOTHING
+        };
+        self.one(
+            SQL,
+            &[
+                &bucket_id,
+                &o.name.as_bytes(),
+                &&o.object_id[..],
+                &int(o.size, "object size")?,
+                &int(o.created_ms, "object creation time")?,
+                &o.etag,
+                &i16::from(o.format),
+                &i16::from(o.suite),
+                &i16::from(o.chunk_shift),
+                &&o.nonce_prefix[..],
+                &o.envelope_kind.map(i16::from),
+                &o.envelope,
+                &o.meta,
+            ],
+            rows::object,
+            doing,
+        )
+    }
+
+    fn delete_object(
+        &mut self,
+        bucket_id: u64,
+        name: &str,
+    ) -> Result<Option<ObjectRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "DELETE FROM objects WHERE bucket_id = $1 AND name = $2 RETURNING ",
+            object_columns!()
+        );
+        let Ok(bucket_id) = i64::try_from(bucket_id) else {
+            return Ok(None);
+        };
+        let name = name.as_bytes();
+        self.one(SQL, &[&bucket_id, &name], rows::object, Doing::NOTHING)
+    }
+
+    fn swap_envelope(
+        &mut self,
+        bucket_id: u64,
+        name: &str,
+        object_id: &[u8; 16],
+        row_version: u64,
+        envelope_kind: u8,
+        envelope: &[u8],
+    ) -> Result<bool, MetaError> {
+        const SQL: &str = "UPDATE objects SET envelope_kind = $1, envelope = $2, \
+             row_version = row_version + 1 \
+             WHERE bucket_id = $3 AND name = $4 AND object_id = $5 AND row_version = $6";
+        let (Ok(bucket_id), Ok(row_version)) =
+            (i64::try_from(bucket_id), i64::try_from(row_version))
+        else {
+            return Ok(false);
+        };
+        let changed = self.exec(
+            SQL,
+            &[
+                &i16::from(envelope_kind),
+                &envelope,
+                &bucket_id,
+                &name.as_bytes(),
+                &&object_id[..],
+                &row_version,
+            ],
+            Doing::NOTHING,
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), MetaError> {
+        // COMMIT of an aborted transaction "succeeds" as a rollback: report the abort.
+        self.refuse()?;
+        match self.conn.client().batch_execute("COMMIT") {
+            Ok(()) => {
+                self.finished = true;
+                Ok(())
+            }
+            Err(e) => {
+                let lost = connection_lost(&e);
+                self.conn.discard_if(lost);
+                // A COMMIT that the server answered ends the transaction either way.
+                self.finished = !lost;
+                Err(map_err(
+                    &e,
+                    self.conn.home.target.shown(),
+                    self.waited,
+                    Doing::NOTHING,
+                    Phase::Commit,
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_smallest_string_above_the_prefix() {
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_end("¿".as_bytes()), Some(vec![0xc2, 0xc0]));
+        assert_eq!(prefix_end(&[0x61, 0xff, 0xff]), Some(vec![0x62]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}

@@ -1,0 +1,651 @@
+//! [`PostgresMetadata`] against a real PostgreSQL server started by this test binary: the
+//! conformance suite, then what only a server shared by several nodes has — migrations run
+//! by nodes starting together, parallel writers on two nodes, lock waits, and faults (the
+//! server crashing mid-transaction, a connection killed inside a transaction, an unreachable
+//! server, a wrong password), with the password never in a message.
+//!
+//! One server serves the whole binary (each test gets a fresh database of it); the tests that
+//! stop the server start one of their own. Without PostgreSQL installed these tests fail,
+//! saying how to install it.
+
+#[macro_use]
+mod suite;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use dare_metadata::{
+    By, MasterKeyRecord, MetaError, Metadata, NamespaceRecord, NewBucket, NewNamespace,
+    PostgresMetadata, PostgresOptions, StoreRecord, write_with,
+};
+use dare_testkit::PgServer;
+use dare_testkit::postgres as postgres_client;
+
+use suite::{Fixture, object, put, read, seed, seed_bucket, write};
+
+static SERVER: OnceLock<PgServer> = OnceLock::new();
+
+/// The server shared by this binary's tests.
+fn server() -> &'static PgServer {
+    SERVER.get_or_init(PgServer::start)
+}
+
+/// A new, empty database on the shared server; its URL.
+fn fresh_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    server().create_database(&format!("t{n}"))
+}
+
+fn opts() -> PostgresOptions {
+    PostgresOptions::default()
+}
+
+fn open(url: &str) -> PostgresMetadata {
+    PostgresMetadata::open(url, opts()).expect("open")
+}
+
+fn fixture() -> Fixture {
+    let url = fresh_database();
+    let db = open(&url);
+    Fixture {
+        db: Box::new(db),
+        reopen: Box::new(move || Box::new(open(&url))),
+        keep: Box::new(()),
+    }
+}
+
+metadata_suite!(postgres, crate::fixture());
+
+/// The database name at the end of a URL.
+fn database_of(url: &str) -> &str {
+    url.rsplit('/').next().expect("database")
+}
+
+/// `postgres://dare:***@127.0.0.1:<port>/<db>`: how dare must show `url`.
+fn shown(url: &str, port: u16) -> String {
+    format!("postgres://dare:***@127.0.0.1:{port}/{}", database_of(url))
+}
+
+fn new_namespace(name: &str) -> NewNamespace {
+    NewNamespace {
+        id: None,
+        name: name.into(),
+        encryption: true,
+        master_version: 1,
+        wrapped_key: vec![0x11; 40],
+        created: 1,
+    }
+}
+
+fn new_bucket(namespace_id: u64, name: &str) -> NewBucket {
+    NewBucket {
+        id: None,
+        name: name.into(),
+        namespace_id,
+        encryption: true,
+        wrapped_key: Some(vec![0x22; 40]),
+        created: 1,
+    }
+}
+
+/// Asserts that an error's message and debug form carry no password.
+fn no_password(e: &MetaError, passwords: &[&str]) -> String {
+    let text = format!("{e} / {e:?}");
+    for p in passwords {
+        assert!(!text.contains(p), "password in the message: {text}");
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening and migrating
+
+#[test]
+fn open_creates_the_schema_and_hides_the_password() {
+    let url = fresh_database();
+    let db = open(&url);
+    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 1);
+    assert_eq!(db.schema_version().expect("version"), 1);
+    let expect = shown(&url, server().port());
+    assert_eq!(db.describe(), expect);
+    let debug = format!("{db:?}");
+    assert!(debug.contains(&expect), "{debug}");
+    assert!(!debug.contains(server().password()), "{debug}");
+    // Opening again finds the schema and changes nothing.
+    let b = seed_bucket(&db);
+    let again = open(&url);
+    assert!(read(&again, |tx| tx.bucket(By::Id(b))).is_some());
+}
+
+/// Nodes starting together on an empty database: every open succeeds, the schema is created
+/// once (without the advisory lock, all but one would fail on "relation already exists").
+#[test]
+fn nodes_opening_together_migrate_once() {
+    const NODES: usize = 6;
+    let url = fresh_database();
+    let barrier = Barrier::new(NODES);
+    let handles: Vec<PostgresMetadata> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..NODES)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PostgresMetadata::open(&url, opts())
+                })
+            })
+            .collect();
+        opening
+            .into_iter()
+            .map(|t| t.join().expect("thread").expect("open"))
+            .collect()
+    });
+    for h in &handles {
+        assert_eq!(h.schema_version().expect("version"), 1);
+    }
+    let mut c = server().client(database_of(&url));
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(tables, 8, "dare_schema and the seven tables of schema 1");
+    // Every node works on the one schema.
+    let b = seed_bucket(&handles[0]);
+    put(&handles[NODES - 1], b, &["x"]);
+    assert_eq!(read(&handles[1], |tx| tx.object_count(b)), 1);
+}
+
+#[test]
+fn newer_schema_is_refused_untouched() {
+    let url = fresh_database();
+    let b = seed_bucket(&open(&url));
+    let mut c = server().client(database_of(&url));
+    c.batch_execute("UPDATE dare_schema SET version = 2")
+        .expect("set version");
+    let e = PostgresMetadata::open(&url, opts()).expect_err("newer schema");
+    assert!(
+        matches!(
+            e,
+            MetaError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{e:?}"
+    );
+    let version: i32 = c
+        .query_one("SELECT version FROM dare_schema", &[])
+        .expect("version")
+        .get(0);
+    assert_eq!(version, 2);
+    let buckets: i64 = c
+        .query_one("SELECT count(*) FROM buckets WHERE id = $1", &[&(b as i64)])
+        .expect("count")
+        .get(0);
+    assert_eq!(buckets, 1);
+}
+
+#[test]
+fn a_database_that_is_not_utf8_is_refused_untouched() {
+    let mut admin = server().client("postgres");
+    admin
+        .batch_execute(
+            "CREATE DATABASE latin ENCODING 'LATIN1' TEMPLATE template0 \
+             LC_COLLATE 'C' LC_CTYPE 'C'",
+        )
+        .expect("create LATIN1 database");
+    let url = server().url_for("latin");
+    let e = PostgresMetadata::open(&url, opts()).expect_err("LATIN1");
+    let text = no_password(&e, &[server().password()]);
+    assert!(text.contains("LATIN1") && text.contains("UTF8"), "{text}");
+    let exists: bool = server()
+        .client("latin")
+        .query_one("SELECT to_regclass('dare_schema') IS NOT NULL", &[])
+        .expect("query")
+        .get(0);
+    assert!(!exists, "the schema was created anyway");
+}
+
+// ---------------------------------------------------------------------------------------
+// Several nodes writing
+
+/// Two nodes (handles with their own connections), two threads each, 250 buckets per thread:
+/// 1000 buckets, all ids distinct, no error but retried conflicts.
+#[test]
+fn two_nodes_create_1000_buckets_in_parallel() {
+    const THREADS_PER_NODE: usize = 2;
+    const PER_THREAD: usize = 250;
+    let url = fresh_database();
+    let nodes = [open(&url), open(&url)];
+    seed(&nodes[0]);
+    let ns = write(&nodes[0], |tx| tx.insert_namespace(&new_namespace("ns")));
+    let attempts = AtomicU32::new(0);
+    let barrier = Barrier::new(nodes.len() * THREADS_PER_NODE);
+    std::thread::scope(|s| {
+        for (n, node) in nodes.iter().enumerate() {
+            for t in 0..THREADS_PER_NODE {
+                let (attempts, barrier) = (&attempts, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for i in 0..PER_THREAD {
+                        let name = format!("n{n}-t{t}-{i:03}");
+                        // As the control plane does: the namespace must exist, the name must
+                        // be free, then the insert; all in one transaction.
+                        write_with(node, MetaError::is_retryable, |tx| {
+                            attempts.fetch_add(1, Ordering::Relaxed);
+                            let ns = tx.namespace(By::Id(ns))?.expect("namespace");
+                            assert!(tx.bucket(By::Name(&name))?.is_none());
+                            tx.insert_bucket(&new_bucket(ns.id, &name))
+                        })
+                        .unwrap_or_else(|e| panic!("bucket {name}: {e}"));
+                    }
+                });
+            }
+        }
+    });
+    let total = nodes.len() * THREADS_PER_NODE * PER_THREAD;
+    let buckets = read(&nodes[1], |tx| tx.buckets(Some(ns)));
+    assert_eq!(buckets.len(), total);
+    let mut ids: Vec<u64> = buckets.iter().map(|b| b.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total);
+    let mut names: Vec<&str> = buckets.iter().map(|b| b.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), total);
+    let attempts = attempts.into_inner() as usize;
+    println!(
+        "{total} buckets from 2 nodes x {THREADS_PER_NODE} threads: {} retried transactions",
+        attempts - total
+    );
+}
+
+/// Two nodes bumping the store row's key epoch (a read, then an update naming the row
+/// version read), interleaved with bucket inserts: every bump counts once. A write
+/// transaction that starts by reading the store row queues for it, so none even conflicts.
+#[test]
+fn two_nodes_bumping_the_store_row_queue_and_lose_nothing() {
+    const PER_NODE: usize = 150;
+    let url = fresh_database();
+    let nodes = [open(&url), open(&url)];
+    seed(&nodes[0]);
+    let ns = write(&nodes[0], |tx| tx.insert_namespace(&new_namespace("ns")));
+    let conflicts = AtomicU32::new(0);
+    let barrier = Barrier::new(nodes.len());
+    std::thread::scope(|s| {
+        for (n, node) in nodes.iter().enumerate() {
+            let (conflicts, barrier) = (&conflicts, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..PER_NODE {
+                    write(node, |tx| {
+                        tx.insert_bucket(&new_bucket(ns, &format!("{n}-{i}")))
+                    });
+                    write_with(node, MetaError::is_retryable, |tx| {
+                        let s = tx.store()?.expect("store");
+                        tx.update_store(&StoreRecord {
+                            key_epoch: s.key_epoch + 1,
+                            ..s
+                        })
+                        .inspect_err(|e| {
+                            if e.is_retryable() {
+                                conflicts.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    })
+                    .expect("bump");
+                }
+            });
+        }
+    });
+    let store = read(&nodes[1], |tx| tx.store()).expect("store");
+    assert_eq!(store.key_epoch, 2 * PER_NODE as u64);
+    assert_eq!(store.row_version, 1 + 2 * PER_NODE as u64);
+    assert_eq!(
+        conflicts.into_inner(),
+        0,
+        "writers of the store row did not queue"
+    );
+}
+
+/// A transaction whose snapshot predates another node's committed update of a row fails its
+/// own update of that row with a retryable conflict, changing nothing — whether the update
+/// names the row version it read (the optimistic check) or not (PostgreSQL's repeatable read
+/// refuses to overwrite a row changed after the snapshot).
+#[test]
+fn a_concurrent_update_from_another_node_is_a_retryable_conflict() {
+    let url = fresh_database();
+    let (a, b) = (open(&url), open(&url));
+    seed(&a);
+    let ns = write(&a, |tx| tx.insert_namespace(&new_namespace("ns")));
+
+    // With a row version.
+    let mut tx = a.write().expect("begin");
+    let stale = tx.namespace(By::Id(ns)).expect("read").expect("namespace");
+    write(&b, |tx| {
+        let cur = tx.namespace(By::Id(ns))?.expect("namespace");
+        tx.update_namespace(&NamespaceRecord {
+            wrapped_key: vec![0xbb; 40],
+            ..cur
+        })
+    });
+    let e = tx
+        .update_namespace(&NamespaceRecord {
+            wrapped_key: vec![0xaa; 40],
+            ..stale
+        })
+        .expect_err("stale");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    drop(tx);
+    let now = read(&a, |tx| tx.namespace(By::Id(ns))).expect("namespace");
+    assert_eq!((now.wrapped_key, now.row_version), (vec![0xbb; 40], 2));
+
+    // Without one: master key rows carry no version.
+    let mut tx = a.write().expect("begin");
+    let stale = tx.master_keys().expect("read").remove(0);
+    write(&b, |tx| {
+        let cur = tx.master_keys()?.remove(0);
+        tx.update_master_key(&MasterKeyRecord {
+            retired: Some(9),
+            ..cur
+        })
+    });
+    let e = tx
+        .update_master_key(&MasterKeyRecord {
+            retired: Some(7),
+            ..stale
+        })
+        .expect_err("changed after the snapshot");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    assert!(tx.commit().is_err(), "an aborted transaction committed");
+    assert_eq!(
+        read(&a, |tx| tx.master_keys())[0].retired,
+        Some(9),
+        "node B's change was overwritten"
+    );
+}
+
+/// A row lock held by another transaction is waited for at most `lock_timeout`.
+#[test]
+fn a_held_row_lock_is_busy_after_the_lock_timeout() {
+    let url = fresh_database();
+    let db = PostgresMetadata::open(
+        &url,
+        PostgresOptions {
+            lock_timeout: Duration::from_millis(300),
+            ..opts()
+        },
+    )
+    .expect("open");
+    seed(&db);
+    let store = read(&db, |tx| tx.store()).expect("store");
+    let mut other = server().client(database_of(&url));
+    other
+        .batch_execute("BEGIN; SELECT * FROM store FOR UPDATE")
+        .expect("lock the store row");
+    let started = Instant::now();
+    let e = write_with(&db, MetaError::is_retryable, |tx| {
+        tx.update_store(&StoreRecord {
+            key_epoch: 1,
+            ..store.clone()
+        })
+    })
+    .expect_err("locked");
+    assert!(
+        matches!(e, MetaError::Busy { waited } if waited == Duration::from_millis(300)),
+        "{e:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Readers are not blocked by the lock.
+    assert_eq!(read(&db, |tx| tx.store()).map(|s| s.key_epoch), Some(0));
+    other.batch_execute("COMMIT").expect("release");
+    write(&db, |tx| {
+        tx.update_store(&StoreRecord {
+            key_epoch: 1,
+            ..store.clone()
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// What PostgreSQL does differently from SQLite
+
+/// After a statement fails, PostgreSQL has aborted the transaction: later statements and the
+/// commit fail too (a silent rollback reported as a commit would lose the other changes).
+#[test]
+fn a_failed_statement_aborts_the_transaction() {
+    let url = fresh_database();
+    let db = open(&url);
+    seed(&db);
+    write(&db, |tx| tx.insert_namespace(&new_namespace("taken")));
+    let mut tx = db.write().expect("begin");
+    tx.insert_namespace(&new_namespace("first"))
+        .expect("insert");
+    let e = tx
+        .insert_namespace(&new_namespace("taken"))
+        .expect_err("taken");
+    assert!(matches!(e, MetaError::AlreadyExists { .. }), "{e:?}");
+    let e = tx
+        .insert_namespace(&new_namespace("second"))
+        .expect_err("aborted");
+    assert!(
+        matches!(e, MetaError::Database(ref m) if m.contains("earlier statement")),
+        "{e:?}"
+    );
+    let e = tx.commit().expect_err("commit of an aborted transaction");
+    assert!(matches!(e, MetaError::Database(_)), "{e:?}");
+    assert_eq!(read(&db, |tx| tx.namespace(By::Name("first"))), None);
+    // The connection went back to the pool clean.
+    write(&db, |tx| tx.insert_namespace(&new_namespace("after")));
+}
+
+/// PostgreSQL's DETAIL of a constraint violation quotes the failing row; no message of dare
+/// carries it.
+#[test]
+fn constraint_errors_quote_no_record_contents() {
+    let url = fresh_database();
+    let db = open(&url);
+    let b = seed_bucket(&db);
+    let ns = read(&db, |tx| tx.namespace(By::Name("ns"))).expect("ns").id;
+    let mut tx = db.write().expect("begin");
+    let e = tx
+        .insert_bucket(&NewBucket {
+            encryption: false,
+            wrapped_key: Some(vec![0x5e; 40]),
+            ..new_bucket(ns, "keyed-but-clear")
+        })
+        .expect_err("check");
+    drop(tx);
+    let text = format!("{e} / {e:?}");
+    assert!(matches!(e, MetaError::Database(_)), "{text}");
+    assert!(text.contains("buckets_key_iff_encrypted"), "{text}");
+    assert!(
+        !text.contains("5e5e5e") && !text.contains("Failing row"),
+        "{text}"
+    );
+
+    let marker = format!("SECRET-NAME-{}", "x".repeat(1030));
+    let mut tx = db.write().expect("begin");
+    let e = tx.put_object(&object(b, &marker, 1)).expect_err("too long");
+    let text = format!("{e} / {e:?}");
+    assert!(
+        !text.contains("SECRET") && !text.contains("5345435245"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+
+/// The server crashes (`pg_ctl stop -m immediate`) inside a transaction: its commit fails
+/// with a clear error naming the server without the password; after the restart the same
+/// handle works again (its dead pooled connections are replaced), what was committed before
+/// the crash is there and the interrupted transaction is not.
+#[test]
+fn server_crash_mid_transaction() {
+    let mut server = PgServer::start();
+    let url = server.create_database("crash");
+    let db = open(&url);
+    let b = seed_bucket(&db);
+    put(&db, b, &["committed"]);
+    // Several pooled connections, all of which the crash kills.
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| read(&db, |tx| tx.object_count(b)));
+        }
+    });
+
+    let mut tx = db.write().expect("begin");
+    tx.put_object(&object(b, "interrupted", 2)).expect("put");
+    server.stop_immediate();
+    let e = tx.commit().expect_err("commit after the crash");
+    let text = no_password(&e, &[server.password()]);
+    assert!(matches!(e, MetaError::Database(_)), "{text}");
+    assert!(text.contains(&shown(&url, server.port())), "{text}");
+    assert!(text.contains("during commit"), "{text}");
+
+    // While it is down: a clear error, no hang, no password.
+    let e = db.read().map(|_| ()).expect_err("server down");
+    let text = no_password(&e, &[server.password()]);
+    assert!(
+        text.contains(&format!("cannot connect to {}", shown(&url, server.port()))),
+        "{text}"
+    );
+    assert!(db.write().is_err(), "a write began with the server down");
+
+    server.start_again();
+    read(&db, |tx| {
+        assert!(tx.object(b, "committed")?.is_some(), "a commit was lost");
+        assert_eq!(tx.object(b, "interrupted")?, None);
+        Ok(())
+    });
+    put(&db, b, &["after"]);
+    assert_eq!(read(&db, |tx| tx.object_count(b)), 2);
+}
+
+/// The server crashes between two statements of a transaction: the next statement fails
+/// cleanly, saying that nothing was committed.
+#[test]
+fn server_crash_between_statements() {
+    let mut server = PgServer::start();
+    let url = server.create_database("crash2");
+    let db = open(&url);
+    let b = seed_bucket(&db);
+    let mut tx = db.write().expect("begin");
+    tx.put_object(&object(b, "first", 1)).expect("put");
+    server.stop_immediate();
+    let e = tx
+        .put_object(&object(b, "second", 2))
+        .expect_err("server gone");
+    let text = no_password(&e, &[server.password()]);
+    assert!(text.contains("rolled back"), "{text}");
+    // The transaction refuses to commit what the server has forgotten.
+    assert!(tx.commit().is_err());
+    server.start_again();
+    assert_eq!(read(&db, |tx| tx.object_count(b)), 0);
+}
+
+/// Another session terminates this transaction's backend (`pg_terminate_backend`, as an
+/// administrator or a failover would): the transaction fails cleanly, nothing of it is
+/// visible, the broken connection is not pooled again, and the next transactions work.
+#[test]
+fn a_connection_terminated_inside_a_transaction() {
+    let url = fresh_database();
+    let db = open(&url);
+    let b = seed_bucket(&db);
+    let mut admin = server().client("postgres");
+    let terminate = |admin: &mut postgres_client::Client| {
+        let killed = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND state = 'idle in transaction'",
+                &[&database_of(&url)],
+            )
+            .expect("terminate");
+        assert_eq!(killed.len(), 1, "one transaction is open");
+    };
+
+    // Killed between statements.
+    let mut tx = db.write().expect("begin");
+    tx.put_object(&object(b, "doomed", 1)).expect("put");
+    terminate(&mut admin);
+    let e = tx.put_object(&object(b, "doomed2", 2)).expect_err("killed");
+    let text = no_password(&e, &[server().password()]);
+    assert!(
+        text.contains("lost the connection") && text.contains("rolled back"),
+        "{text}"
+    );
+    drop(tx);
+
+    // Killed before the commit.
+    let mut tx = db.write().expect("begin");
+    tx.put_object(&object(b, "doomed3", 3)).expect("put");
+    terminate(&mut admin);
+    let e = tx.commit().expect_err("killed before commit");
+    no_password(&e, &[server().password()]);
+
+    for i in 0..20 {
+        put(&db, b, &[&format!("after-{i:02}")]);
+    }
+    read(&db, |tx| {
+        for name in ["doomed", "doomed2", "doomed3"] {
+            assert_eq!(tx.object(b, name)?, None, "{name}");
+        }
+        assert_eq!(tx.object_count(b)?, 20);
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unreachable_server_is_named_without_the_password() {
+    // A port nobody listens on (free a moment ago).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("postgres://dare:Tr0ub4dor@127.0.0.1:{port}/meta");
+    let started = Instant::now();
+    let e = PostgresMetadata::open(
+        &url,
+        PostgresOptions {
+            connect_timeout: Duration::from_secs(3),
+            ..opts()
+        },
+    )
+    .expect_err("nothing listens");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let text = no_password(&e, &["Tr0ub4dor"]);
+    assert!(
+        text.contains(&format!(
+            "cannot connect to postgres://dare:***@127.0.0.1:{port}/meta"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_refused_clearly() {
+    let url = fresh_database();
+    let wrong = url.replace(server().password(), "Wr0ngPassw0rd");
+    assert_ne!(wrong, url);
+    let e = PostgresMetadata::open(&wrong, opts()).expect_err("wrong password");
+    let text = no_password(&e, &["Wr0ngPassw0rd", server().password()]);
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(text.contains(&shown(&url, server().port())), "{text}");
+
+    let missing = server().url_for("no_such_database");
+    let e = PostgresMetadata::open(&missing, opts()).expect_err("no database");
+    let text = no_password(&e, &[server().password()]);
+    assert!(text.contains("does not exist"), "{text}");
+}
