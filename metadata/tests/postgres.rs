@@ -568,7 +568,8 @@ fn a_connection_terminated_inside_a_transaction() {
     let terminate = |admin: &mut postgres_client::Client| {
         let killed = admin
             .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                // The timeout makes it wait until the backend has exited.
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
                  WHERE datname = $1 AND state = 'idle in transaction'",
                 &[&database_of(&url)],
             )
@@ -648,4 +649,58 @@ fn a_wrong_password_is_refused_clearly() {
     let e = PostgresMetadata::open(&missing, opts()).expect_err("no database");
     let text = no_password(&e, &[server().password()]);
     assert!(text.contains("does not exist"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput (a figure, not a test)
+
+/// `cargo test -p dare-metadata --release --test postgres -- --ignored --nocapture throughput`
+/// (the same figures as the SQLite test of that name, over loopback TCP).
+#[test]
+#[ignore = "prints throughput figures; run in release"]
+fn throughput() {
+    const N: usize = 20_000;
+    const BATCH: usize = 1000;
+    let db = open(&fresh_database());
+    let b = seed_bucket(&db);
+    let started = Instant::now();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
+        write(&db, |tx| {
+            for i in chunk {
+                tx.put_object(&object(b, &format!("dir/{i:08}"), *i as u8))?;
+            }
+            Ok(())
+        });
+    }
+    let put_rate = N as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    read(&db, |tx| {
+        for i in 0..N {
+            tx.object(b, &format!("dir/{i:08}"))?.expect("object");
+        }
+        Ok(())
+    });
+    let get_rate = N as f64 / started.elapsed().as_secs_f64();
+
+    const SINGLE: usize = 1000;
+    let started = Instant::now();
+    for i in 0..SINGLE {
+        read(&db, |tx| tx.object(b, &format!("dir/{i:08}"))).expect("object");
+    }
+    let lookup_tx = started.elapsed().as_secs_f64() / SINGLE as f64;
+    let started = Instant::now();
+    for i in 0..SINGLE {
+        write(&db, |tx| {
+            tx.put_object(&object(b, &format!("one/{i:08}"), 1))
+        });
+    }
+    let commit_tx = started.elapsed().as_secs_f64() / SINGLE as f64;
+    println!(
+        "postgres, {N} objects, {BATCH} per transaction: put_object {put_rate:.0}/s, \
+         object {get_rate:.0}/s; one lookup per read transaction {:.0} µs, one put per \
+         committed transaction {:.0} µs",
+        lookup_tx * 1e6,
+        commit_tx * 1e6
+    );
 }
