@@ -19,8 +19,8 @@ const OBJECTS: u64 = 20_000;
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Dare::create(&dir.path().join("store"), 65536, &Options::default()).expect("create");
-    d.create_bucket("b", "default", None).expect("bucket");
-    let b = read_with(&**d.metadata(), |tx| tx.bucket(By::Name("b")))
+    d.create_bucket("bkt", "default", None).expect("bucket");
+    let b = read_with(&**d.metadata(), |tx| tx.bucket(By::Name("bkt")))
         .expect("read")
         .expect("bucket row");
     let provider =
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
                     .expect("rotate");
             },
             |()| {
-                let r = d.rewrap("b", &mut |_| {}).expect("rewrap");
+                let r = d.rewrap("bkt", &mut |_| {}).expect("rewrap");
                 assert_eq!(r.rewrapped, OBJECTS);
                 black_box(r)
             },

@@ -331,15 +331,15 @@ type Allowed = HashMap<&'static str, Vec<Option<Vec<u8>>>>;
 fn run(d: &Dare, op: &Op) -> Result<(), dare::Error> {
     match op {
         Op::Put(n, data) => d
-            .put("b", n, &mut data.as_slice(), &PutOptions::default())
+            .put("bkt", n, &mut data.as_slice(), &PutOptions::default())
             .map(|_| ()),
-        Op::Delete(n) => d.delete("b", n),
+        Op::Delete(n) => d.delete("bkt", n),
         Op::Rotate => {
             let id = d.keys().start_rotation()?;
             d.keys().run_rotation(id, &Default::default())?;
             Ok(())
         }
-        Op::Rewrap => d.rewrap("b", &mut |_| {}).map(|_| ()),
+        Op::Rewrap => d.rewrap("bkt", &mut |_| {}).map(|_| ()),
     }
 }
 
@@ -356,7 +356,7 @@ fn crash_run(dir: &Path, crash_at: u64) -> (Allowed, CrashVolume, u64, bool) {
     let mut current: HashMap<&'static str, Option<Vec<u8>>> = HashMap::new();
     let mut allowed: Allowed = HashMap::new();
     let setup = Dare::create_parts(meta.clone(), volume.clone(), root(), 12, &options())
-        .and_then(|d| d.create_bucket("b", "default", None).map(|_| d));
+        .and_then(|d| d.create_bucket("bkt", "default", None).map(|_| d));
     let d = match setup {
         Ok(d) => d,
         // Crashed while creating the store: nothing to check but that it reopens.
@@ -413,8 +413,8 @@ fn check_recovered(dir: &Path, allowed: &Allowed, image: CrashVolume, in_setup: 
     let d = Dare::create_parts(meta.clone(), volume.clone(), root(), 12, &options())
         .or_else(|_| Dare::open_parts(meta, volume, root(), &options()))
         .expect("store reopens after the crash");
-    if in_setup || d.bucket("b").is_err() {
-        d.create_bucket("b", "default", None).ok();
+    if in_setup || d.bucket("bkt").is_err() {
+        d.create_bucket("bkt", "default", None).ok();
     }
     let report = d
         .fsck(&FsckOptions {
@@ -428,7 +428,7 @@ fn check_recovered(dir: &Path, allowed: &Allowed, image: CrashVolume, in_setup: 
         report.errors
     );
     for (name, options) in allowed {
-        let got = match d.get("b", name, &GetOptions::default()) {
+        let got = match d.get("bkt", name, &GetOptions::default()) {
             Ok(o) => Some(o.to_vec().expect("visible object reads back")),
             Err(dare::Error::NoSuchObject { .. }) => None,
             Err(e) => panic!("{name}: {e}"),
@@ -446,14 +446,14 @@ fn check_recovered(dir: &Path, allowed: &Allowed, image: CrashVolume, in_setup: 
         }
     }
     d.put(
-        "b",
+        "bkt",
         "after",
         &mut &b"still works"[..],
         &PutOptions::default(),
     )
     .unwrap();
     assert_eq!(
-        d.get("b", "after", &GetOptions::default())
+        d.get("bkt", "after", &GetOptions::default())
             .unwrap()
             .to_vec()
             .unwrap(),

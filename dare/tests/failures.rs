@@ -24,7 +24,7 @@ fn root() -> Arc<dyn RootOfTrust> {
 }
 
 fn get(d: &Dare, name: &str) -> Result<Vec<u8>, Error> {
-    d.get("b", name, &GetOptions::default())?.to_vec()
+    d.get("bkt", name, &GetOptions::default())?.to_vec()
 }
 
 fn data_files(v: &dyn Volume) -> usize {
@@ -143,14 +143,14 @@ fn disk_full_during_put_leaves_the_old_version_and_no_file() {
     });
     let volume: Arc<dyn Volume> = Arc::new(FullDiskVolume(disk.clone()));
     let d = Dare::create_parts(meta, volume.clone(), root(), 12, &Options::default()).unwrap();
-    d.create_bucket("b", "default", None).unwrap();
-    d.put("b", "o", &mut &b"version one"[..], &PutOptions::default())
+    d.create_bucket("bkt", "default", None).unwrap();
+    d.put("bkt", "o", &mut &b"version one"[..], &PutOptions::default())
         .unwrap();
     for budget in [0u64, 100, 40_000] {
         disk.budget.store(budget, Ordering::SeqCst);
         let big = vec![7u8; 200_000];
         let e = d
-            .put("b", "o", &mut big.as_slice(), &PutOptions::default())
+            .put("bkt", "o", &mut big.as_slice(), &PutOptions::default())
             .unwrap_err();
         assert!(
             e.to_string().to_lowercase().contains("no space"),
@@ -180,16 +180,16 @@ fn failed_metadata_commit_removes_the_new_data_file() {
     let volume: Arc<dyn Volume> =
         Arc::new(DiskVolume::new(&dir.path().join("objects"), DiskOptions::default()).unwrap());
     let d = Dare::create_parts(meta, volume.clone(), root(), 12, &Options::default()).unwrap();
-    d.create_bucket("b", "default", None).unwrap();
-    d.put("b", "o", &mut &b"old"[..], &PutOptions::default())
+    d.create_bucket("bkt", "default", None).unwrap();
+    d.put("bkt", "o", &mut &b"old"[..], &PutOptions::default())
         .unwrap();
     fail.store(true, Ordering::SeqCst);
     let e = d
-        .put("b", "o", &mut &b"new"[..], &PutOptions::default())
+        .put("bkt", "o", &mut &b"new"[..], &PutOptions::default())
         .unwrap_err();
     assert!(matches!(e, Error::Metadata(MetaError::DiskFull)), "{e}");
     assert!(e.to_string().contains("disk full"), "{e}");
-    let e = d.delete("b", "o").unwrap_err();
+    let e = d.delete("bkt", "o").unwrap_err();
     assert!(matches!(e, Error::Metadata(MetaError::DiskFull)), "{e}");
     fail.store(false, Ordering::SeqCst);
     assert_eq!(get(&d, "o").unwrap(), b"old");
@@ -202,7 +202,7 @@ fn a_writer_holding_the_database_gives_a_bounded_wait_then_busy() {
     let store = dir.path().join("s");
     Dare::create(&store, 4096, &Options::default())
         .unwrap()
-        .create_bucket("b", "default", None)
+        .create_bucket("bkt", "default", None)
         .unwrap();
     let opts = Options {
         sqlite: SqliteOptions {
@@ -214,7 +214,7 @@ fn a_writer_holding_the_database_gives_a_bounded_wait_then_busy() {
     let other = SqliteMetadata::open(&store.join("dare.db"), SqliteOptions::default()).unwrap();
     let held = Mutex::new(dare_metadata::Metadata::write(&other).unwrap());
     let e = d
-        .put("b", "o", &mut &b"x"[..], &PutOptions::default())
+        .put("bkt", "o", &mut &b"x"[..], &PutOptions::default())
         .unwrap_err();
     assert!(matches!(e, Error::Metadata(MetaError::Busy { .. })), "{e}");
     assert!(e.to_string().contains("locked by another writer"), "{e}");
@@ -224,7 +224,7 @@ fn a_writer_holding_the_database_gives_a_bounded_wait_then_busy() {
         0,
         "the refused put left its file"
     );
-    d.put("b", "o", &mut &b"x"[..], &PutOptions::default())
+    d.put("bkt", "o", &mut &b"x"[..], &PutOptions::default())
         .unwrap();
 }
 
@@ -264,11 +264,11 @@ fn missing_data_file_and_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     let d = Dare::create(&store, 4096, &Options::default()).unwrap();
-    d.create_bucket("b", "default", None).unwrap();
+    d.create_bucket("bkt", "default", None).unwrap();
     let info = d
-        .put("b", "gone", &mut &b"data"[..], &PutOptions::default())
+        .put("bkt", "gone", &mut &b"data"[..], &PutOptions::default())
         .unwrap();
-    let b = d.bucket("b").unwrap();
+    let b = d.bucket("bkt").unwrap();
     let loc = FileLoc {
         bucket_id: b.id,
         object_id: info.object_id,
@@ -284,14 +284,14 @@ fn missing_data_file_and_bad_names() {
 
     let long = "x".repeat(1025);
     let e = d
-        .put("b", &long, &mut &b""[..], &PutOptions::default())
+        .put("bkt", &long, &mut &b""[..], &PutOptions::default())
         .unwrap_err();
     assert!(
         matches!(e, Error::InvalidName { what: "object", .. }),
         "{e}"
     );
     let e = d
-        .put("b", "", &mut &b""[..], &PutOptions::default())
+        .put("bkt", "", &mut &b""[..], &PutOptions::default())
         .unwrap_err();
     assert!(matches!(e, Error::InvalidName { .. }), "{e}");
     let e = d.get("nob", "x", &GetOptions::default()).unwrap_err();
@@ -300,15 +300,15 @@ fn missing_data_file_and_bad_names() {
         assert!(d.create_bucket(bad, "default", None).is_err(), "{bad:?}");
     }
     assert!(matches!(
-        d.create_bucket("c", "nons", None),
+        d.create_bucket("cbk", "nons", None),
         Err(Error::NoSuchNamespace(_))
     ));
     assert!(matches!(
-        d.create_bucket("c", "default", Some(false)),
+        d.create_bucket("cbk", "default", Some(false)),
         Err(Error::EncryptionPolicy(_))
     ));
     assert!(matches!(
-        d.create_bucket("b", "default", None),
+        d.create_bucket("bkt", "default", None),
         Err(Error::BucketExists(_))
     ));
 }
@@ -317,13 +317,13 @@ fn missing_data_file_and_bad_names() {
 fn a_customer_key_for_an_object_without_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = Dare::create(&dir.path().join("s"), 4096, &Options::default()).unwrap();
-    d.create_bucket("b", "default", None).unwrap();
-    d.put("b", "plain", &mut &b"x"[..], &PutOptions::default())
+    d.create_bucket("bkt", "default", None).unwrap();
+    d.put("bkt", "plain", &mut &b"x"[..], &PutOptions::default())
         .unwrap();
     let ck = Secret32::from_bytes("ck", [9; 32]);
     let e = d
         .get(
-            "b",
+            "bkt",
             "plain",
             &GetOptions {
                 customer_key: Some(ck.clone()),
@@ -332,7 +332,7 @@ fn a_customer_key_for_an_object_without_one_is_refused() {
         .unwrap_err();
     assert!(matches!(e, Error::CustomerKeyNotApplicable { .. }), "{e}");
     d.put(
-        "b",
+        "bkt",
         "ssec",
         &mut &b"secret"[..],
         &PutOptions {
@@ -341,12 +341,12 @@ fn a_customer_key_for_an_object_without_one_is_refused() {
         },
     )
     .unwrap();
-    let e = d.get("b", "ssec", &GetOptions::default()).unwrap_err();
+    let e = d.get("bkt", "ssec", &GetOptions::default()).unwrap_err();
     assert!(e.to_string().contains("customer"), "{e}");
     let wrong = Secret32::from_bytes("ck", [8; 32]);
     let e = d
         .get(
-            "b",
+            "bkt",
             "ssec",
             &GetOptions {
                 customer_key: Some(wrong),
@@ -356,7 +356,7 @@ fn a_customer_key_for_an_object_without_one_is_refused() {
     assert!(e.is_integrity(), "{e}");
     assert_eq!(
         d.get(
-            "b",
+            "bkt",
             "ssec",
             &GetOptions {
                 customer_key: Some(ck)

@@ -7,12 +7,12 @@ fn put_get_list_delete() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     let d = Dare::create(&store, 4096, &Options::default()).unwrap();
-    d.create_bucket("b", "default", None).unwrap();
+    d.create_bucket("bkt", "default", None).unwrap();
     let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
     let name = "photos/2026/cat.jpg";
     let info = d
         .put(
-            "b",
+            "bkt",
             name,
             &mut data.as_slice(),
             &PutOptions {
@@ -22,12 +22,12 @@ fn put_get_list_delete() {
         )
         .unwrap();
     assert!(info.encrypted);
-    let o = d.get("b", name, &GetOptions::default()).unwrap();
+    let o = d.get("bkt", name, &GetOptions::default()).unwrap();
     assert_eq!(o.to_vec().unwrap(), data);
     assert_eq!(o.meta(), &[("k".to_string(), "v".to_string())]);
     let page = d
         .list(
-            "b",
+            "bkt",
             &ListQuery {
                 prefix: "photos/".into(),
                 delimiter: Some("/".into()),
@@ -36,17 +36,17 @@ fn put_get_list_delete() {
         )
         .unwrap();
     assert_eq!(page.common_prefixes, vec!["photos/2026/".to_string()]);
-    d.put("b", name, &mut &b"new"[..], &PutOptions::default())
+    d.put("bkt", name, &mut &b"new"[..], &PutOptions::default())
         .unwrap();
     assert_eq!(
-        d.get("b", name, &GetOptions::default())
+        d.get("bkt", name, &GetOptions::default())
             .unwrap()
             .to_vec()
             .unwrap(),
         b"new"
     );
-    d.delete("b", name).unwrap();
-    assert!(d.get("b", name, &GetOptions::default()).is_err());
+    d.delete("bkt", name).unwrap();
+    assert!(d.get("bkt", name, &GetOptions::default()).is_err());
     let r = d
         .fsck(&dare::FsckOptions {
             deep: true,

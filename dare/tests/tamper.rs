@@ -19,8 +19,8 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     let d = Dare::create(&store, 4096, &Options::default()).unwrap();
-    d.create_bucket("b", "default", None).unwrap();
-    d.create_bucket("c", "default", None).unwrap();
+    d.create_bucket("bkt", "default", None).unwrap();
+    d.create_bucket("cbk", "default", None).unwrap();
     Fixture {
         _dir: dir,
         store,
@@ -99,17 +99,17 @@ fn data_files_moved_between_objects_are_refused() {
     let f = fixture();
     let ck = Secret32::from_bytes("ck", [5; 32]);
     // Same size everywhere, so that only the cryptography can tell the files apart.
-    f.put("b", "x", &data(1, 10_000), None);
-    f.put("b", "y", &data(2, 10_000), None);
-    f.put("c", "x", &data(3, 10_000), None);
-    f.put("b", "s1", &data(4, 10_000), Some(&ck));
-    f.put("b", "s2", &data(5, 10_000), Some(&ck));
-    f.put("c", "s1", &data(6, 10_000), Some(&ck));
+    f.put("bkt", "x", &data(1, 10_000), None);
+    f.put("bkt", "y", &data(2, 10_000), None);
+    f.put("cbk", "x", &data(3, 10_000), None);
+    f.put("bkt", "s1", &data(4, 10_000), Some(&ck));
+    f.put("bkt", "s2", &data(5, 10_000), Some(&ck));
+    f.put("cbk", "s1", &data(6, 10_000), Some(&ck));
     let cases = [
-        (("b", "x"), ("b", "y"), None),
-        (("b", "x"), ("c", "x"), None),
-        (("b", "s1"), ("b", "s2"), Some(&ck)),
-        (("b", "s1"), ("c", "s1"), Some(&ck)),
+        (("bkt", "x"), ("bkt", "y"), None),
+        (("bkt", "x"), ("cbk", "x"), None),
+        (("bkt", "s1"), ("bkt", "s2"), Some(&ck)),
+        (("bkt", "s1"), ("cbk", "s1"), Some(&ck)),
     ];
     for ((fb, fnm), (tb, tnm), key) in cases {
         let target = f.file(tb, tnm);
@@ -127,8 +127,8 @@ fn data_files_moved_between_objects_are_refused() {
 #[test]
 fn edited_rows_are_refused() {
     let f = fixture();
-    f.put("b", "a", &data(1, 9000), None);
-    f.put("b", "v", &data(2, 9000), None);
+    f.put("bkt", "a", &data(1, 9000), None);
+    f.put("bkt", "v", &data(2, 9000), None);
     let victim = "WHERE name = CAST('v' AS BLOB)";
     let from_a = "(SELECT {c} FROM objects WHERE name = CAST('a' AS BLOB))";
     let cases: Vec<(String, &str)> = vec![
@@ -182,14 +182,14 @@ fn edited_rows_are_refused() {
         ));
         f.sql(&sql);
         let name = if what == "a renamed row" { "w" } else { "v" };
-        refused(f.read("b", name, None), what);
+        refused(f.read("bkt", name, None), what);
         // Put the row back exactly, and check the object reads again.
         f.sql(
             "DELETE FROM objects WHERE name IN (CAST('v' AS BLOB), CAST('w' AS BLOB)); \
              INSERT INTO objects SELECT * FROM saved_row; DROP TABLE saved_row",
         );
         assert_eq!(
-            f.read("b", "v", None).unwrap(),
+            f.read("bkt", "v", None).unwrap(),
             data(2, 9000),
             "{what}: not restored"
         );
@@ -203,11 +203,11 @@ fn rewrap_changes_envelopes_only() {
     for i in 0..40u8 {
         let body = data(i, usize::from(i) * 997);
         let name = format!("dir{}/obj{i}", i % 3);
-        f.put("b", &name, &body, None);
+        f.put("bkt", &name, &body, None);
         want.insert(name, body);
     }
     let ck = Secret32::from_bytes("ck", [1; 32]);
-    f.put("b", "customer", &data(99, 5000), Some(&ck));
+    f.put("bkt", "customer", &data(99, 5000), Some(&ck));
     let files = |f: &Fixture| -> BTreeMap<PathBuf, Vec<u8>> {
         walk(&f.store.join("objects"))
             .into_iter()
@@ -220,8 +220,8 @@ fn rewrap_changes_envelopes_only() {
     let before = files(&f);
     let id = f.d.keys().start_rotation().unwrap();
     f.d.keys().run_rotation(id, &Default::default()).unwrap();
-    assert_eq!(f.d.stale_envelopes("b").unwrap(), 40);
-    let r = f.d.rewrap("b", &mut |_| {}).unwrap();
+    assert_eq!(f.d.stale_envelopes("bkt").unwrap(), 40);
+    let r = f.d.rewrap("bkt", &mut |_| {}).unwrap();
     assert_eq!(
         (r.rewrapped, r.customer_keys, r.current),
         (40, 1, 0),
@@ -230,20 +230,23 @@ fn rewrap_changes_envelopes_only() {
     assert_eq!(r.rotation_version, 2);
     assert_eq!(files(&f), before, "a data file changed");
     for (name, body) in &want {
-        assert_eq!(&f.read("b", name, None).unwrap(), body, "{name}");
+        assert_eq!(&f.read("bkt", name, None).unwrap(), body, "{name}");
         assert!(matches!(
-            f.d.head("b", name).unwrap().key_ref,
+            f.d.head("bkt", name).unwrap().key_ref,
             KeyRef::Hierarchy {
                 rotation_version: 2,
                 ..
             }
         ));
     }
-    assert_eq!(f.read("b", "customer", Some(&ck)).unwrap(), data(99, 5000));
+    assert_eq!(
+        f.read("bkt", "customer", Some(&ck)).unwrap(),
+        data(99, 5000)
+    );
     // Idempotent: nothing left to do.
-    let again = f.d.rewrap("b", &mut |_| {}).unwrap();
+    let again = f.d.rewrap("bkt", &mut |_| {}).unwrap();
     assert_eq!((again.rewrapped, again.current), (0, 40));
-    assert_eq!(f.d.stale_envelopes("b").unwrap(), 0);
+    assert_eq!(f.d.stale_envelopes("bkt").unwrap(), 0);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -35,12 +35,12 @@ fn one_gib_object_streams_in_bounded_memory() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     run(&["init"]);
-    run(&["bucket", "create", "b"]);
+    run(&["bucket", "create", "bkt"]);
 
     let mut put = Command::new(dare)
         .arg("--store")
         .arg(&store)
-        .args(["put", "b/big", "-"])
+        .args(["put", "bkt/big", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -61,7 +61,7 @@ fn one_gib_object_streams_in_bounded_memory() {
     let mut get = Command::new(dare)
         .arg("--store")
         .arg(&store)
-        .args(["get", "b/big"])
+        .args(["get", "bkt/big"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

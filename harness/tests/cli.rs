@@ -18,12 +18,12 @@ use serde_json::Value;
 #[test]
 fn big_object_roundtrip_and_ranges() {
     let s = Store::new(65536);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let data = pattern(24 << 20, 1);
     let input = write(&s.tmp("in"), &data);
     s.ok(&[
         "put",
-        "b/big",
+        "bkt/big",
         &input,
         "--meta",
         "owner=ops",
@@ -31,7 +31,7 @@ fn big_object_roundtrip_and_ranges() {
         "class=gold",
     ]);
     let out = s.tmp("out");
-    s.ok(&["get", "b/big", "-o", out.to_str().unwrap()]);
+    s.ok(&["get", "bkt/big", "-o", out.to_str().unwrap()]);
     assert!(fs::read(&out).unwrap() == data);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -47,21 +47,21 @@ fn big_object_roundtrip_and_ranges() {
         (100, 200),
         (data.len() - 1, data.len() - 1),
     ] {
-        let got = s.ok(&["get", "b/big", "--range", &format!("{a}-{b}")]);
+        let got = s.ok(&["get", "bkt/big", "--range", &format!("{a}-{b}")]);
         assert!(got == data[a..=b], "range {a}-{b}");
     }
     assert_eq!(
-        s.ok(&["get", "b/big", "--range", "-10"]),
+        s.ok(&["get", "bkt/big", "--range", "-10"]),
         &data[data.len() - 10..]
     );
     assert_eq!(
-        s.ok(&["get", "b/big", "--range", "bytes=5-"]),
+        s.ok(&["get", "bkt/big", "--range", "bytes=5-"]),
         &data[5..],
         "bytes= prefix"
     );
     let end_clamped = s.ok(&[
         "get",
-        "b/big",
+        "bkt/big",
         "--range",
         &format!("{}-99999999999", data.len() - 3),
     ]);
@@ -70,7 +70,7 @@ fn big_object_roundtrip_and_ranges() {
         &data[data.len() - 3..],
         "LAST past the end is clamped"
     );
-    let head = s.json(&["head", "b/big", "--json"]);
+    let head = s.json(&["head", "bkt/big", "--json"]);
     assert_eq!(head["size"], data.len() as u64);
     assert_eq!(head["chunk_size"], 65536);
     assert_eq!(head["encrypted"], true);
@@ -81,7 +81,7 @@ fn big_object_roundtrip_and_ranges() {
     assert_eq!(head["object_id"].as_str().unwrap().len(), 32);
     assert!(head["etag"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(head["stored_size"].as_u64().unwrap() > data.len() as u64);
-    let human = String::from_utf8(s.ok(&["head", "b/big"])).unwrap();
+    let human = String::from_utf8(s.ok(&["head", "bkt/big"])).unwrap();
     for want in [
         "object id:",
         "stored:",
@@ -94,7 +94,7 @@ fn big_object_roundtrip_and_ranges() {
         assert!(human.contains(want), "head lacks {want:?}: {human}");
     }
     // The stored file is not the plaintext.
-    let stored = fs::read(s.data_file("b", "big")).unwrap();
+    let stored = fs::read(s.data_file("bkt", "big")).unwrap();
     assert_eq!(stored.len() as u64, head["stored_size"].as_u64().unwrap());
     assert!(!stored.windows(64).any(|w| w == &data[1000..1064]));
 }
@@ -102,7 +102,7 @@ fn big_object_roundtrip_and_ranges() {
 #[test]
 fn s3_names_round_trip_list_with_delimiter_and_paginate() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     // 1000 bytes of UTF-8, multibyte and ASCII, with `/`.
     let long = format!("photos/{}x", "é".repeat(496));
     assert_eq!(long.len(), 1000);
@@ -120,25 +120,29 @@ fn s3_names_round_trip_list_with_delimiter_and_paginate() {
     ];
     for (i, n) in names.iter().enumerate() {
         let data = pattern(100 + i * 1000, i as u64);
-        s.ok(&["put", &format!("b/{n}"), &write(&s.tmp("in"), &data)]);
+        s.ok(&["put", &format!("bkt/{n}"), &write(&s.tmp("in"), &data)]);
     }
     for (i, n) in names.iter().enumerate() {
         assert_eq!(
-            s.ok(&["get", &format!("b/{n}")]),
+            s.ok(&["get", &format!("bkt/{n}")]),
             pattern(100 + i * 1000, i as u64),
             "{n}"
         );
-        assert_eq!(s.json(&["head", &format!("b/{n}"), "--json"])["name"], *n);
+        assert_eq!(s.json(&["head", &format!("bkt/{n}"), "--json"])["name"], *n);
     }
-    let (code, err) = s.fails(&["put", &format!("b/{too_long}"), &write(&s.tmp("in"), b"x")]);
+    let (code, err) = s.fails(&[
+        "put",
+        &format!("bkt/{too_long}"),
+        &write(&s.tmp("in"), b"x"),
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("1024"), "{err}");
-    s.fails(&["get", &format!("b/{too_long}")]);
+    s.fails(&["get", &format!("bkt/{too_long}")]);
 
     // Prefix and delimiter, as `aws s3 ls`.
     let page = s.json(&[
         "ls",
-        "b",
+        "bkt",
         "--prefix",
         "photos/",
         "--delimiter",
@@ -158,14 +162,14 @@ fn s3_names_round_trip_list_with_delimiter_and_paginate() {
     assert_eq!(objs, ["photos/readme", long.as_str()]);
     assert_eq!(page["is_truncated"], false);
     let human =
-        String::from_utf8(s.ok(&["ls", "b", "--prefix", "photos/", "--delimiter", "/"])).unwrap();
+        String::from_utf8(s.ok(&["ls", "bkt", "--prefix", "photos/", "--delimiter", "/"])).unwrap();
     assert!(
         human
             .lines()
             .any(|l| l.trim_start().starts_with("PRE") && l.trim_end().ends_with("photos/2026/")),
         "{human}"
     );
-    let top = s.json(&["ls", "b", "--delimiter", "/", "--json"]);
+    let top = s.json(&["ls", "bkt", "--delimiter", "/", "--json"]);
     assert_eq!(
         top["common_prefixes"],
         serde_json::json!(["other/", "photos/", "zzz/"])
@@ -180,7 +184,7 @@ fn s3_names_round_trip_list_with_delimiter_and_paginate() {
         let mut token: Option<String> = None;
         let mut pages = 0;
         loop {
-            let mut args = vec!["ls", "b", "--max-keys", "2", "--json"];
+            let mut args = vec!["ls", "bkt", "--max-keys", "2", "--json"];
             args.extend(&extra);
             let t;
             if let Some(x) = &token {
@@ -222,7 +226,7 @@ fn s3_names_round_trip_list_with_delimiter_and_paginate() {
         assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), seen.len());
     }
     // Human output tells how to continue.
-    let human = String::from_utf8(s.ok(&["ls", "b", "--max-keys", "2"])).unwrap();
+    let human = String::from_utf8(s.ok(&["ls", "bkt", "--max-keys", "2"])).unwrap();
     assert!(
         human
             .lines()
@@ -233,58 +237,58 @@ fn s3_names_round_trip_list_with_delimiter_and_paginate() {
     );
     assert_eq!(human.lines().count(), 3, "{human}");
     // --start-after.
-    let after = s.json(&["ls", "b", "--start-after", "photos/readme", "--json"]);
+    let after = s.json(&["ls", "bkt", "--start-after", "photos/readme", "--json"]);
     assert_eq!(after["objects"][0]["name"], long.as_str());
-    s.fails(&["ls", "b", "--continuation-token", "!!not-a-token!!"]);
+    s.fails(&["ls", "bkt", "--continuation-token", "!!not-a-token!!"]);
 }
 
 #[test]
 fn names_with_control_characters_do_not_break_the_terminal() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let f = write(&s.tmp("in"), b"hello");
-    s.ok(&["put", "b/evil\n\x1b[2Jname", &f]);
-    let human = String::from_utf8(s.ok(&["ls", "b"])).unwrap();
+    s.ok(&["put", "bkt/evil\n\x1b[2Jname", &f]);
+    let human = String::from_utf8(s.ok(&["ls", "bkt"])).unwrap();
     assert_eq!(human.lines().count(), 1, "{human:?}");
     assert!(!human.contains('\x1b'), "{human:?}");
     assert!(human.contains("evil\\n"), "{human:?}");
-    let j = s.json(&["ls", "b", "--json"]);
+    let j = s.json(&["ls", "bkt", "--json"]);
     assert_eq!(j["objects"][0]["name"], "evil\n\x1b[2Jname");
-    assert_eq!(s.ok(&["get", "b/evil\n\x1b[2Jname"]), b"hello");
+    assert_eq!(s.ok(&["get", "bkt/evil\n\x1b[2Jname"]), b"hello");
 }
 
 #[test]
 fn bucket_and_namespace_removal() {
     let s = Store::new(4096);
     s.ok(&["ns", "create", "team"]);
-    s.ok(&["bucket", "create", "b", "--namespace", "team"]);
+    s.ok(&["bucket", "create", "bkt", "--namespace", "team"]);
     let f = write(&s.tmp("in"), &pattern(9000, 5));
     for n in ["x", "y/z"] {
-        s.ok(&["put", &format!("b/{n}"), &f]);
+        s.ok(&["put", &format!("bkt/{n}"), &f]);
     }
-    let id = s.bucket_id("b");
+    let id = s.bucket_id("bkt");
     let dir = s.path.join("objects").join(id.to_string());
     assert_eq!(common::walk(&dir).len(), 2);
-    let (code, err) = s.fails(&["bucket", "rm", "b"]);
+    let (code, err) = s.fails(&["bucket", "rm", "bkt"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--force") && err.contains("2 object"), "{err}");
     let (code, err) = s.fails(&["ns", "rm", "team"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("bucket"), "{err}");
     assert_eq!(
-        s.ok(&["get", "b/x"]),
+        s.ok(&["get", "bkt/x"]),
         pattern(9000, 5),
         "a refused rm changes nothing"
     );
     let help = String::from_utf8(s.ok(&["bucket", "rm", "--help"])).unwrap();
     assert!(help.contains("crypto-shredding"), "{help}");
-    let r = s.json(&["bucket", "rm", "b", "--force", "--json"]);
+    let r = s.json(&["bucket", "rm", "bkt", "--force", "--json"]);
     assert_eq!(r["objects_deleted"], 2);
     assert_eq!(r["bucket_key_destroyed"], true);
     assert!(!dir.exists(), "the bucket's data directory is gone");
-    let (code, _) = s.fails(&["get", "b/x"]);
+    let (code, _) = s.fails(&["get", "bkt/x"]);
     assert_eq!(code, 3);
-    let (code, _) = s.fails(&["bucket", "rm", "b"]);
+    let (code, _) = s.fails(&["bucket", "rm", "bkt"]);
     assert_eq!(code, 3);
     s.ok(&["ns", "rm", "team"]);
     let (code, _) = s.fails(&["ns", "rm", "team"]);
@@ -292,52 +296,52 @@ fn bucket_and_namespace_removal() {
     let ns = s.json(&["ns", "ls", "--json"]);
     assert_eq!(ns.as_array().unwrap().len(), 1, "{ns}");
     // An empty bucket goes without --force.
-    s.ok(&["bucket", "create", "e"]);
-    s.ok(&["bucket", "rm", "e"]);
+    s.ok(&["bucket", "create", "empty"]);
+    s.ok(&["bucket", "rm", "empty"]);
     assert_eq!(s.json(&["ls", "--json"]), serde_json::json!([]));
 }
 
 #[test]
 fn bad_input_gives_clear_errors() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let f = write(&s.tmp("in"), b"hello");
     let (code, err) = s.fails(&["put", "nob/k", &f]);
     assert!(err.contains("nob"), "{err}");
     assert_eq!(code, 3);
-    let (code, err) = s.fails(&["get", "b/missing"]);
+    let (code, err) = s.fails(&["get", "bkt/missing"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no such object"), "{err}");
-    for bad in ["/k", "b/", "b", ""] {
+    for bad in ["/k", "bkt/", "bkt", ""] {
         let (code, err) = s.fails(&["put", bad, &f]);
         assert_eq!(code, 2, "{bad:?}: {err}");
         assert!(err.contains("BUCKET/NAME"), "{err}");
     }
     // A name that is not UTF-8 is refused, not a panic.
     for cmd in ["put", "get", "head", "rm"] {
-        let o = s.run(&[OsStr::new(cmd), OsStr::from_bytes(b"b/caf\xe9")]);
+        let o = s.run(&[OsStr::new(cmd), OsStr::from_bytes(b"bkt/caf\xe9")]);
         let (code, err) = check_failure(cmd, &o);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("UTF-8"), "{err}");
     }
     s.fails(&["bucket", "create", ".."]);
     s.fails(&["bucket", "create", "a/b"]);
-    s.ok(&["put", "b/k", &f]);
+    s.ok(&["put", "bkt/k", &f]);
     // Ranges (HTTP semantics): unsatisfiable and malformed ones are one clear line.
-    let (code, err) = s.fails(&["get", "b/k", "--range", "5-9"]);
+    let (code, err) = s.fails(&["get", "bkt/k", "--range", "5-9"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("not satisfiable") && err.contains("5 bytes"),
         "{err}"
     );
-    let (_, err) = s.fails(&["get", "b/k", "--range", "3-1"]);
+    let (_, err) = s.fails(&["get", "bkt/k", "--range", "3-1"]);
     assert!(err.contains("3-1"), "{err}");
     for bad in ["x-1", "1", "-", "--3", "1-2-3"] {
-        s.fails(&["get", "b/k", "--range", bad]);
+        s.fails(&["get", "bkt/k", "--range", bad]);
     }
-    assert_eq!(s.ok(&["get", "b/k", "--range", "bytes=1-3"]), b"ell");
+    assert_eq!(s.ok(&["get", "bkt/k", "--range", "bytes=1-3"]), b"ell");
     let out = s.tmp("never");
-    s.fails(&["get", "b/k", "--range", "9-", "-o", out.to_str().unwrap()]);
+    s.fails(&["get", "bkt/k", "--range", "9-", "-o", out.to_str().unwrap()]);
     assert!(!out.exists());
     // -o naming a FIFO (or a device) streams into it rather than renaming a file over it.
     let fifo = s.tmp("fifo");
@@ -347,34 +351,34 @@ fn bad_input_gives_clear_errors() {
             let fifo = fifo.clone();
             std::thread::spawn(move || fs::read(fifo).unwrap())
         };
-        s.ok(&["get", "b/k", "-o", fifo.to_str().unwrap()]);
+        s.ok(&["get", "bkt/k", "-o", fifo.to_str().unwrap()]);
         assert_eq!(reader.join().unwrap(), b"hello");
         use std::os::unix::fs::FileTypeExt;
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
     }
     // Zero-length object: valid and authenticated; any range of it is unsatisfiable.
-    s.ok(&["put", "b/empty", &write(&s.tmp("e"), b"")]);
-    assert_eq!(s.ok(&["get", "b/empty"]), b"");
-    s.fails(&["get", "b/empty", "--range", "0-0"]);
+    s.ok(&["put", "bkt/empty", &write(&s.tmp("e"), b"")]);
+    assert_eq!(s.ok(&["get", "bkt/empty"]), b"");
+    s.fails(&["get", "bkt/empty", "--range", "0-0"]);
     // A customer key for an object written without one (S3 answers 400 here).
     let kf = write(&s.tmp("key"), &[7u8; 32]);
-    let (code, err) = s.fails(&["get", "b/k", "--sse-c-key-file", &kf]);
+    let (code, err) = s.fails(&["get", "bkt/k", "--sse-c-key-file", &kf]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("customer"), "{err}");
-    s.fails(&["head", "b/k", "--sse-c-key-file", &kf]);
+    s.fails(&["head", "bkt/k", "--sse-c-key-file", &kf]);
     let short = write(&s.tmp("short"), &[7u8; 31]);
-    s.fails(&["put", "b/s", &f, "--sse-c-key-file", &short]);
+    s.fails(&["put", "bkt/s", &f, "--sse-c-key-file", &short]);
     s.fails(&[
         "put",
-        "b/s",
+        "bkt/s",
         &f,
         "--sse-c-key-file",
         &kf,
         "--sse-c-key-md5",
         "AAAA",
     ]);
-    s.fails(&["put", "b/m", &f, "--meta", "novalue"]);
-    s.fails(&["put", "b/m", &s.tmp("no-such-input").to_string_lossy()]);
+    s.fails(&["put", "bkt/m", &f, "--meta", "novalue"]);
+    s.fails(&["put", "bkt/m", &s.tmp("no-such-input").to_string_lossy()]);
     // Usage errors from the parser exit 2.
     let o = s.run(&["ls", "--prefix", "x"]);
     assert_eq!(o.status.code(), Some(2));
@@ -470,33 +474,33 @@ fn encryption_off_buckets_store_plaintext_and_say_so() {
 #[test]
 fn sse_c_right_wrong_and_missing_key() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let key = [0x5Cu8; 32];
     let kf = write(&s.tmp("key"), &key);
     let wrong = write(&s.tmp("wrong"), &[0x11u8; 32]);
     let data = pattern(10_000, 3);
     s.ok(&[
         "put",
-        "b/c",
+        "bkt/c",
         &write(&s.tmp("in"), &data),
         "--sse-c-key-file",
         &kf,
         "--meta",
         "m=1",
     ]);
-    assert_eq!(s.ok(&["get", "b/c", "--sse-c-key-file", &kf]), data);
-    let (_, missing) = s.fails(&["get", "b/c"]);
-    let (code, bad) = s.fails(&["get", "b/c", "--sse-c-key-file", &wrong]);
+    assert_eq!(s.ok(&["get", "bkt/c", "--sse-c-key-file", &kf]), data);
+    let (_, missing) = s.fails(&["get", "bkt/c"]);
+    let (code, bad) = s.fails(&["get", "bkt/c", "--sse-c-key-file", &wrong]);
     assert_eq!(code, 4, "{bad}");
     assert!(missing.to_lowercase().contains("key"), "{missing}");
     assert_ne!(missing, bad, "missing and wrong key must be told apart");
     // head works without the key but says the metadata is under the customer key.
-    let h = s.json(&["head", "b/c", "--json"]);
+    let h = s.json(&["head", "bkt/c", "--json"]);
     assert_eq!(h["key_ref"]["kind"], "sse-c");
     assert_eq!(h["metadata"], Value::Null);
-    let human = String::from_utf8(s.ok(&["head", "b/c"])).unwrap();
+    let human = String::from_utf8(s.ok(&["head", "bkt/c"])).unwrap();
     assert!(human.contains("encrypted with a customer key"), "{human}");
-    let h = s.json(&["head", "b/c", "--json", "--sse-c-key-file", &kf]);
+    let h = s.json(&["head", "bkt/c", "--json", "--sse-c-key-file", &kf]);
     assert_eq!(h["metadata"]["m"], "1");
     // The customer key appears nowhere in the store.
     for entry in common::walk(&s.path) {
@@ -517,18 +521,18 @@ fn passphrase_protected_store() {
     s.ok(&["init", "--chunk-size", "4096", "--passphrase-file", &pass]);
     assert!(!s.path.join("root.key").exists());
     let env = [("DARE_PASSPHRASE_FILE", pass.as_str())];
-    let o = s.run_env(&["bucket", "create", "b"], &env);
+    let o = s.run_env(&["bucket", "create", "bkt"], &env);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let data = pattern(5000, 8);
     let f = write(&s.tmp("in"), &data);
-    s.ok(&["--passphrase-file", &pass, "put", "b/x", &f]);
-    let o = s.run_env(&["get", "b/x"], &env);
+    s.ok(&["--passphrase-file", &pass, "put", "bkt/x", &f]);
+    let o = s.run_env(&["get", "bkt/x"], &env);
     assert_eq!(o.stdout, data);
-    let (_, err) = s.fails(&["get", "b/x"]);
+    let (_, err) = s.fails(&["get", "bkt/x"]);
     assert!(err.contains("passphrase"), "{err}");
-    let (code, err) = s.fails(&["--passphrase-file", &wrong, "get", "b/x"]);
+    let (code, err) = s.fails(&["--passphrase-file", &wrong, "get", "bkt/x"]);
     assert_eq!(code, 4, "{err}");
-    let (_, err) = s.fails(&["--passphrase-file", "/nonexistent/pass", "get", "b/x"]);
+    let (_, err) = s.fails(&["--passphrase-file", "/nonexistent/pass", "get", "bkt/x"]);
     assert!(err.contains("passphrase"), "{err}");
     // The background rotation runner gets the passphrase too.
     let o = s.run_env(&["keys", "rotate"], &env);
@@ -544,12 +548,20 @@ fn passphrase_protected_store() {
 #[test]
 fn closed_stdout_is_not_a_crash() {
     let s = Store::new(65536);
-    s.ok(&["bucket", "create", "b"]);
-    s.ok(&["put", "b/big", &write(&s.tmp("in"), &pattern(8 << 20, 6))]);
+    s.ok(&["bucket", "create", "bkt"]);
+    s.ok(&["put", "bkt/big", &write(&s.tmp("in"), &pattern(8 << 20, 6))]);
     for n in 0..300 {
-        s.ok(&["put", &format!("b/n{n:04}"), &write(&s.tmp("small"), b"x")]);
+        s.ok(&[
+            "put",
+            &format!("bkt/n{n:04}"),
+            &write(&s.tmp("small"), b"x"),
+        ]);
     }
-    for args in [&["get", "b/big"][..], &["ls", "b"], &["ls", "b", "--json"]] {
+    for args in [
+        &["get", "bkt/big"][..],
+        &["ls", "bkt"],
+        &["ls", "bkt", "--json"],
+    ] {
         let mut child = s
             .cmd(args)
             .stdout(Stdio::piped())
@@ -585,17 +597,17 @@ fn cpu_reports_backend_and_io() {
 #[test]
 fn std_io_fallback_gives_identical_results() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let data = pattern(300_000, 4);
     let f = write(&s.tmp("in"), &data);
-    s.ok(&["--io", "std", "put", "b/x", &f]);
-    let via_env = s.run_env(&["get", "b/x"], &[("DARE_IO", "std")]);
+    s.ok(&["--io", "std", "put", "bkt/x", &f]);
+    let via_env = s.run_env(&["get", "bkt/x"], &[("DARE_IO", "std")]);
     assert!(via_env.status.success());
     assert_eq!(via_env.stdout, data);
-    let portable = s.run_env(&["get", "b/x"], &[("DARE_AEAD_BACKEND", "portable")]);
+    let portable = s.run_env(&["get", "bkt/x"], &[("DARE_AEAD_BACKEND", "portable")]);
     assert_eq!(portable.stdout, data);
     if dare_engine::storage::uring_available() {
-        assert_eq!(s.ok(&["--io", "uring", "get", "b/x"]), data);
+        assert_eq!(s.ok(&["--io", "uring", "get", "bkt/x"]), data);
     }
 }
 
@@ -606,12 +618,12 @@ fn every_command_that_prints_speaks_json() {
     assert_eq!(init["chunk_size"], 4096);
     assert_eq!(s.json(&["ns", "create", "n", "--json"])["name"], "n");
     assert_eq!(
-        s.json(&["bucket", "create", "b", "--json"])["encryption"],
+        s.json(&["bucket", "create", "bkt", "--json"])["encryption"],
         true
     );
     let f = write(&s.tmp("in"), b"data");
-    assert_eq!(s.json(&["put", "b/x", &f, "--json"])["size"], 4);
-    assert_eq!(s.json(&["rm", "b/x", "--json"])["deleted"]["name"], "x");
+    assert_eq!(s.json(&["put", "bkt/x", &f, "--json"])["size"], 4);
+    assert_eq!(s.json(&["rm", "bkt/x", "--json"])["deleted"]["name"], "x");
     assert!(s.json(&["fsck", "--json"])["clean"] == true);
     let bk = s.tmp("meta.bak");
     assert!(s.json(&["backup", bk.to_str().unwrap(), "--json"])["backup"].is_string());

@@ -77,7 +77,7 @@ fn fsck_deep(s: &Store) -> Value {
 fn sigkill_during_puts_overwrites_and_deletes() {
     let mut rng = Rng::from_env("sigkill_during_puts_overwrites_and_deletes");
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let names = ["a", "dir/b", "dir/sub/c", "d", "e"];
     let sizes = [0usize, 1000, 70_000, 600_000, 2_500_000];
     let mut state: BTreeMap<&str, Candidates> = names.iter().map(|n| (*n, vec![None])).collect();
@@ -87,17 +87,21 @@ fn sigkill_during_puts_overwrites_and_deletes() {
         .map(|&len| {
             Timing::of(
                 &s,
-                &["put", "b/calibrate", &write(&s.tmp("c"), &pattern(len, 1))],
+                &[
+                    "put",
+                    "bkt/calibrate",
+                    &write(&s.tmp("c"), &pattern(len, 1)),
+                ],
             )
         })
         .collect();
-    let mut rm_time = Timing::of(&s, &["rm", "b/calibrate"]);
+    let mut rm_time = Timing::of(&s, &["rm", "bkt/calibrate"]);
     let (mut kills, mut acked, mut version, mut step) = (0, 0, 1000u64, 0);
     // Until 40 commands were killed (at most 200 commands).
     while kills < 40 && step < 200 {
         step += 1;
         let name = names[rng.below(names.len() as u64) as usize];
-        let target = format!("b/{name}");
+        let target = format!("bkt/{name}");
         let put = rng.below(10) < 7;
         let (status, landed) = if put {
             version += 1;
@@ -142,7 +146,7 @@ fn sigkill_during_puts_overwrites_and_deletes() {
         r["garbage"].as_array().unwrap().len()
     );
     let check = |s: &Store| {
-        let listed = s.json(&["ls", "b", "--json"]);
+        let listed = s.json(&["ls", "bkt", "--json"]);
         let listed: Vec<&str> = listed["objects"]
             .as_array()
             .unwrap()
@@ -150,7 +154,7 @@ fn sigkill_during_puts_overwrites_and_deletes() {
             .map(|o| o["name"].as_str().unwrap())
             .collect();
         for (name, c) in &state {
-            let o = s.run(&["get", &format!("b/{name}")]);
+            let o = s.run(&["get", &format!("bkt/{name}")]);
             match o.status.code() {
                 Some(0) => {
                     let ok = c
@@ -183,11 +187,11 @@ fn sigkill_during_puts_overwrites_and_deletes() {
 fn rotation_and_rewrap_sigkilled_at_random_moments() {
     let mut rng = Rng::from_env("rotation_and_rewrap_sigkilled_at_random_moments");
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let mut objects = Vec::new();
     for i in 0..40u64 {
         let data = pattern(500 + i as usize * 37, i);
-        let t = format!("b/x{i:02}");
+        let t = format!("bkt/x{i:02}");
         s.ok(&["put", &t, &write(&s.tmp("in"), &data)]);
         objects.push((t, data));
     }
@@ -207,7 +211,7 @@ fn rotation_and_rewrap_sigkilled_at_random_moments() {
         assert_eq!(&s.ok(&["get", t]), data, "round {round}");
         s.ok(&["keys", "rotation", "resume"]);
         let data = pattern(3000, 1000 + round);
-        let t = format!("b/r{round:02}");
+        let t = format!("bkt/r{round:02}");
         s.ok(&["put", &t, &write(&s.tmp("in"), &data)]);
         objects.push((t, data));
         round += 1;
@@ -223,7 +227,7 @@ fn rotation_and_rewrap_sigkilled_at_random_moments() {
 
     // Rewrap killed at random moments: each run continues where the last stopped.
     let files = s.data_files();
-    let mut rewrap = Timing::of(&s, &["keys", "rewrap", "--bucket", "b"]);
+    let mut rewrap = Timing::of(&s, &["keys", "rewrap", "--bucket", "bkt"]);
     s.ok(&["keys", "rotate", "--wait"]);
     let (mut killed, mut runs) = (0, 0);
     while killed < 4 && runs < 20 {

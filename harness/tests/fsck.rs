@@ -37,15 +37,15 @@ fn garbage_paths(r: &Value) -> Vec<String> {
 #[test]
 fn fsck_reports_garbage_missing_files_and_corruption() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let key = write(&s.tmp("ck"), &[3u8; 32]);
     for i in 0..5u64 {
         let f = write(&s.tmp("in"), &pattern(3000 + i as usize * 5000, i));
-        s.ok(&["put", &format!("b/o{i}"), &f]);
+        s.ok(&["put", &format!("bkt/o{i}"), &f]);
     }
     s.ok(&[
         "put",
-        "b/ssec",
+        "bkt/ssec",
         &write(&s.tmp("in"), &pattern(5000, 9)),
         "--sse-c-key-file",
         &key,
@@ -64,7 +64,7 @@ fn fsck_reports_garbage_missing_files_and_corruption() {
 
     // An orphan at a data-file location: garbage, not an error; --repair removes it once it
     // is older than the grace period.
-    let bid = s.bucket_id("b");
+    let bid = s.bucket_id("bkt");
     let orphan = s.data_path(bid, "00112233445566778899aabbccddeeff");
     fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     fs::write(&orphan, pattern(4096, 77)).unwrap();
@@ -99,13 +99,13 @@ fn fsck_reports_garbage_missing_files_and_corruption() {
     assert_eq!(code, 0, "repair removed nothing an object owns: {r}");
     for i in 0..5u64 {
         assert_eq!(
-            s.ok(&["get", &format!("b/o{i}")]),
+            s.ok(&["get", &format!("bkt/o{i}")]),
             pattern(3000 + i as usize * 5000, i)
         );
     }
 
     // A flipped byte in the body: only --deep sees it, and names the object.
-    let f2 = s.data_file("b", "o2");
+    let f2 = s.data_file("bkt", "o2");
     let orig = fs::read(&f2).unwrap();
     let mut t = orig.clone();
     let last = t.len() - 1;
@@ -116,17 +116,17 @@ fn fsck_reports_garbage_missing_files_and_corruption() {
     let (code, r) = fsck(&s, &["--deep"]);
     assert_eq!(code, 4, "{r}");
     assert_eq!(r["errors"].as_array().unwrap().len(), 1, "{r}");
-    assert_eq!(r["errors"][0]["bucket"], "b");
+    assert_eq!(r["errors"][0]["bucket"], "bkt");
     assert_eq!(r["errors"][0]["name"], "o2");
     let o = s.run(&["fsck", "--deep"]);
     assert_eq!(o.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("b/o2"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("bkt/o2"));
     let (_, err) = common::check_failure("fsck --deep", &o);
     assert!(err.contains("unreadable"), "{err}");
     fs::write(&f2, &orig).unwrap();
 
     // A deleted data file: exit 4, naming the object; --repair does not hide it.
-    let f3 = s.data_file("b", "o3");
+    let f3 = s.data_file("bkt", "o3");
     fs::remove_file(&f3).unwrap();
     for args in [&[][..], &["--repair", "--grace", "0"]] {
         let (code, r) = fsck(&s, args);
@@ -141,8 +141,8 @@ fn fsck_reports_garbage_missing_files_and_corruption() {
         );
     }
     let o = s.run(&["fsck"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("b/o3"));
-    s.ok(&["rm", "b/o3"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("bkt/o3"));
+    s.ok(&["rm", "bkt/o3"]);
     let (code, r) = fsck(&s, &["--deep"]);
     assert_eq!(code, 0, "{r}");
 }
@@ -150,16 +150,16 @@ fn fsck_reports_garbage_missing_files_and_corruption() {
 #[test]
 fn backup_while_in_use_then_restore() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let mut before = Vec::new();
     for i in 0..8u64 {
         let data = pattern(2000 + i as usize * 3000, i);
         s.ok(&[
             "put",
-            &format!("b/old{i}"),
+            &format!("bkt/old{i}"),
             &write(&s.tmp(&format!("in{i}")), &data),
         ]);
-        before.push((format!("b/old{i}"), data));
+        before.push((format!("bkt/old{i}"), data));
     }
     // The backup is taken while another process writes.
     let writer = {
@@ -171,7 +171,7 @@ fn backup_while_in_use_then_restore() {
                 let o = common::dare()
                     .arg("--store")
                     .arg(&store)
-                    .args(["put", &format!("b/busy{i}"), &input, "--json"])
+                    .args(["put", &format!("bkt/busy{i}"), &input, "--json"])
                     .output()
                     .unwrap();
                 assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -198,7 +198,7 @@ fn backup_while_in_use_then_restore() {
     for i in 0..3u64 {
         let v = s.json(&[
             "put",
-            &format!("b/new{i}"),
+            &format!("bkt/new{i}"),
             &write(&s.tmp("n"), &pattern(5000, 100 + i)),
             "--json",
         ]);
@@ -212,7 +212,7 @@ fn backup_while_in_use_then_restore() {
         assert_eq!(&s.ok(&["get", t]), data, "{t}");
     }
     for i in 0..3 {
-        let (code, _) = s.fails(&["get", &format!("b/new{i}")]);
+        let (code, _) = s.fails(&["get", &format!("bkt/new{i}")]);
         assert_eq!(code, 3);
     }
     let (code, r) = fsck(&s, &["--deep"]);
@@ -227,7 +227,7 @@ fn backup_while_in_use_then_restore() {
     // Puts that raced the backup are either in it (and read back) or garbage.
     let busy = pattern(300_000, 99);
     for (i, id) in busy_ids.iter().enumerate() {
-        let o = s.run(&["get", &format!("b/busy{i}")]);
+        let o = s.run(&["get", &format!("bkt/busy{i}")]);
         if o.status.success() {
             assert_eq!(o.stdout, busy, "busy{i}");
         } else {

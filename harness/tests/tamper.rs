@@ -29,18 +29,18 @@ fn refused(s: &Store, target: &str, extra: &[&str], what: &str) {
 #[test]
 fn data_file_copied_over_another_objects_is_refused() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
-    s.ok(&["bucket", "create", "c"]);
+    s.ok(&["bucket", "create", "bkt"]);
+    s.ok(&["bucket", "create", "cbk"]);
     let key = write(&s.tmp("ck"), &[0x42u8; 32]);
     let ssec = ["--sse-c-key-file", key.as_str()];
     // Same size everywhere, so only the cryptography can tell the files apart.
     let size = 3 * 4096 + 100;
     let objects: [(&str, &[&str]); 5] = [
-        ("b/x", &[]),
-        ("b/y", &[]),
-        ("c/z", &[]),
-        ("b/s1", &ssec),
-        ("b/s2", &ssec),
+        ("bkt/x", &[]),
+        ("bkt/y", &[]),
+        ("cbk/z", &[]),
+        ("bkt/s1", &ssec),
+        ("bkt/s2", &ssec),
     ];
     for (i, (t, extra)) in objects.iter().enumerate() {
         let mut args = vec!["put", t];
@@ -54,9 +54,9 @@ fn data_file_copied_over_another_objects_is_refused() {
         s.data_file_with(b, n, extra)
     };
     let cases: [(&str, &str, &[&str], &str); 3] = [
-        ("b/x", "b/y", &[], "same bucket"),
-        ("b/x", "c/z", &[], "other bucket"),
-        ("b/s1", "b/s2", &ssec, "SSE-C, same customer key"),
+        ("bkt/x", "bkt/y", &[], "same bucket"),
+        ("bkt/x", "cbk/z", &[], "other bucket"),
+        ("bkt/s1", "bkt/s2", &ssec, "SSE-C, same customer key"),
     ];
     for (from, to, extra, what) in cases {
         let victim = file(to, extra);
@@ -77,8 +77,8 @@ fn data_file_copied_over_another_objects_is_refused() {
         assert_eq!(s.ok(&args), pattern(size, j as u64), "{what}");
     }
     // fsck sees the swap without decrypting (the header names another object).
-    let victim = file("b/y", &[]);
-    fs::copy(file("b/x", &[]), &victim).unwrap();
+    let victim = file("bkt/y", &[]);
+    fs::copy(file("bkt/x", &[]), &victim).unwrap();
     let o = s.run(&["fsck", "--json"]);
     assert_eq!(o.status.code(), Some(4));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -88,10 +88,10 @@ fn data_file_copied_over_another_objects_is_refused() {
 #[test]
 fn any_flipped_byte_fails_get_and_leaves_no_output() {
     let s = Store::new(4096);
-    s.ok(&["bucket", "create", "b"]);
+    s.ok(&["bucket", "create", "bkt"]);
     let data = pattern(5 * 4096 + 123, 2);
-    s.ok(&["put", "b/o", &write(&s.tmp("in"), &data)]);
-    let file = s.data_file("b", "o");
+    s.ok(&["put", "bkt/o", &write(&s.tmp("in"), &data)]);
+    let file = s.data_file("bkt", "o");
     let orig = fs::read(&file).unwrap();
     let positions: Vec<usize> = (0..orig.len())
         .step_by(211)
@@ -102,7 +102,7 @@ fn any_flipped_byte_fails_get_and_leaves_no_output() {
         t[i] ^= 0x20;
         fs::write(&file, &t).unwrap();
         let out = s.tmp("out");
-        let o = s.run(&["get", "b/o", "-o", out.to_str().unwrap()]);
+        let o = s.run(&["get", "bkt/o", "-o", out.to_str().unwrap()]);
         let (code, err) = common::check_failure(&format!("get, byte {i} flipped"), &o);
         assert_eq!(code, 4, "byte {i}: {err}");
         assert!(!out.exists(), "byte {i}: output file left behind");
@@ -114,19 +114,19 @@ fn any_flipped_byte_fails_get_and_leaves_no_output() {
     // Cut and extended files too.
     for len in [0, 60, orig.len() - 1] {
         fs::write(&file, &orig[..len]).unwrap();
-        let (code, err) = s.fails(&["get", "b/o"]);
+        let (code, err) = s.fails(&["get", "bkt/o"]);
         assert_eq!(code, 4, "cut to {len}: {err}");
     }
     let mut longer = orig.clone();
     longer.extend_from_slice(&[0u8; 16]);
     fs::write(&file, &longer).unwrap();
-    let (code, err) = s.fails(&["get", "b/o"]);
+    let (code, err) = s.fails(&["get", "bkt/o"]);
     assert_eq!(code, 4, "extended: {err}");
     fs::write(&file, &orig).unwrap();
-    assert_eq!(s.ok(&["get", "b/o"]), data);
+    assert_eq!(s.ok(&["get", "bkt/o"]), data);
     // A missing data file: exit 4 and a message that names the object and fsck.
     fs::remove_file(&file).unwrap();
-    let (code, err) = s.fails(&["get", "b/o"]);
+    let (code, err) = s.fails(&["get", "bkt/o"]);
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains("b/o") && err.contains("fsck"), "{err}");
+    assert!(err.contains("bkt/o") && err.contains("fsck"), "{err}");
 }

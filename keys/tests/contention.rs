@@ -70,7 +70,7 @@ fn concurrent_runners_commit_each_step_once() {
         // of them loses step 1 and must discard its key.
         let root = flaky_slow(Duration::from_millis(20));
         let (dir, store) = setup(root.clone());
-        let p = provider(&store, "b1", CacheMode::On);
+        let p = provider(&store, "bkt1", CacheMode::On);
         let (dk, env) = p.new_data_key().unwrap();
         let id = store.start_rotation().unwrap();
         let barrier = Arc::new(Barrier::new(2));
@@ -306,7 +306,7 @@ fn a_step_that_loses_its_row_version_check_is_redone_once() {
     let store = Arc::new(KeyStore::open(contended.clone(), root, opts()).unwrap());
     add_namespace(&store, "ns1", true);
     add_namespace(&store, "ns2", true);
-    let b = add_bucket(&store, "ns1", "b1", true);
+    let b = add_bucket(&store, "ns1", "bkt1", true);
     let p = HierarchyProvider::new(store.clone(), &b, CacheMode::On).unwrap();
     let (dk, env) = p.new_data_key().unwrap();
     for round in 1..=2u32 {

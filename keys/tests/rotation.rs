@@ -68,7 +68,7 @@ fn provider(store: &Arc<KeyStore>, bucket_name: &str, mode: CacheMode) -> Hierar
 #[test]
 fn rotation_runs_all_steps_and_records_history() {
     let (_dir, store) = setup(flaky());
-    let p = provider(&store, "b1", CacheMode::On);
+    let p = provider(&store, "bkt1", CacheMode::On);
     let (dk, env) = p.new_data_key().unwrap();
     let epoch = store.store_record().key_epoch;
 
@@ -127,7 +127,7 @@ fn rotation_runs_all_steps_and_records_history() {
 fn master_key_creation_is_retried_then_fails_transiently_and_resumes() {
     let root = flaky();
     let (_dir, store) = setup(root.clone());
-    let p = provider(&store, "b1", CacheMode::On);
+    let p = provider(&store, "bkt1", CacheMode::On);
     let (dk, env) = p.new_data_key().unwrap();
 
     // Two failures: the third attempt succeeds within the same run.
@@ -184,8 +184,8 @@ fn namespaces_created_mid_rotation_are_covered() {
     let (dir, store) = setup(flaky());
     run(&store, store.start_rotation().unwrap()).unwrap();
     add_namespace(&store, "late", true);
-    add_bucket(&store, "late", "lb", true);
-    let p = provider(&store, "lb", CacheMode::Off);
+    add_bucket(&store, "late", "late-bkt", true);
+    let p = provider(&store, "late-bkt", CacheMode::Off);
     let (dk, env) = p.new_data_key().unwrap();
 
     // A namespace whose key is drawn before step 3 and inserted after step 4: wrapped under
@@ -211,16 +211,18 @@ fn namespaces_created_mid_rotation_are_covered() {
     .unwrap();
     assert_eq!(late.master_version, 2);
     assert_eq!(store.key_versions().active_master, 3);
-    add_bucket(&store, "stale", "sb", true);
-    let ps = provider(&store, "sb", CacheMode::On);
+    add_bucket(&store, "stale", "stale-bkt", true);
+    let ps = provider(&store, "stale-bkt", CacheMode::On);
     let (sdk, senv) = ps.new_data_key().unwrap();
     run(&store, store.start_rotation().unwrap()).unwrap();
     assert_eq!(namespace(&store, "stale").master_version, 4);
 
     let fresh = Arc::new(KeyStore::open(open_db(dir.path()), flaky(), opts()).unwrap());
-    let p2 = HierarchyProvider::new(fresh.clone(), &bucket(&fresh, "lb"), CacheMode::On).unwrap();
+    let p2 =
+        HierarchyProvider::new(fresh.clone(), &bucket(&fresh, "late-bkt"), CacheMode::On).unwrap();
     assert_eq!(p2.open_data_key(&env).unwrap(), dk);
-    let ps2 = HierarchyProvider::new(fresh.clone(), &bucket(&fresh, "sb"), CacheMode::Off).unwrap();
+    let ps2 = HierarchyProvider::new(fresh.clone(), &bucket(&fresh, "stale-bkt"), CacheMode::Off)
+        .unwrap();
     assert_eq!(ps2.open_data_key(&senv).unwrap(), sdk);
 }
 
@@ -263,8 +265,8 @@ fn rotation_survives_a_crash_after_every_step() {
         let store = new_store(dir.path(), file_root(dir.path()));
         add_namespace(&store, "ns", true);
         add_namespace(&store, "other", true);
-        let b = add_bucket(&store, "ns", "b", true);
-        let c = add_bucket(&store, "other", "c", true);
+        let b = add_bucket(&store, "ns", "bkt", true);
+        let c = add_bucket(&store, "other", "cbk", true);
         let pb = HierarchyProvider::new(store.clone(), &b, CacheMode::On).unwrap();
         let pc = HierarchyProvider::new(store.clone(), &c, CacheMode::Off).unwrap();
         let mut written = Vec::new();
@@ -379,7 +381,7 @@ proptest! {
     #[test]
     fn data_keys_open_after_any_rotations(ops in prop::collection::vec(op(), 1..14)) {
         let (dir, store) = setup(flaky());
-        let mut buckets = vec![bucket(&store, "b1")];
+        let mut buckets = vec![bucket(&store, "bkt1")];
         let mut written = Vec::new();
         for op in ops {
             match op {
@@ -395,7 +397,7 @@ proptest! {
                     prop_assert_eq!(run(&store, id).unwrap().state, TaskState::Completed);
                 }
                 Op::NewBucket => {
-                    let n = format!("b{}", buckets.len() + 1);
+                    let n = format!("bkt{}", buckets.len() + 1);
                     add_namespace(&store, &format!("ns-{n}"), true);
                     buckets.push(add_bucket(&store, &format!("ns-{n}"), &n, true));
                 }

@@ -121,7 +121,7 @@ fn passphrase_root_end_to_end() {
     );
     assert_eq!(store.key_versions().root_of_trust, "passphrase-argon2id");
     add_namespace(&store, "n", true);
-    let b = add_bucket(&store, "n", "b", true);
+    let b = add_bucket(&store, "n", "bkt", true);
     let (dk, env) = HierarchyProvider::new(store, &b, CacheMode::On)
         .unwrap()
         .new_data_key()
@@ -150,16 +150,16 @@ fn passphrase_root_end_to_end() {
 fn provider_roundtrip_and_errors() {
     let (_dir, store) = setup(root(1));
     add_namespace(&store, "plain", false);
-    let b1 = bucket(&store, "b1");
-    let b2 = add_bucket(&store, "ns1", "b2", true);
+    let b1 = bucket(&store, "bkt1");
+    let b2 = add_bucket(&store, "ns1", "bkt2", true);
     // An unencrypted bucket has no keys; an unencrypted namespace may hold encrypted buckets.
-    let p1 = add_bucket(&store, "plain", "p1", false);
+    let p1 = add_bucket(&store, "plain", "pub1", false);
     assert!(p1.wrapped_key.is_none());
     match HierarchyProvider::new(store.clone(), &p1, CacheMode::On) {
-        Err(e @ StoreError::EncryptionDisabled(_)) => assert!(e.to_string().contains("\"p1\"")),
+        Err(e @ StoreError::EncryptionDisabled(_)) => assert!(e.to_string().contains("\"pub1\"")),
         other => panic!("{other:?}"),
     }
-    let p2 = add_bucket(&store, "plain", "p2", true);
+    let p2 = add_bucket(&store, "plain", "pub2", true);
     let p = HierarchyProvider::new(store.clone(), &p2, CacheMode::Off).unwrap();
     let (dk, env) = p.new_data_key().unwrap();
     assert_eq!(p.open_data_key(&env).unwrap(), dk);
@@ -233,7 +233,7 @@ fn cache_on_needs_no_root_of_trust_after_warmup() {
     };
     let store = Arc::new(KeyStore::open(meta, counting.clone(), o).unwrap());
     add_namespace(&store, "n", true);
-    let b = add_bucket(&store, "n", "b", true);
+    let b = add_bucket(&store, "n", "bkt", true);
 
     let on = HierarchyProvider::new(store.clone(), &b, CacheMode::On).unwrap();
     let (_, first) = on.new_data_key().unwrap();
@@ -264,7 +264,7 @@ fn second_store_on_the_same_database_sees_a_rotation() {
     let (dir, a) = setup(root(1));
     // `b` stands for another process: its own database handle and KeyStore.
     let b = Arc::new(KeyStore::open(open_db(dir.path()), root(1), opts()).unwrap());
-    let rec = bucket(&a, "b1");
+    let rec = bucket(&a, "bkt1");
     let pa = HierarchyProvider::new(a.clone(), &rec, CacheMode::On).unwrap();
     let pb = HierarchyProvider::new(b.clone(), &rec, CacheMode::On).unwrap();
     let (dk_old, old_env) = pb.new_data_key().unwrap();
@@ -290,7 +290,7 @@ fn second_store_on_the_same_database_sees_a_rotation() {
     // A namespace created through `b` after the rotation is under master 2, and `a` uses it.
     add_namespace(&b, "from-b", true);
     assert_eq!(namespace(&a, "from-b").master_version, 2);
-    let fb = add_bucket(&b, "from-b", "fb", true);
+    let fb = add_bucket(&b, "from-b", "fbk", true);
     let p = HierarchyProvider::new(a.clone(), &fb, CacheMode::Off).unwrap();
     let (dk, env) = HierarchyProvider::new(b.clone(), &fb, CacheMode::On)
         .unwrap()
@@ -303,8 +303,8 @@ fn second_store_on_the_same_database_sees_a_rotation() {
 #[test]
 fn rewrap_moves_old_envelopes_to_the_active_version() {
     let (_dir, store) = setup(root(1));
-    let b1 = bucket(&store, "b1");
-    let b2 = add_bucket(&store, "ns1", "b2", true);
+    let b1 = bucket(&store, "bkt1");
+    let b2 = add_bucket(&store, "ns1", "bkt2", true);
     for mode in [CacheMode::On, CacheMode::Off] {
         let p = HierarchyProvider::new(store.clone(), &b1, mode).unwrap();
         let (dk, env) = p.new_data_key().unwrap();
@@ -344,7 +344,7 @@ fn new_keys_are_wrapped_under_the_active_master() {
 #[test]
 fn debug_output_carries_no_key_bytes() {
     let (_dir, store) = setup(root(0xAB));
-    let p = HierarchyProvider::new(store.clone(), &bucket(&store, "b1"), CacheMode::On).unwrap();
+    let p = HierarchyProvider::new(store.clone(), &bucket(&store, "bkt1"), CacheMode::On).unwrap();
     let (dk, _) = p.new_data_key().unwrap();
     let root_file = RootKeyFile::from_secret(Secret32::from_bytes("root", [0xAB; 32]));
     let texts = [
@@ -399,7 +399,7 @@ fn find<'a>(arr: &'a serde_json::Value, field: &str, want: u64) -> &'a serde_jso
 #[test]
 fn dump_json_is_enough_to_rederive_keys_per_spec() {
     let (_dir, store) = setup(root(1));
-    let p = HierarchyProvider::new(store.clone(), &bucket(&store, "b1"), CacheMode::On).unwrap();
+    let p = HierarchyProvider::new(store.clone(), &bucket(&store, "bkt1"), CacheMode::On).unwrap();
     let (dk1, env1) = p.new_data_key().unwrap();
     rotate(&store);
     let (dk2, env2) = p.new_data_key().unwrap();

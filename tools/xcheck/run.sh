@@ -17,12 +17,14 @@ note="" # what was skipped, for the summary line
 argon2=yes # the passphrase store needs Argon2id: cryptography >= 44
 python3 -c 'from cryptography.hazmat.primitives.kdf.argon2 import Argon2id' 2>/dev/null || argon2=no
 cargo build --release -q -p dare-cli
+target_dir=${CARGO_TARGET_DIR:-$repo/target} # where that build put the binary
+case $target_dir in /*) ;; *) target_dir=$repo/$target_dir ;; esac
 reader=${XCHECK_READER:-$repo/tools/xcheck/decrypt.py}  # override only to test this script
 fixture=$repo/dare/tests/fixtures/v1-store
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # A private copy: another build replacing target/release/dare mid-run must not mix versions.
-cp "$repo/target/release/dare" "$work/dare"
+cp "$target_dir/release/dare" "$work/dare"
 dare=$work/dare
 store=$work/store
 x() { "$dare" --store "$store" "$@"; }
@@ -63,11 +65,11 @@ EOF
 
 # ---- a fresh store, format 2 -------------------------------------------------------------
 x init --chunk-size 4096 >/dev/null
-x bucket create b >/dev/null                        # encrypted, namespace default
+x bucket create bkt >/dev/null                      # encrypted, namespace default
 x ns create plainns --encryption off >/dev/null
-x bucket create p --namespace plainns >/dev/null    # clear
+x bucket create pub --namespace plainns >/dev/null  # clear
 x ns create other >/dev/null
-x bucket create c --namespace other >/dev/null      # encrypted, another namespace
+x bucket create cbk --namespace other >/dev/null    # encrypted, another namespace
 head -c 32 /dev/urandom > "$work/ck"
 base64 -w0 "$work/ck" > "$work/ck.b64"; echo >> "$work/ck.b64"
 head -c 32 /dev/urandom > "$work/ck-wrong"
@@ -77,63 +79,63 @@ name_of() { echo "dir/sub/ünï-€-日本-🙂-$1.bin"; }      # `/`, 2-, 3- an
 meta_of() { echo "{\"size\": \"$1\", \"owner\": \"ålice\", \"k\": \"v=w\"}"; }
 for size in $sizes; do
   head -c "$size" /dev/urandom > "$work/in$size"
-  x put "b/$(name_of "$size")" "$work/in$size" --meta "size=$size" --meta "owner=ålice" --meta "k=v=w" >/dev/null
-  x put "c/$(name_of "$size")" "$work/in$size" >/dev/null
-  check "$store" b "$(name_of "$size")" "$work/in$size" "$(meta_of "$size")"
-  check "$store" c "$(name_of "$size")" "$work/in$size" '{}'
-  head_meta_agrees b "$(name_of "$size")"
+  x put "bkt/$(name_of "$size")" "$work/in$size" --meta "size=$size" --meta "owner=ålice" --meta "k=v=w" >/dev/null
+  x put "cbk/$(name_of "$size")" "$work/in$size" >/dev/null
+  check "$store" bkt "$(name_of "$size")" "$work/in$size" "$(meta_of "$size")"
+  check "$store" cbk "$(name_of "$size")" "$work/in$size" '{}'
+  head_meta_agrees bkt "$(name_of "$size")"
 done
 # SSE-C: raw key file and base64 key file; metadata sealed under the customer's data key
-x put "b/ssec/ключ" "$work/in4097" --sse-c-key-file "$work/ck" --meta who=customer >/dev/null
-check "$store" b "ssec/ключ" "$work/in4097" '{"who": "customer"}' --sse-c-key-file "$work/ck"
-check "$store" b "ssec/ключ" "$work/in4097" '{"who": "customer"}' --sse-c-key-file "$work/ck.b64"
-[ "$(keyref "$store" b "ssec/ключ" --sse-c-key-file "$work/ck")" = "sse-c" ] || die "SSE-C key reference"
+x put "bkt/ssec/ключ" "$work/in4097" --sse-c-key-file "$work/ck" --meta who=customer >/dev/null
+check "$store" bkt "ssec/ключ" "$work/in4097" '{"who": "customer"}' --sse-c-key-file "$work/ck"
+check "$store" bkt "ssec/ключ" "$work/in4097" '{"who": "customer"}' --sse-c-key-file "$work/ck.b64"
+[ "$(keyref "$store" bkt "ssec/ключ" --sse-c-key-file "$work/ck")" = "sse-c" ] || die "SSE-C key reference"
 # clear bucket (suite 0, CRC-32C ETag)
 for size in 0 4097 100000; do
-  x put "p/clear/$(name_of "$size")" "$work/in$size" --meta plain=yes >/dev/null
-  check "$store" p "clear/$(name_of "$size")" "$work/in$size" '{"plain": "yes"}'
-  [ "$(keyref "$store" p "clear/$(name_of "$size")")" = "clear" ] || die "clear object not suite 0"
+  x put "pub/clear/$(name_of "$size")" "$work/in$size" --meta plain=yes >/dev/null
+  check "$store" pub "clear/$(name_of "$size")" "$work/in$size" '{"plain": "yes"}'
+  [ "$(keyref "$store" pub "clear/$(name_of "$size")")" = "clear" ] || die "clear object not suite 0"
 done
 # overwrite: the reader must see the new object only
-x put b/over "$work/in100000" --meta v=1 >/dev/null
-x put b/over "$work/in4095" --meta v=2 >/dev/null
-check "$store" b over "$work/in4095" '{"v": "2"}'
-[ "$(keyref "$store" b over)" = "hierarchy ns=1 bucket=1 r=1" ] || die "unexpected key reference before rotation"
+x put bkt/over "$work/in100000" --meta v=1 >/dev/null
+x put bkt/over "$work/in4095" --meta v=2 >/dev/null
+check "$store" bkt over "$work/in4095" '{"v": "2"}'
+[ "$(keyref "$store" bkt over)" = "hierarchy ns=1 bucket=1 r=1" ] || die "unexpected key reference before rotation"
 
 # ---- rotation, then a new object, then rewrap ----------------------------------------------
 x keys rotate --wait >/dev/null
-x put "b/after/€" "$work/in100000" --meta when=after >/dev/null
-check "$store" b "after/€" "$work/in100000" '{"when": "after"}'
-[ "$(keyref "$store" b "after/€")" = "hierarchy ns=1 bucket=1 r=2" ] || die "new object not under rotation key 2"
+x put "bkt/after/€" "$work/in100000" --meta when=after >/dev/null
+check "$store" bkt "after/€" "$work/in100000" '{"when": "after"}'
+[ "$(keyref "$store" bkt "after/€")" = "hierarchy ns=1 bucket=1 r=2" ] || die "new object not under rotation key 2"
 for size in $sizes; do   # written before the rotation, still under r=1
-  [ "$(keyref "$store" b "$(name_of "$size")")" = "hierarchy ns=1 bucket=1 r=1" ] || die "old object moved before rewrap"
-  check "$store" b "$(name_of "$size")" "$work/in$size" "$(meta_of "$size")"
+  [ "$(keyref "$store" bkt "$(name_of "$size")")" = "hierarchy ns=1 bucket=1 r=1" ] || die "old object moved before rewrap"
+  check "$store" bkt "$(name_of "$size")" "$work/in$size" "$(meta_of "$size")"
 done
-x keys rewrap --bucket b --all >/dev/null
+x keys rewrap --bucket bkt --all >/dev/null
 for size in $sizes; do   # now under r=2, data files untouched
-  [ "$(keyref "$store" b "$(name_of "$size")")" = "hierarchy ns=1 bucket=1 r=2" ] || die "rewrap did not move $(name_of "$size") to r=2"
-  check "$store" b "$(name_of "$size")" "$work/in$size" "$(meta_of "$size")"
-  [ "$(keyref "$store" c "$(name_of "$size")")" = "hierarchy ns=3 bucket=3 r=1" ] || die "bucket c was rewrapped too"
-  check "$store" c "$(name_of "$size")" "$work/in$size" '{}'
+  [ "$(keyref "$store" bkt "$(name_of "$size")")" = "hierarchy ns=1 bucket=1 r=2" ] || die "rewrap did not move $(name_of "$size") to r=2"
+  check "$store" bkt "$(name_of "$size")" "$work/in$size" "$(meta_of "$size")"
+  [ "$(keyref "$store" cbk "$(name_of "$size")")" = "hierarchy ns=3 bucket=3 r=1" ] || die "bucket cbk was rewrapped too"
+  check "$store" cbk "$(name_of "$size")" "$work/in$size" '{}'
 done
-check "$store" b over "$work/in4095" '{"v": "2"}'
-check "$store" b "ssec/ключ" "$work/in4097" '{"who": "customer"}' --sse-c-key-file "$work/ck"
+check "$store" bkt over "$work/in4095" '{"v": "2"}'
+check "$store" bkt "ssec/ключ" "$work/in4097" '{"who": "customer"}' --sse-c-key-file "$work/ck"
 
 # ---- --all: every object of every bucket, sha256 per object --------------------------------
 {
   for size in $sizes; do
-    printf 'b\t%s\t%s\n' "$(name_of "$size")" "$(sha256sum < "$work/in$size" | cut -d' ' -f1)"
-    printf 'c\t%s\t%s\n' "$(name_of "$size")" "$(sha256sum < "$work/in$size" | cut -d' ' -f1)"
+    printf 'bkt\t%s\t%s\n' "$(name_of "$size")" "$(sha256sum < "$work/in$size" | cut -d' ' -f1)"
+    printf 'cbk\t%s\t%s\n' "$(name_of "$size")" "$(sha256sum < "$work/in$size" | cut -d' ' -f1)"
   done
-  printf 'b\t%s\t%s\n' "after/€" "$(sha256sum < "$work/in100000" | cut -d' ' -f1)"
-  printf 'b\t%s\t%s\n' "over" "$(sha256sum < "$work/in4095" | cut -d' ' -f1)"
+  printf 'bkt\t%s\t%s\n' "after/€" "$(sha256sum < "$work/in100000" | cut -d' ' -f1)"
+  printf 'bkt\t%s\t%s\n' "over" "$(sha256sum < "$work/in4095" | cut -d' ' -f1)"
   for size in 0 4097 100000; do
-    printf 'p\t%s\t%s\n' "clear/$(name_of "$size")" "$(sha256sum < "$work/in$size" | cut -d' ' -f1)"
+    printf 'pub\t%s\t%s\n' "clear/$(name_of "$size")" "$(sha256sum < "$work/in$size" | cut -d' ' -f1)"
   done
 } | LC_ALL=C sort > "$work/expect.all"
 python3 "$reader" "$store" --all --quiet 2>/dev/null | LC_ALL=C sort > "$work/got.all"
 cmp -s "$work/expect.all" "$work/got.all" || die "--all without the customer key: $(diff "$work/expect.all" "$work/got.all")"
-printf 'b\t%s\t%s\n' "ssec/ключ" "$(sha256sum < "$work/in4097" | cut -d' ' -f1)" >> "$work/expect.all"
+printf 'bkt\t%s\t%s\n' "ssec/ключ" "$(sha256sum < "$work/in4097" | cut -d' ' -f1)" >> "$work/expect.all"
 LC_ALL=C sort -o "$work/expect.all" "$work/expect.all"
 python3 "$reader" "$store" --all --quiet --sse-c-key-file "$work/ck" | LC_ALL=C sort > "$work/got.all"
 cmp -s "$work/expect.all" "$work/got.all" || die "--all with the customer key: $(diff "$work/expect.all" "$work/got.all")"
@@ -144,9 +146,9 @@ if [ "$argon2" = yes ]; then
   pstore=$work/pstore
   printf 'correct horse battery staple\n' > "$work/pw"
   "$dare" --store "$pstore" init --chunk-size 4096 --passphrase-file "$work/pw" >/dev/null
-  "$dare" --store "$pstore" bucket create b --passphrase-file "$work/pw" >/dev/null
-  "$dare" --store "$pstore" put b/x "$work/in100000" --meta a=b --passphrase-file "$work/pw" >/dev/null
-  check "$pstore" b x "$work/in100000" '{"a": "b"}' --passphrase-file "$work/pw"
+  "$dare" --store "$pstore" bucket create bkt --passphrase-file "$work/pw" >/dev/null
+  "$dare" --store "$pstore" put bkt/x "$work/in100000" --meta a=b --passphrase-file "$work/pw" >/dev/null
+  check "$pstore" bkt x "$work/in100000" '{"a": "b"}' --passphrase-file "$work/pw"
 else
   note=" (passphrase store skipped: cryptography < 44 has no Argon2id)"
 fi
@@ -212,32 +214,32 @@ refused() {
 big=$(name_of 100000); mid=$(name_of 4097); small=$(name_of 4096)
 
 # 1. a flipped byte in a data file body (chunk 1)
-fresh "$store"; f=$(path "$t" b "$big")
+fresh "$store"; f=$(path "$t" bkt "$big")
 python3 -c "import sys; f=open(sys.argv[1],'r+b'); f.seek(32+5000); b=f.read(1); f.seek(32+5000); f.write(bytes([b[0]^1]))" "$f"
-refused "flipped body byte" "chunk 1 of 25 failed authentication" b "$big"
+refused "flipped body byte" "chunk 1 of 25 failed authentication" bkt "$big"
 # 2. a data file copied over another object's data file (whole file: its header names another object)
-fresh "$store"; cp "$(path "$t" b "after/€")" "$(path "$t" b "$big")"
-refused "data file copied over another's" "header names another object id" b "$big"
+fresh "$store"; cp "$(path "$t" bkt "after/€")" "$(path "$t" bkt "$big")"
+refused "data file copied over another's" "header names another object id" bkt "$big"
 # 3. the same, keeping the victim's header (only the body spliced in): the identity in the AD differs
-fresh "$store"; src=$(path "$t" b "after/€"); dst=$(path "$t" b "$big")
+fresh "$store"; src=$(path "$t" bkt "after/€"); dst=$(path "$t" bkt "$big")
 { head -c 32 "$dst"; tail -c +33 "$src"; } > "$work/spliced"; cp "$work/spliced" "$dst"
-refused "body of another object, same bucket" "chunk 0 of 25 failed authentication" b "$big"
+refused "body of another object, same bucket" "chunk 0 of 25 failed authentication" bkt "$big"
 # 4. body of the same-named object of another bucket (and namespace)
-fresh "$store"; src=$(path "$t" c "$mid"); dst=$(path "$t" b "$mid")
+fresh "$store"; src=$(path "$t" cbk "$mid"); dst=$(path "$t" bkt "$mid")
 { head -c 32 "$dst"; tail -c +33 "$src"; } > "$work/spliced"; cp "$work/spliced" "$dst"
-refused "body of another bucket's object" "user metadata failed|chunk 0 of 2 failed" b "$mid"
+refused "body of another bucket's object" "user metadata failed|chunk 0 of 2 failed" bkt "$mid"
 # 5. another object's envelope copied into a row (same bucket, both under the bucket key)
 fresh "$store"
 env=$(python3 -c "import sqlite3,sys; db=sqlite3.connect(f'file:{sys.argv[1]}/dare.db?mode=ro',uri=True); print(db.execute('SELECT envelope FROM objects WHERE bucket_id=1 AND name=?',(sys.argv[2].encode(),)).fetchone()[0].hex())" "$t" "after/€")
 sql "$t" "UPDATE objects SET envelope = ? WHERE bucket_id = 1 AND name = CAST(? AS BLOB)" "hex:$env" "$big"
-refused "another object's envelope" "user metadata failed authentication" b "$big"
+refused "another object's envelope" "user metadata failed authentication" bkt "$big"
 # 6. a row's suite set to 0 in an encrypted bucket
 fresh "$store"
 sql "$t" "UPDATE objects SET suite = 0 WHERE bucket_id = 1 AND name = CAST(? AS BLOB)" "$big"
-refused "suite 0 in an encrypted bucket" "stored in clear but its bucket is encrypted" b "$big"
+refused "suite 0 in an encrypted bucket" "stored in clear but its bucket is encrypted" bkt "$big"
 # 7. the full downgrade forgery: a consistent clear row and clear data file of the attacker's
 #    choosing in an encrypted bucket (would be served if only the header/CRC were checked)
-fresh "$store"; f=$(path "$t" b "$big")
+fresh "$store"; f=$(path "$t" bkt "$big")
 python3 - "$t" "$f" "$big" <<'EOF'
 import sqlite3, sys
 sys.path.insert(0, "tools/xcheck"); from decrypt import crc32c
@@ -251,32 +253,32 @@ db.execute("UPDATE objects SET suite = 0, chunk_shift = 12, nonce_prefix = ?, en
            (bytes(7), len(evil), "%08x" % crc32c(evil), name.encode()))
 db.commit()
 EOF
-refused "forged clear row in an encrypted bucket" "stored in clear but its bucket is encrypted" b "$big"
+refused "forged clear row in an encrypted bucket" "stored in clear but its bucket is encrypted" bkt "$big"
 # 8. a data file cut short (last 100 bytes gone)
-fresh "$store"; f=$(path "$t" b "$big"); truncate -s -100 "$f"
-refused "truncated data file" "data file is [0-9]+ bytes, expected" b "$big"
+fresh "$store"; f=$(path "$t" bkt "$big"); truncate -s -100 "$f"
+refused "truncated data file" "data file is [0-9]+ bytes, expected" bkt "$big"
 # 9. the final chunk dropped exactly and the row's size lowered to match (the marker catches it)
-fresh "$store"; f=$(path "$t" b "$big"); truncate -s $((32 + 24 * (4096 + 16))) "$f"
+fresh "$store"; f=$(path "$t" bkt "$big"); truncate -s $((32 + 24 * (4096 + 16))) "$f"
 sql "$t" "UPDATE objects SET size = ? WHERE bucket_id = 1 AND name = CAST(? AS BLOB)" $((24 * 4096)) "$big"
-refused "final chunk dropped" "chunk 23 of 24 failed authentication" b "$big"
+refused "final chunk dropped" "chunk 23 of 24 failed authentication" bkt "$big"
 # 10. bytes appended to the data file
-fresh "$store"; f=$(path "$t" b "$small"); head -c 4112 /dev/urandom >> "$f"
-refused "data file extended" "data file is [0-9]+ bytes, expected" b "$small"
+fresh "$store"; f=$(path "$t" bkt "$small"); head -c 4112 /dev/urandom >> "$f"
+refused "data file extended" "data file is [0-9]+ bytes, expected" bkt "$small"
 # 11. a flipped byte in a clear object (no tag: the CRC-32C of the ETag catches it)
-fresh "$store"; f=$(path "$t" p "clear/$big")
+fresh "$store"; f=$(path "$t" pub "clear/$big")
 python3 -c "import sys; f=open(sys.argv[1],'r+b'); f.seek(32+777); b=f.read(1); f.seek(32+777); f.write(bytes([b[0]^0x80]))" "$f"
-refused "corrupted clear object" "CRC-32C [0-9a-f]{8} differs" p "clear/$big"
+refused "corrupted clear object" "CRC-32C [0-9a-f]{8} differs" pub "clear/$big"
 # 12. a wrong customer key
 fresh "$store"
-refused "wrong customer key" "customer key does not match" b "ssec/ключ" --sse-c-key-file "$work/ck-wrong"
+refused "wrong customer key" "customer key does not match" bkt "ssec/ключ" --sse-c-key-file "$work/ck-wrong"
 # 13. the SSE-C data file spliced under another SSE-C object's row (same key): identity differs
-x put b/ssec2 "$work/in4097" --sse-c-key-file "$work/ck" >/dev/null; fresh "$store"
-src=$(path "$t" b ssec2); dst=$(path "$t" b "ssec/ключ")
+x put bkt/ssec2 "$work/in4097" --sse-c-key-file "$work/ck" >/dev/null; fresh "$store"
+src=$(path "$t" bkt ssec2); dst=$(path "$t" bkt "ssec/ключ")
 { head -c 32 "$dst"; tail -c +33 "$src"; } > "$work/spliced"; cp "$work/spliced" "$dst"
-refused "SSE-C body of another object" "chunk 0 of 2 failed authentication" b "ssec/ключ" --sse-c-key-file "$work/ck"
+refused "SSE-C body of another object" "chunk 0 of 2 failed authentication" bkt "ssec/ключ" --sse-c-key-file "$work/ck"
 # 14. a wrong root key file
 fresh "$store"; head -c 32 /dev/urandom > "$t/root.key"
-refused "wrong root key" "wrong root key file" b "$big"
+refused "wrong root key" "wrong root key file" bkt "$big"
 # 15. format 1: another object's file moved over it (the name in H differs)
 fresh "$v1"; cp "$(path "$t" photos cat.jpg)" "$(path "$t" photos one)"
 refused "format-1 file of another object" "another object's name" photos one
@@ -316,7 +318,7 @@ s = base64.b64encode(open(sys.argv[1], "rb").read()).decode()
 A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 open(sys.argv[2], "w").write(s[:42] + A[A.index(s[42]) ^ 1] + s[43:] + "\n")
 EOF
-refused "non-canonical base64 customer key" "non-canonical base64" b "ssec/ключ" --sse-c-key-file "$work/ck.noncanon"
+refused "non-canonical base64 customer key" "non-canonical base64" bkt "ssec/ключ" --sse-c-key-file "$work/ck.noncanon"
 
 echo "xcheck: ${#seen[@]} objects decrypted independently from the specs; tampering refused ($m cases)" \
   "[$n byte-for-byte checks, $n_all objects via --all]$note"

@@ -110,11 +110,11 @@ pub fn bucket(store: &KeyStore, name: &str) -> BucketRecord {
         .unwrap()
 }
 
-/// An encrypted namespace `ns` with one encrypted bucket `b`.
+/// An encrypted namespace `ns1` with one encrypted bucket `bkt1`.
 pub fn setup(root: Arc<dyn RootOfTrust>) -> (tempfile::TempDir, Arc<KeyStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = new_store(dir.path(), root);
     add_namespace(&store, "ns1", true);
-    add_bucket(&store, "ns1", "b1", true);
+    add_bucket(&store, "ns1", "bkt1", true);
     (dir, store)
 }
