@@ -343,17 +343,46 @@ mod tests {
 
     #[test]
     fn bucket_names_follow_s3() {
-        for ok in ["abc", "photos-2026", "a.b-c", "192.168.1", &"x".repeat(63), "1ab"] {
+        for ok in [
+            "abc",
+            "photos-2026",
+            "a.b-c",
+            "192.168.1",
+            &"x".repeat(63),
+            "1ab",
+        ] {
             check_bucket_name(ok).unwrap();
         }
         let long = "x".repeat(64);
         for bad in [
-            "ab", &long, "Abc", "ab_c", "-abc", "abc-", ".abc", "abc.", "a..b", "192.168.1.1",
-            "xn--abc", "sthree-x", "amzn-s3-demo-x", "abc-s3alias", "abc--ol-s3", "abc.mrap",
-            "abc--x-s3", "abc--table-s3", "a b", "abé", "ab\nc", "a/b",
+            "ab",
+            &long,
+            "Abc",
+            "ab_c",
+            "-abc",
+            "abc-",
+            ".abc",
+            "abc.",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "sthree-x",
+            "amzn-s3-demo-x",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "abc.mrap",
+            "abc--x-s3",
+            "abc--table-s3",
+            "a b",
+            "abé",
+            "ab\nc",
+            "a/b",
         ] {
             let e = check_bucket_name(bad).unwrap_err();
-            assert!(matches!(e, Error::InvalidName { what: "bucket", .. }), "{bad:?}");
+            assert!(
+                matches!(e, Error::InvalidName { what: "bucket", .. }),
+                "{bad:?}"
+            );
         }
     }
 

@@ -117,7 +117,8 @@ impl Dare {
     /// and the data volume. `chunk_size` (a power of two, 4 KiB..=4 MiB) is fixed for the
     /// store's new objects. Re-running it after an interrupted `create` finishes the job.
     pub fn create(dir: &Path, chunk_size: u64, opts: &Options) -> Result<Dare, Error> {
-        let chunk_shift = format::chunk_shift_of(chunk_size).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let chunk_shift = format::chunk_shift_of(chunk_size)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if migrate::is_v1_store(dir) {
             return Err(Error::AlreadyAStore(dir.to_path_buf()));
         }
@@ -162,7 +163,8 @@ impl Dare {
         chunk_shift: u8,
         opts: &Options,
     ) -> Result<Dare, Error> {
-        format::check_chunk_shift(chunk_shift).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        format::check_chunk_shift(chunk_shift)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let exists = read_with(&*meta, |tx| tx.store().map(|s| s.is_some()))?;
         if !exists {
             let store_id = random_id()?;

@@ -63,7 +63,12 @@ fn get_output_targets() {
     if is_root() {
         // Only root could have replaced /dev/null; as anyone else the test proves nothing.
         s.ok(&["get", "bkt/o", "-o", "/dev/null"]);
-        assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        assert!(
+            fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
     }
 
     let fifo = s.tmp("fifo");
@@ -156,13 +161,19 @@ fn untrusted_store_files_are_refused() {
     let db = s.path.join("dare.db");
     chmod(&db, 0o622);
     let (_, err) = check_failure("ls with a writable dare.db", &s.run(&["ls"]));
-    assert!(err.contains("metadata database") && err.contains("chmod go-w"), "{err}");
+    assert!(
+        err.contains("metadata database") && err.contains("chmod go-w"),
+        "{err}"
+    );
     chmod(&db, 0o600);
 
     let rk = s.path.join("root.key");
     chmod(&rk, 0o640);
     let (_, err) = check_failure("get with a readable root.key", &s.run(&["get", "bkt/o"]));
-    assert!(err.contains("root key file") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("root key file") && err.contains("chmod 600"),
+        "{err}"
+    );
     chmod(&rk, 0o600);
 
     // A root key file replaced by a link to someone else's key.
@@ -183,8 +194,14 @@ fn untrusted_store_files_are_refused() {
     );
     for f in [&rk, &db] {
         std::os::unix::fs::chown(f, Some(65534), None).unwrap();
-        let (_, err) = check_failure("get with a foreign-owned key file", &s.run(&["get", "bkt/o"]));
-        assert!(err.contains("owned by uid 65534") && err.contains("chown"), "{err}");
+        let (_, err) = check_failure(
+            "get with a foreign-owned key file",
+            &s.run(&["get", "bkt/o"]),
+        );
+        assert!(
+            err.contains("owned by uid 65534") && err.contains("chown"),
+            "{err}"
+        );
         std::os::unix::fs::chown(f, Some(0), None).unwrap();
     }
     std::os::unix::fs::chown(&s.path, Some(65534), None).unwrap();
@@ -264,7 +281,12 @@ fn full_disk_and_broken_pipe_on_stdout() {
     s.ok(&["bucket", "create", "bkt"]);
     let big = pattern(1 << 20, 3);
     s.ok(&["put", "bkt/big", &write(&s.tmp("in"), &big)]);
-    let full = || fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
     for args in [
         &["ls"][..],
         &["ls", "bkt"],
@@ -294,8 +316,17 @@ fn full_disk_and_broken_pipe_on_stdout() {
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(&first, &big[..10]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// 6. Control characters in names and metadata never reach the terminal raw, and cannot
@@ -314,7 +345,10 @@ fn terminal_injection() {
         &format!("k={evil}"),
     ]);
     let head = String::from_utf8(s.ok(&["head", &format!("bkt/{name}")])).unwrap();
-    assert!(!head.contains('\u{1b}') && !head.contains('\u{7}'), "{head:?}");
+    assert!(
+        !head.contains('\u{1b}') && !head.contains('\u{7}'),
+        "{head:?}"
+    );
     assert_eq!(
         head.lines().filter(|l| l.starts_with("size:")).count(),
         1,
@@ -360,7 +394,10 @@ fn special_files_in_the_store() {
             let o = run_bounded(s.cmd(&[cmd, "bkt/o"]), 20);
             let (code, err) = check_failure(&format!("{cmd} with a {what} planted"), &o);
             assert_eq!(code, 4, "{err}");
-            assert!(err.contains(&format!("not a regular file but a {what}")), "{err}");
+            assert!(
+                err.contains(&format!("not a regular file but a {what}")),
+                "{err}"
+            );
         }
         if what == "directory" {
             fs::remove_dir(&f).unwrap();
@@ -401,8 +438,15 @@ fn bucket_names_follow_s3_rules() {
         "bucket create -- -abc",
         &s.run(&["bucket", "create", "--", "-abc"]),
     );
-    assert!(err.contains("begin and end with a letter or digit"), "{err}");
-    assert_eq!(common::walk(&s.path), before, "a refused name touched the store");
+    assert!(
+        err.contains("begin and end with a letter or digit"),
+        "{err}"
+    );
+    assert_eq!(
+        common::walk(&s.path),
+        before,
+        "a refused name touched the store"
+    );
     s.ok(&["bucket", "create", "photos.2026-x"]);
 }
 
@@ -450,20 +494,31 @@ fn messages() {
         "missing customer key file",
         &s.run(&["get", "bkt/o", "--sse-c-key-file", "/nonexistent/ck"]),
     );
-    assert!(err.contains("cannot read customer key file /nonexistent/ck"), "{err}");
+    assert!(
+        err.contains("cannot read customer key file /nonexistent/ck"),
+        "{err}"
+    );
     errors.push(err);
 
     let rk = s.path.join("root.key");
     let saved = fs::read(&rk).unwrap();
     fs::write(&rk, [1u8; 16]).unwrap();
     let (_, err) = check_failure("short root key", &s.run(&["ls"]));
-    assert!(err.contains("holds 16 bytes") && err.contains("exactly 32"), "{err}");
+    assert!(
+        err.contains("holds 16 bytes") && err.contains("exactly 32"),
+        "{err}"
+    );
     assert!(!err.contains("key store is corrupt"), "{err}");
     errors.push(err);
     fs::write(&rk, &saved).unwrap();
 
     let none = Store::empty();
-    for args in [&["ls"][..], &["keys", "dump"], &["keys", "rotate"], &["get", "b/x"]] {
+    for args in [
+        &["ls"][..],
+        &["keys", "dump"],
+        &["keys", "rotate"],
+        &["get", "b/x"],
+    ] {
         let (_, err) = check_failure(&format!("{args:?} with no store"), &none.run(args));
         assert!(err.contains("dare init"), "{err}");
         errors.push(err);
@@ -477,7 +532,10 @@ fn messages() {
         errors.push(check_failure(&format!("{args:?}"), &s.run(args)).1);
     }
     for err in &errors {
-        assert!(!err.contains("keys init"), "names a command that does not exist: {err}");
+        assert!(
+            !err.contains("keys init"),
+            "names a command that does not exist: {err}"
+        );
         assert!(!repeats(err), "repeats itself: {err}");
     }
 }
@@ -491,15 +549,22 @@ fn benchmark_scratch_stores_do_not_pile_up() {
         fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("dare-bench-"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("dare-bench-")
+            })
             .collect()
     };
     let bench = || {
         let mut c = dare();
-        c.args(["bench", "overhead", "--quick", "--no-fio", "--sizes", "4k", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        c.args([
+            "bench", "overhead", "--quick", "--no-fio", "--sizes", "4k", "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         c
     };
     let wait_for_scratch = || {
@@ -521,8 +586,17 @@ fn benchmark_scratch_stores_do_not_pile_up() {
             .success();
         assert!(ok);
         let o = child.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(code), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(scratch(dir.path()).is_empty(), "SIGINT/TERM left {:?}", scratch(dir.path()));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            scratch(dir.path()).is_empty(),
+            "SIGINT/TERM left {:?}",
+            scratch(dir.path())
+        );
     }
 
     let mut child = bench().spawn().unwrap();
@@ -530,7 +604,11 @@ fn benchmark_scratch_stores_do_not_pile_up() {
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let left = scratch(dir.path());
-    assert_eq!(left.len(), 1, "SIGKILL should leave its scratch store: {left:?}");
+    assert_eq!(
+        left.len(),
+        1,
+        "SIGKILL should leave its scratch store: {left:?}"
+    );
     // A store kept with --keep is not the next run's to remove.
     let kept = dir.path().join("dare-bench-kept");
     fs::create_dir(&kept).unwrap();
@@ -550,7 +628,10 @@ fn limits_are_validated() {
     let input = write(&s.tmp("in"), b"x");
     let long_name = format!("bkt/{}", "a".repeat(1025));
     let (_, err) = check_failure("1025-byte name", &s.run(&["put", &long_name, &input]));
-    assert!(err.contains("invalid object name: object names must be 1 to 1024 bytes"), "{err}");
+    assert!(
+        err.contains("invalid object name: object names must be 1 to 1024 bytes"),
+        "{err}"
+    );
     s.ok(&["put", &format!("bkt/{}", "a".repeat(1024)), &input]);
 
     let big_value = format!("k={}", "v".repeat(70_000));
@@ -558,7 +639,10 @@ fn limits_are_validated() {
         "70000-byte metadata value",
         &s.run(&["put", "bkt/m", &input, "--meta", &big_value]),
     );
-    assert!(err.contains("user metadata refused") && err.contains("65535"), "{err}");
+    assert!(
+        err.contains("user metadata refused") && err.contains("65535"),
+        "{err}"
+    );
     assert!(!err.contains("malformed"), "{err}");
 
     let e = Store::empty();

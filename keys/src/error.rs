@@ -98,9 +98,9 @@ impl fmt::Display for StoreError {
             StoreError::Untrusted { what, path, why } => {
                 write!(f, "refusing {what} {}: {why}", path.display())
             }
-            StoreError::WeakPassphrase { len: 0, .. } => {
-                f.write_str("the passphrase is empty: a store needs a passphrase of at least 12 bytes")
-            }
+            StoreError::WeakPassphrase { len: 0, .. } => f.write_str(
+                "the passphrase is empty: a store needs a passphrase of at least 12 bytes",
+            ),
             StoreError::WeakPassphrase { len, min } => write!(
                 f,
                 "the passphrase has {len} bytes: a new store needs at least {min} (a longer \

@@ -241,6 +241,9 @@ mod tests {
         std::os::unix::fs::chown(&f, Some(0), None).unwrap();
         std::os::unix::fs::chown(d.path(), Some(65534), None).unwrap();
         let e = open_store_file("root key file", &f, Guard::Secret).unwrap_err();
-        assert!(e.to_string().contains("directory is owned by uid 65534"), "{e}");
+        assert!(
+            e.to_string().contains("directory is owned by uid 65534"),
+            "{e}"
+        );
     }
 }

@@ -145,6 +145,7 @@ n_all=$(wc -l < "$work/got.all")
 if [ "$argon2" = yes ]; then
   pstore=$work/pstore
   printf 'correct horse battery staple\n' > "$work/pw"
+  chmod 600 "$work/pw"   # dare refuses a passphrase file others may read
   "$dare" --store "$pstore" init --chunk-size 4096 --passphrase-file "$work/pw" >/dev/null
   "$dare" --store "$pstore" bucket create bkt --passphrase-file "$work/pw" >/dev/null
   "$dare" --store "$pstore" put bkt/x "$work/in100000" --meta a=b --passphrase-file "$work/pw" >/dev/null

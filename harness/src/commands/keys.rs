@@ -123,7 +123,10 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
                         t.id,
                         t.state.as_str()
                     )?,
-                    None => writeln!(crate::out::stdout(), "no rotation has been started in this store")?,
+                    None => writeln!(
+                        crate::out::stdout(),
+                        "no rotation has been started in this store"
+                    )?,
                 }
                 return Ok(());
             };

@@ -299,8 +299,19 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Writes `data` to `p` and returns the path as a string argument.
+/// Writes `data` to a new file `p` of mode 0600 (replacing any file there): inputs hold
+/// plaintext or keys, and dare refuses key and passphrase files others may read.
 pub fn write(p: &Path, data: &[u8]) -> String {
-    fs::write(p, data).unwrap();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(p);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .and_then(|mut f| f.write_all(data))
+        .unwrap();
     p.to_str().unwrap().to_owned()
 }
 
