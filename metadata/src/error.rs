@@ -57,6 +57,14 @@ pub enum MetaError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The database server cannot be reached, refused the login, or the connection was lost
+    /// before the commit (the transaction was rolled back). Names the server without its
+    /// password.
+    Unavailable(String),
+    /// The connection was lost while committing: the transaction may or may not have been
+    /// committed. Whoever acted on its outcome must read before acting (a put must not remove
+    /// the data file its row may now name).
+    CommitUnknown(String),
     /// Anything else the database reports.
     Database(String),
 }
@@ -106,6 +114,12 @@ impl fmt::Display for MetaError {
             MetaError::Io { op, path, source } => {
                 write!(f, "metadata: cannot {op} {}: {source}", path.display())
             }
+            MetaError::Unavailable(m) => write!(f, "metadata database unavailable: {m}"),
+            MetaError::CommitUnknown(m) => write!(
+                f,
+                "metadata database: {m} (whether the change was committed is unknown; read \
+                 before retrying)"
+            ),
             MetaError::Database(m) => write!(f, "metadata database: {m}"),
         }
     }

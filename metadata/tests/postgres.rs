@@ -511,7 +511,7 @@ fn server_crash_mid_transaction() {
     server.stop_immediate();
     let e = tx.commit().expect_err("commit after the crash");
     let text = no_password(&e, &[server.password()]);
-    assert!(matches!(e, MetaError::Database(_)), "{text}");
+    assert!(matches!(e, MetaError::CommitUnknown(_)), "{text}");
     assert!(text.contains(&shown(&url, server.port())), "{text}");
     assert!(text.contains("during commit"), "{text}");
 
@@ -549,6 +549,7 @@ fn server_crash_between_statements() {
         .put_object(&object(b, "second", 2))
         .expect_err("server gone");
     let text = no_password(&e, &[server.password()]);
+    assert!(matches!(e, MetaError::Unavailable(_)), "{text}");
     assert!(text.contains("rolled back"), "{text}");
     // The transaction refuses to commit what the server has forgotten.
     assert!(tx.commit().is_err());

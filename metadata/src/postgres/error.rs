@@ -106,16 +106,15 @@ pub(super) fn map_err(
 ) -> MetaError {
     if connection_lost(e) {
         let why = client_reason(e);
-        return MetaError::Database(match phase {
-            Phase::Statement => format!(
+        return match phase {
+            Phase::Statement => MetaError::Unavailable(format!(
                 "lost the connection to {url} ({why}); the transaction was rolled back, \
                  nothing of it was committed"
-            ),
-            Phase::Commit => format!(
-                "lost the connection to {url} during commit ({why}); whether the \
-                 transaction was committed is unknown: read before retrying"
-            ),
-        });
+            )),
+            Phase::Commit => MetaError::CommitUnknown(format!(
+                "lost the connection to {url} during commit ({why})"
+            )),
+        };
     }
     let Some(db) = e.as_db_error() else {
         return MetaError::Database(format!("{url}: {}", client_reason(e)));
@@ -171,7 +170,7 @@ pub(super) fn connect_error(e: &postgres::Error, url: &str) -> MetaError {
         Some(db) => server_message(db),
         None => client_reason(e),
     };
-    MetaError::Database(format!("cannot connect to {url}: {why}"))
+    MetaError::Unavailable(format!("cannot connect to {url}: {why}"))
 }
 
 /// The server's primary message and SQLSTATE: `new row for relation "buckets" violates check
