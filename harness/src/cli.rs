@@ -17,6 +17,10 @@ use crate::args::{IoChoice, OnOff};
 /// it was created with `--passphrase-file` (or DARE_PASSPHRASE_FILE): then every command that
 /// opens it needs the same passphrase file.
 ///
+/// Its metadata is in `dare.db` in the store directory, unless it was created with a
+/// PostgreSQL database (DARE_METADATA_URL or --metadata) for several nodes to share: then
+/// every command needs that database's URL (docs/NODES.md).
+///
 /// Exit status: 0 success, 1 error, 2 usage, 3 not found (namespace, bucket, object), 4
 /// integrity (tampered or corrupt data, wrong key; `fsck` found an unreadable object).
 #[derive(Debug, Parser)]
@@ -32,6 +36,20 @@ pub struct Cli {
     /// directory others cannot write.
     #[arg(long, global = true, env = "DARE_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Keep the store's metadata in this PostgreSQL database instead of dare.db, so that
+    /// several nodes share one store: postgres://USER:PASSWORD@HOST:PORT/DATABASE. Given to
+    /// `init` (which records the URL without its password in the store's metadata.json) and to
+    /// every later command. Prefer the environment variable DARE_METADATA_URL: a password on
+    /// the command line is visible to every user of the machine in `ps`. dare never prints the
+    /// password (it shows `USER:***@`).
+    #[arg(
+        long,
+        global = true,
+        env = "DARE_METADATA_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub metadata: Option<dare::PostgresUrl>,
     /// Force an AEAD backend (`dare cpu` lists them).
     #[arg(long, global = true, env = "DARE_AEAD_BACKEND", value_name = "NAME")]
     pub backend: Option<String>,
@@ -50,6 +68,11 @@ pub enum Command {
     /// store directory, or, with --passphrase-file FILE (or DARE_PASSPHRASE_FILE), by a key
     /// derived from the passphrase in FILE with Argon2id; every later command then needs the
     /// same passphrase file.
+    ///
+    /// The metadata goes to `dare.db` in the store directory, or, with DARE_METADATA_URL (or
+    /// --metadata URL), to that PostgreSQL database (empty, existing): the store directory
+    /// then gets `metadata.json` naming the database without its password, and every later
+    /// command needs the same URL.
     Init(InitArgs),
     /// Namespaces: each has its own namespace key and an encryption setting.
     #[command(subcommand)]
@@ -339,6 +362,9 @@ pub enum BenchCommand {
     Aead(crate::bench_aead::AeadArgs),
     /// What encryption costs on a drive: PUT/GET/range-GET, encrypted against plaintext.
     Overhead(crate::bench_overhead::OverheadArgs),
+    /// What the metadata database costs a request: lookups, commits and rewraps, SQLite
+    /// against a PostgreSQL server in the same run.
+    Meta(crate::bench_meta::MetaArgs),
 }
 
 #[cfg(test)]

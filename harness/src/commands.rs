@@ -66,7 +66,7 @@ fn customer_key(s: &SseC) -> Result<Option<Secret32>> {
 
 /// Prints `v` as pretty JSON and a newline. (Serialized first, so that a closed standard
 /// output surfaces as the `io::Error` it is.)
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(v)?;
     let mut o = crate::out::stdout().lock();
     writeln!(o, "{text}")?;
