@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use dare_engine::format::hex;
 use dare_engine::{OpenError, SealError};
 use dare_envelope::KeyError;
 use dare_metadata::MetaError;
@@ -100,6 +101,52 @@ pub enum Error {
     Data(dare_engine::StoreError),
     /// Migrating a store made by an older release failed; nothing was lost (rerun `open`).
     Migration(String),
+    /// The store keeps its metadata in PostgreSQL (its `metadata.json` says so) and no
+    /// database URL was given.
+    MetadataUrlNeeded {
+        /// The store directory.
+        dir: PathBuf,
+        /// The URL `metadata.json` records, without its password.
+        url: String,
+    },
+    /// A metadata database URL was given for a store whose metadata is its own SQLite
+    /// database (`dare.db`).
+    MetadataUrlNotApplicable(PathBuf),
+    /// The metadata database holds another store (or none) than the one the store directory
+    /// belongs to. They are never used together: the directory's data files would be garbage
+    /// to the other store's `fsck --repair`.
+    StoreMismatch {
+        /// The store directory.
+        dir: PathBuf,
+        /// The database given, without its password.
+        url: String,
+        /// The database `metadata.json` records, without its password.
+        recorded_url: String,
+        /// The store id `metadata.json` records.
+        expected: [u8; 16],
+        /// The store id the database holds (`None`: it holds no store).
+        found: Option<[u8; 16]>,
+    },
+    /// The store's `metadata.json` cannot be used.
+    LocationFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The operation does not apply to this store's metadata backend.
+    Unsupported(String),
+    /// A put's data file was written, and the connection to the metadata database was lost
+    /// while its row was being committed: the object may or may not be stored. The data file
+    /// was kept (if the row was not committed, `fsck --repair` removes it as garbage).
+    PutOutcomeUnknown {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+        /// The database's error ([`MetaError::CommitUnknown`]).
+        source: MetaError,
+    },
     /// A file operation on the store directory failed.
     Io {
         /// What was being done.
@@ -154,6 +201,15 @@ impl Error {
     /// Whether a transaction that failed with this error may be run again.
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, Error::Metadata(m) if m.is_retryable())
+    }
+
+    /// Whether the error says that the metadata database was lost while committing, so that
+    /// the change may or may not have been made ([`MetaError::CommitUnknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Error::Metadata(MetaError::CommitUnknown(_)) | Error::PutOutcomeUnknown { .. }
+        )
     }
 }
 
@@ -216,6 +272,60 @@ impl fmt::Display for Error {
             Error::Seal(e) => e.fmt(f),
             Error::Data(e) => e.fmt(f),
             Error::Migration(why) => write!(f, "migrating the store failed: {why}"),
+            Error::MetadataUrlNeeded { dir, url } => write!(
+                f,
+                "the store in {} keeps its metadata in PostgreSQL at {url}: give that database's \
+                 URL with its password in DARE_METADATA_URL (or with --metadata URL, which \
+                 shows the password to anyone running `ps`)",
+                dir.display()
+            ),
+            Error::MetadataUrlNotApplicable(dir) => write!(
+                f,
+                "the store in {} keeps its metadata in its own SQLite database (dare.db); a \
+                 metadata database URL does not apply to it (unset DARE_METADATA_URL, drop \
+                 --metadata)",
+                dir.display()
+            ),
+            Error::StoreMismatch {
+                dir,
+                url,
+                recorded_url,
+                expected,
+                found,
+            } => {
+                match found {
+                    Some(id) => {
+                        write!(f, "the metadata database at {url} holds store {}", hex(id))?
+                    }
+                    None => write!(f, "the metadata database at {url} holds no dare store")?,
+                }
+                write!(
+                    f,
+                    ", but the store directory {} belongs to store {} (its metadata.json, which \
+                     names {recorded_url}): refusing to use them together (the directory's data \
+                     files are not that database's; `fsck --repair` would remove them). Give \
+                     the URL of the store's own database",
+                    dir.display(),
+                    hex(expected)
+                )
+            }
+            Error::LocationFile { path, why } => write!(
+                f,
+                "{} (where the store's metadata is) cannot be used: {why}",
+                path.display()
+            ),
+            Error::Unsupported(why) => f.write_str(why),
+            Error::PutOutcomeUnknown {
+                bucket,
+                name,
+                source,
+            } => write!(
+                f,
+                "the outcome of storing {bucket}/{} is unknown: {source}; its data file was \
+                 kept (`dare head` shows whether the object was stored; if it was not, `dare \
+                 fsck --repair` removes the file as garbage)",
+                printable(name)
+            ),
             Error::Io { op, path, source } => {
                 write!(f, "cannot {op} {}: {source}", path.display())
             }
@@ -228,7 +338,7 @@ impl std::error::Error for Error {
         match self {
             Error::Key(e) => Some(e),
             Error::Keys(e) => Some(e),
-            Error::Metadata(e) => Some(e),
+            Error::Metadata(e) | Error::PutOutcomeUnknown { source: e, .. } => Some(e),
             Error::Open(OpenError::Io(e) | OpenError::Sink(e)) => Some(e),
             Error::Open(e) => Some(e),
             Error::Seal(e) => Some(e),

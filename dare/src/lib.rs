@@ -9,7 +9,7 @@
 //! ```text
 //! dare (this crate)  control plane: [`Dare`] — namespaces, buckets, objects, policy, tasks
 //!  ├─ dare-metadata  the resource table and object table behind one transactional trait
-//!  │                 (SQLite embedded by default)                     docs/METADATA.md
+//!  │                 (SQLite embedded by default, or PostgreSQL)      docs/METADATA.md
 //!  ├─ dare-keys      key hierarchy (ECS: master → namespace → bucket, virtual keys), roots
 //!  │                 of trust, rotation, SSE-C, the derived-key cache  docs/KEYS.md
 //!  ├─ dare-engine    data plane: chunked AES-256-GCM, CPU-dispatched kernels, io_uring
@@ -18,7 +18,10 @@
 //! ```
 //!
 //! A store directory holds `dare.db` (metadata), `objects/` (data files named by object id)
-//! and `root.key` (unless a passphrase protects the store); see [`layout`].
+//! and `root.key` (unless a passphrase protects the store); see [`layout`]. Several nodes
+//! share one store through a PostgreSQL metadata database ([`MetadataLocation::Postgres`])
+//! and a store directory on a shared filesystem, which then holds `metadata.json` instead of
+//! `dare.db` (docs/METADATA.md §8, docs/NODES.md).
 //!
 //! # The data path
 //!
@@ -59,7 +62,7 @@ pub use namespace::{Bucket, Namespace, check_bucket_name};
 pub use object::{GetOptions, KeyRef, Object, ObjectInfo, PutOptions};
 pub use range::parse_range;
 pub use rewrap::RewrapReport;
-pub use store::{Dare, Options, Root};
+pub use store::{Dare, MetadataLocation, Options, PostgresUrl, Root};
 
 // What embedders need from the crates below, so that `dare` alone is enough to use the store.
 pub use dare_engine::{AeadBackend, DiskOptions, IoMode, StoreConfig};
@@ -68,3 +71,4 @@ pub use dare_keys::{
     CacheMode, RotationOptions, RotationStatus, StoreError as KeyStoreError, TaskState,
     read_customer_key_file, read_passphrase_file, step_name,
 };
+pub use dare_metadata::{MetaError, PostgresOptions, SqliteOptions};

@@ -8,7 +8,10 @@
 //! visible; an overwrite swaps the row in that same commit and removes the old data file only
 //! afterwards. A crash anywhere leaves the old or the new object, never a mix: before the
 //! commit the new file is an unreferenced orphan (`fsck --repair` removes it); after it, the
-//! old file is.
+//! old file is. A file is removed only when the commit's outcome is known: when the
+//! connection to a database server is lost during a put's commit
+//! ([`MetaError::CommitUnknown`]), the row may exist, so the new file is kept (and the old
+//! one too) and the put fails with [`Error::PutOutcomeUnknown`].
 //!
 //! GET: read the row → unwrap the envelope → verify the sealed user metadata → read only the
 //! chunks asked for, each released after its tag verified.
@@ -22,7 +25,7 @@ use dare_engine::{
 };
 use dare_envelope::{DataKey, Envelope, KeyError, KeyKind, KeyProvider, Secret32};
 use dare_keys::{CustomerKeyProvider, HierarchyBlock, HierarchyProvider, NoCustomerKey};
-use dare_metadata::{BucketRecord, By, ObjectRecord, read_with, write_with};
+use dare_metadata::{BucketRecord, By, MetaError, ObjectRecord, read_with, write_with};
 
 use crate::Dare;
 use crate::error::Error;
@@ -346,6 +349,17 @@ impl Dare {
         });
         let old = match committed {
             Ok(old) => old,
+            // The connection was lost during the commit: the row may name the new file now
+            // (or soon: a commit the server still has in hand), so it must stay. If the
+            // commit did not happen, the file is garbage for `fsck --repair`.
+            Err(Error::Metadata(source @ MetaError::CommitUnknown(_))) => {
+                return Err(Error::PutOutcomeUnknown {
+                    bucket: bucket.into(),
+                    name: name.into(),
+                    source,
+                });
+            }
+            // Anything else rolled the transaction back: no row names the file.
             Err(e) => {
                 let _ = self.data.remove(&loc);
                 return Err(e);
@@ -511,7 +525,10 @@ impl Dare {
         Ok(Object { info, reader })
     }
 
-    /// Deletes `bucket/name`: its row goes in one transaction, then its data file.
+    /// Deletes `bucket/name`: its row goes in one transaction, then its data file. The file
+    /// is removed only after a commit that is known to have happened: when the connection to
+    /// the database is lost during the commit ([`Error::is_outcome_unknown`]), the row may
+    /// still be there and name the file.
     pub fn delete(&self, bucket: &str, name: &str) -> Result<(), Error> {
         let row = write_with(&*self.meta, Error::is_retryable, |tx| {
             let b = tx

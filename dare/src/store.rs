@@ -1,21 +1,34 @@
 //! Creating and opening a store: the root of trust, the metadata database, the data volume
 //! and the key store, tied into one [`Dare`] handle. The directory layout is in [`layout`].
 //!
+//! The metadata database is `dare.db` in the store directory (SQLite, the default), or a
+//! PostgreSQL database that several nodes share ([`MetadataLocation::Postgres`]). Then the
+//! store directory — on a filesystem the nodes share — holds `metadata.json` instead of
+//! `dare.db`: it records the database's URL without the password, and the store id that the
+//! database must hold. Opening checks that id: a directory is never used with another
+//! store's database, whose `fsck --repair` would take the directory's data files for garbage.
+//!
 //! [`layout`]: crate::layout
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use dare_engine::{DataStore, DiskOptions, DiskVolume, StoreConfig, Volume, format};
 use dare_keys::{
     CacheMode, KeyStore, PassphraseRoot, RootKeyFile, RootOfTrust, StoreOptions as KeyOptions,
 };
-use dare_metadata::{MetaError, Metadata, SqliteMetadata, SqliteOptions, read_with, write_with};
+use dare_metadata::{
+    MetaError, Metadata, PostgresMetadata, PostgresOptions, SqliteMetadata, SqliteOptions,
+    read_with, write_with,
+};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, io};
 use crate::layout::{
-    DB_FILE, DEFAULT_NAMESPACE, OBJECTS_DIR, ROOT_KEY_FILE, check_store_trust, make_dir, random_id,
+    DB_FILE, DEFAULT_NAMESPACE, LocationFile, OBJECTS_DIR, ROOT_KEY_FILE, check_store_trust,
+    make_dir, random_id,
 };
 use crate::migrate;
 
@@ -40,6 +53,57 @@ impl std::fmt::Debug for Root {
     }
 }
 
+/// A PostgreSQL connection URL, which may hold a password: `Debug` never shows it, and the
+/// text is zeroed when dropped. Messages name the database by
+/// [`Metadata::describe`](dare_metadata::Metadata::describe) (`postgres://USER:***@HOST:PORT/DB`)
+/// instead.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(Zeroizing<String>);
+
+impl PostgresUrl {
+    /// Wraps a URL: `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?param=value&...]`,
+    /// `postgresql://...` or libpq's `host=... user=...` pairs (docs/METADATA.md §7.1). It is
+    /// parsed when the database is opened.
+    pub fn new(url: impl Into<String>) -> PostgresUrl {
+        PostgresUrl(Zeroizing::new(url.into()))
+    }
+
+    /// The URL as given, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PostgresUrl(<redacted>)")
+    }
+}
+
+/// An empty URL is refused; anything else is taken as it is and checked when opened.
+impl FromStr for PostgresUrl {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err("the metadata database URL is empty");
+        }
+        Ok(PostgresUrl::new(s))
+    }
+}
+
+/// Where a store's metadata database is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MetadataLocation {
+    /// `dare.db` in the store directory (embedded SQLite), the default. Opening a store whose
+    /// `metadata.json` names a PostgreSQL database with this fails, asking for its URL.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, shared by every node of the store
+    /// ([`Options::postgres`] for its timeouts).
+    Postgres(PostgresUrl),
+}
+
 /// How a store handle is opened. The library reads no environment variable: a binary maps
 /// its flags and environment onto these.
 #[derive(Debug, Clone)]
@@ -50,8 +114,13 @@ pub struct Options {
     pub disk: DiskOptions,
     /// Batch size, AEAD backend, whether writes are synced.
     pub data: StoreConfig,
-    /// The metadata database's lock wait.
+    /// Where the metadata database is: `dare.db` in the store directory (the default) or a
+    /// PostgreSQL database.
+    pub metadata: MetadataLocation,
+    /// The SQLite database's lock wait.
     pub sqlite: SqliteOptions,
+    /// The PostgreSQL database's lock wait and connect timeout (10 s each by default).
+    pub postgres: PostgresOptions,
     /// Whether providers reuse derived keys (on) or derive the chain per request (off, as
     /// ECS does).
     pub key_cache: CacheMode,
@@ -65,7 +134,9 @@ impl Default for Options {
             root: Root::KeyFile,
             disk: DiskOptions::default(),
             data: StoreConfig::default(),
+            metadata: MetadataLocation::Sqlite,
             sqlite: SqliteOptions::default(),
+            postgres: PostgresOptions::default(),
             key_cache: CacheMode::On,
             keys: KeyOptions::default(),
         }
@@ -111,46 +182,115 @@ fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOf
     })
 }
 
+/// Pairs the store directory `dir` with the PostgreSQL database `db` at `create`: returns
+/// the id the new store gets (or, re-running an interrupted create, got). `metadata.json` is
+/// written first, so that a store row never exists without a directory that names it.
+fn pair_new_database(dir: &Path, db: &dyn Metadata) -> Result<[u8; 16], Error> {
+    let in_db = read_with(db, |tx| tx.store())?.map(|s| s.store_id);
+    let mismatch = |loc: LocationFile| Error::StoreMismatch {
+        dir: dir.to_path_buf(),
+        url: db.describe(),
+        recorded_url: loc.url,
+        expected: loc.store_id,
+        found: in_db,
+    };
+    match (LocationFile::read(dir)?, in_db) {
+        // Created, or interrupted after the store row: `create_with` finishes or says so.
+        (Some(loc), Some(id)) if loc.store_id == id => Ok(id),
+        (Some(loc), Some(_)) => Err(mismatch(loc)),
+        // Interrupted before the store row, on this same database.
+        (Some(loc), None) if loc.url == db.describe() => Ok(loc.store_id),
+        (Some(loc), None) => Err(mismatch(loc)),
+        // The database belongs to another store directory.
+        (None, Some(_)) => Err(Error::AlreadyAStore(PathBuf::from(db.describe()))),
+        (None, None) => {
+            let loc = LocationFile {
+                url: db.describe(),
+                store_id: random_id()?,
+            };
+            if loc.create(dir)? {
+                Ok(loc.store_id)
+            } else {
+                // Another `create` paired the directory meanwhile.
+                Err(Error::AlreadyAStore(dir.to_path_buf()))
+            }
+        }
+    }
+}
+
 impl Dare {
     /// Creates a store in `dir` (created 0700 if missing): the root of trust, the metadata
     /// database with master key 1, rotation key 1 and the namespace `default` (encrypted),
     /// and the data volume. `chunk_size` (a power of two, 4 KiB..=4 MiB) is fixed for the
     /// store's new objects. Re-running it after an interrupted `create` finishes the job.
+    ///
+    /// With [`MetadataLocation::Postgres`], the database (which must hold no store yet)
+    /// takes the place of `dare.db`, and `dir` gets `metadata.json` naming it (without its
+    /// password) and the new store's id, before the store row is written.
     pub fn create(dir: &Path, chunk_size: u64, opts: &Options) -> Result<Dare, Error> {
         let chunk_shift = format::chunk_shift_of(chunk_size)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if migrate::is_v1_store(dir) {
             return Err(Error::AlreadyAStore(dir.to_path_buf()));
         }
+        let has_db = dir.join(DB_FILE).exists();
+        let has_location = LocationFile::path(dir).exists();
+        match &opts.metadata {
+            MetadataLocation::Sqlite if has_location => {
+                return Err(Error::AlreadyAStore(dir.to_path_buf()));
+            }
+            MetadataLocation::Postgres(_) if has_db => {
+                return Err(Error::AlreadyAStore(dir.to_path_buf()));
+            }
+            _ => {}
+        }
         // A weak passphrase is refused before anything is created.
         if let Root::Passphrase(p) = &opts.root
-            && !dir.join(DB_FILE).exists()
+            && !has_db
+            && !has_location
         {
             dare_keys::check_new_passphrase(p)?;
         }
+        // The server first: a database that cannot be reached leaves nothing behind.
+        let pg: Option<Arc<dyn Metadata>> = match &opts.metadata {
+            MetadataLocation::Postgres(url) => Some(Arc::new(PostgresMetadata::open(
+                url.expose(),
+                opts.postgres.clone(),
+            )?)),
+            MetadataLocation::Sqlite => None,
+        };
         make_dir(dir)?;
         check_store_trust(dir)?;
-        let db = dir.join(DB_FILE);
-        let sqlite = if db.exists() {
-            SqliteMetadata::open(&db, opts.sqlite.clone())?
-        } else {
-            SqliteMetadata::create(&db, opts.sqlite.clone())?
+        let (meta, sqlite, store_id) = match pg {
+            None => {
+                let db = dir.join(DB_FILE);
+                let sqlite = if db.exists() {
+                    SqliteMetadata::open(&db, opts.sqlite.clone())?
+                } else {
+                    SqliteMetadata::create(&db, opts.sqlite.clone())?
+                };
+                let sqlite = Arc::new(sqlite);
+                (sqlite.clone() as Arc<dyn Metadata>, Some(sqlite), None)
+            }
+            Some(pg) => {
+                let store_id = pair_new_database(dir, &*pg)?;
+                (pg, None, Some(store_id))
+            }
         };
-        let sqlite = Arc::new(sqlite);
-        let meta: Arc<dyn Metadata> = sqlite.clone();
         let fresh = read_with(&*meta, |tx| tx.store().map(|s| s.is_none()))?;
         let root = root_of_trust(dir, &opts.root, fresh)?;
         let volume: Arc<dyn Volume> = Arc::new(
             DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
                 .map_err(io("create", &dir.join(OBJECTS_DIR)))?,
         );
-        let mut d =
-            Self::create_parts(meta, volume, root, chunk_shift, opts).map_err(|e| match e {
+        let mut d = Self::create_with(meta, volume, root, chunk_shift, store_id, opts).map_err(
+            |e| match e {
                 Error::AlreadyAStore(_) => Error::AlreadyAStore(dir.to_path_buf()),
                 e => e,
-            })?;
+            },
+        )?;
         d.dir = Some(dir.to_path_buf());
-        d.sqlite = Some(sqlite);
+        d.sqlite = sqlite;
         Ok(d)
     }
 
@@ -163,11 +303,27 @@ impl Dare {
         chunk_shift: u8,
         opts: &Options,
     ) -> Result<Dare, Error> {
+        Self::create_with(meta, volume, root, chunk_shift, None, opts)
+    }
+
+    /// [`create_parts`](Self::create_parts) with the store id chosen by the caller (the one
+    /// `metadata.json` recorded), or a random one.
+    fn create_with(
+        meta: Arc<dyn Metadata>,
+        volume: Arc<dyn Volume>,
+        root: Arc<dyn RootOfTrust>,
+        chunk_shift: u8,
+        store_id: Option<[u8; 16]>,
+        opts: &Options,
+    ) -> Result<Dare, Error> {
         format::check_chunk_shift(chunk_shift)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let exists = read_with(&*meta, |tx| tx.store().map(|s| s.is_some()))?;
         if !exists {
-            let store_id = random_id()?;
+            let store_id = match store_id {
+                Some(id) => id,
+                None => random_id()?,
+            };
             write_with(&*meta, Error::is_retryable, |tx| {
                 if tx.store()?.is_some() {
                     return Ok(());
@@ -191,12 +347,23 @@ impl Dare {
     /// Opens the store in `dir`. A store made by the previous release (`keystore.dat`, one
     /// file per object named by the object's name) is migrated first, once (docs/METADATA.md
     /// §5).
+    ///
+    /// A store whose `metadata.json` names a PostgreSQL database needs
+    /// [`MetadataLocation::Postgres`] with that database's URL
+    /// ([`Error::MetadataUrlNeeded`] otherwise); a database that holds another store (or
+    /// none) is refused ([`Error::StoreMismatch`]).
     pub fn open(dir: &Path, opts: &Options) -> Result<Dare, Error> {
         let db = dir.join(DB_FILE);
         if !Self::exists(dir) {
             return Err(Error::NotAStore(dir.to_path_buf()));
         }
         check_store_trust(dir)?;
+        if let Some(loc) = LocationFile::read(dir)? {
+            return Self::open_postgres(dir, &loc, opts);
+        }
+        if let MetadataLocation::Postgres(_) = opts.metadata {
+            return Err(Error::MetadataUrlNotApplicable(dir.to_path_buf()));
+        }
         if !db.exists() {
             if migrate::is_v1_store(dir) {
                 migrate::migrate_v1(dir, &opts.sqlite, opts.disk)?;
@@ -216,6 +383,45 @@ impl Dare {
         if read_with(&*meta, |tx| tx.store())?.is_none() {
             return Err(Error::NotAStore(dir.to_path_buf()));
         }
+        let mut d = Self::open_dir(dir, meta, opts)?;
+        d.sqlite = Some(sqlite);
+        Ok(d)
+    }
+
+    /// Opens a store whose metadata is the PostgreSQL database `loc` describes.
+    fn open_postgres(dir: &Path, loc: &LocationFile, opts: &Options) -> Result<Dare, Error> {
+        if dir.join(DB_FILE).exists() {
+            return Err(Error::LocationFile {
+                path: LocationFile::path(dir),
+                why: format!(
+                    "the directory holds {DB_FILE} too, so it is unclear which database is \
+                     the store's; remove the one that is not"
+                ),
+            });
+        }
+        let MetadataLocation::Postgres(url) = &opts.metadata else {
+            return Err(Error::MetadataUrlNeeded {
+                dir: dir.to_path_buf(),
+                url: loc.url.clone(),
+            });
+        };
+        let meta: Arc<dyn Metadata> =
+            Arc::new(PostgresMetadata::open(url.expose(), opts.postgres.clone())?);
+        let found = read_with(&*meta, |tx| tx.store())?.map(|s| s.store_id);
+        if found != Some(loc.store_id) {
+            return Err(Error::StoreMismatch {
+                dir: dir.to_path_buf(),
+                url: meta.describe(),
+                recorded_url: loc.url.clone(),
+                expected: loc.store_id,
+                found,
+            });
+        }
+        Self::open_dir(dir, meta, opts)
+    }
+
+    /// The root of trust and the data volume of `dir`, with `meta`.
+    fn open_dir(dir: &Path, meta: Arc<dyn Metadata>, opts: &Options) -> Result<Dare, Error> {
         let root = root_of_trust(dir, &opts.root, false)?;
         let volume: Arc<dyn Volume> = Arc::new(
             DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
@@ -223,7 +429,6 @@ impl Dare {
         );
         let mut d = Self::open_parts(meta, volume, root, opts)?;
         d.dir = Some(dir.to_path_buf());
-        d.sqlite = Some(sqlite);
         Ok(d)
     }
 
@@ -248,9 +453,10 @@ impl Dare {
         })
     }
 
-    /// Whether `dir` holds a store (of this release or, still to migrate, the previous one).
+    /// Whether `dir` holds a store (of this release or, still to migrate, the previous one):
+    /// `dare.db`, or `metadata.json` naming its database elsewhere.
     pub fn exists(dir: &Path) -> bool {
-        dir.join(DB_FILE).exists() || migrate::is_v1_store(dir)
+        dir.join(DB_FILE).exists() || LocationFile::path(dir).exists() || migrate::is_v1_store(dir)
     }
 
     /// The store directory (None for a store opened on custom parts).
@@ -273,7 +479,8 @@ impl Dare {
         &self.keys
     }
 
-    /// The metadata database.
+    /// The metadata database (its [`describe`](Metadata::describe) names it: a file, or a
+    /// PostgreSQL URL without the password).
     pub fn metadata(&self) -> &Arc<dyn Metadata> {
         &self.meta
     }
@@ -296,6 +503,7 @@ impl Dare {
     /// Writes a consistent copy of the metadata database — wrapped keys only, never a
     /// plaintext key — to `dest` (a new file, mode 0600), while the store stays in use. Data
     /// files are not copied: back them up separately (they are useless without the database).
+    /// A PostgreSQL database is not copied: the error says to use `pg_dump` (METADATA.md §7.7).
     pub fn backup(&self, dest: &Path) -> Result<(), Error> {
         Ok(self.meta.backup(dest)?)
     }
@@ -304,8 +512,23 @@ impl Dare {
     /// written after the backup lose their rows (their data files become orphans that `dare
     /// fsck --repair` removes); objects deleted since lose their data files (fsck reports
     /// them missing). Keys and buckets are as they were at the backup.
+    ///
+    /// Only for a store whose metadata is `dare.db`: a PostgreSQL database is restored with
+    /// PostgreSQL's own tools ([`Error::Unsupported`] says which).
     pub fn restore(dir: &Path, backup: &Path, opts: &Options) -> Result<(), Error> {
         let db = dir.join(DB_FILE);
+        if !db.exists()
+            && let Some(loc) = LocationFile::read(dir)?
+        {
+            return Err(Error::Unsupported(format!(
+                "the store in {} keeps its metadata in PostgreSQL at {}: dare restores only its \
+                 own SQLite database; restore a PostgreSQL database with pg_restore from a \
+                 `pg_dump --format=custom` dump, or with the server's point-in-time recovery \
+                 (docs/METADATA.md §7.7)",
+                dir.display(),
+                loc.url
+            )));
+        }
         if !db.exists() {
             return Err(Error::NotAStore(dir.to_path_buf()));
         }
