@@ -1,12 +1,15 @@
 //! The global flags and their environment variables, mapped onto [`dare::Options`]. The
 //! library reads no environment variable; clap reads `DARE_STORE`, `DARE_PASSPHRASE_FILE`,
-//! `DARE_AEAD_BACKEND` and `DARE_IO` into the flags, and this module turns the flags into
-//! options.
+//! `DARE_METADATA_URL`, `DARE_AEAD_BACKEND` and `DARE_IO` into the flags, and this module
+//! turns the flags into options.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use dare::{AeadBackend, Dare, DiskOptions, IoMode, Options, Root, StoreConfig};
+use dare::{
+    AeadBackend, Dare, DiskOptions, IoMode, MetadataLocation, Options, PostgresUrl, Root,
+    StoreConfig,
+};
 
 use crate::args::IoChoice;
 use crate::cli::Cli;
@@ -18,6 +21,9 @@ pub struct Settings {
     pub store: PathBuf,
     /// The passphrase file, when the store is protected by a passphrase.
     pub passphrase_file: Option<PathBuf>,
+    /// The PostgreSQL metadata database, when the store keeps its metadata there (`Debug`
+    /// shows no password).
+    pub metadata: Option<PostgresUrl>,
     /// How data files are read and written.
     pub disk: DiskOptions,
     /// How data is sealed (backend) and synced.
@@ -48,6 +54,7 @@ impl Settings {
         Ok(Settings {
             store: cli.store.clone(),
             passphrase_file: cli.passphrase_file.clone(),
+            metadata: cli.metadata.clone(),
             disk,
             data,
         })
@@ -65,12 +72,16 @@ impl Settings {
         };
         Ok(Options {
             root,
+            metadata: match &self.metadata {
+                Some(url) => MetadataLocation::Postgres(url.clone()),
+                None => MetadataLocation::Sqlite,
+            },
             ..self.engine_options()
         })
     }
 
-    /// Options for a store with its own root key file (the benchmark's scratch store): the
-    /// flags' disk and data settings only.
+    /// Options for a store with its own root key file and SQLite database (the benchmark's
+    /// scratch store): the flags' disk and data settings only.
     pub fn engine_options(&self) -> Options {
         Options {
             root: Root::KeyFile,

@@ -18,18 +18,28 @@ pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
     } else {
         "the root key file root.key"
     };
+    // `describe` names a PostgreSQL database without its password.
+    let metadata = d.metadata().describe();
     if a.out.json {
         return print_json(&json!({
             "store": s.dir().display().to_string(),
             "chunk_size": d.chunk_size(),
             "root_of_trust": if s.passphrase_file.is_some() { "passphrase" } else { "root-key-file" },
+            "metadata": if s.metadata.is_some() { "postgres" } else { "sqlite" },
+            "metadata_database": metadata,
+            "store_id": dare_engine::format::hex(&d.store_id()),
             "namespace": dare::DEFAULT_NAMESPACE,
         }));
     }
+    let where_ = if s.metadata.is_some() {
+        format!("metadata in PostgreSQL at {metadata}, recorded in metadata.json")
+    } else {
+        "metadata in dare.db".to_owned()
+    };
     writeln!(
         crate::out::stdout(),
         "initialized dare store at {} (chunk size {} bytes, master keys protected by {protection}, \
-         namespace `{}` with encryption on)",
+         {where_}, namespace `{}` with encryption on)",
         s.dir().display(),
         d.chunk_size(),
         dare::DEFAULT_NAMESPACE

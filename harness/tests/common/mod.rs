@@ -13,8 +13,9 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Environment variables the binary reads; the tests set them explicitly when they mean to.
-const DARE_ENV: [&str; 5] = [
+const DARE_ENV: [&str; 6] = [
     "DARE_STORE",
+    "DARE_METADATA_URL",
     "DARE_AEAD_BACKEND",
     "DARE_IO",
     "DARE_PASSPHRASE_FILE",
