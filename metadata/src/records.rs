@@ -3,7 +3,7 @@
 //! Only wrapped keys are ever stored. Every byte string here is opaque to this crate: its
 //! layout is specified in docs/KEYS.md (wrapped keys, envelopes) and docs/FORMAT.md (object
 //! parameters). Times are Unix seconds, except object creation times (Unix milliseconds, as
-//! S3's `LastModified`).
+//! S3's `LastModified`) and task lease expiries (Unix milliseconds: leases last seconds).
 
 use std::fmt;
 
@@ -277,9 +277,18 @@ pub struct TaskRecord {
     pub master_attempts: u32,
     /// Optimistic-concurrency version.
     pub row_version: u64,
+    /// Who holds the task's lease: the id of the runner (node and process) allowed to commit
+    /// its steps (KEYS.md §8.2); `None` when the lease is free. At most 255 characters.
+    pub lease_owner: Option<String>,
+    /// When the lease expires, Unix **milliseconds** by the holder's clock; `None` exactly
+    /// when `lease_owner` is.
+    pub lease_expires: Option<u64>,
+    /// The fencing token: bumped at every acquisition of the lease and never reused (0 before
+    /// the first). A runner's step commits only while the row still carries its token.
+    pub lease_token: u64,
 }
 
-/// A task to insert (state `Pending`, step 0).
+/// A task to insert (state `Pending`, step 0, lease free with token 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
     /// `None`: the database allocates the id; `Some` only when importing.

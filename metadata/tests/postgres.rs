@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use dare_metadata::{
     By, MasterKeyRecord, MetaError, Metadata, NamespaceRecord, NewBucket, NewNamespace,
-    PostgresMetadata, PostgresOptions, StoreRecord, write_with,
+    PostgresMetadata, PostgresOptions, StoreRecord, TaskKind, TaskRecord, TaskState, write_with,
 };
 use dare_testkit::PgServer;
 use dare_testkit::postgres as postgres_client;
@@ -107,8 +107,8 @@ fn no_password(e: &MetaError, passwords: &[&str]) -> String {
 fn open_creates_the_schema_and_hides_the_password() {
     let url = fresh_database();
     let db = open(&url);
-    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 1);
-    assert_eq!(db.schema_version().expect("version"), 1);
+    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 2);
+    assert_eq!(db.schema_version().expect("version"), 2);
     let expect = shown(&url, server().port());
     assert_eq!(db.describe(), expect);
     let debug = format!("{db:?}");
@@ -142,7 +142,7 @@ fn nodes_opening_together_migrate_once() {
             .collect()
     });
     for h in &handles {
-        assert_eq!(h.schema_version().expect("version"), 1);
+        assert_eq!(h.schema_version().expect("version"), 2);
     }
     let mut c = server().client(database_of(&url));
     let tables: i64 = c
@@ -152,7 +152,10 @@ fn nodes_opening_together_migrate_once() {
         )
         .expect("count")
         .get(0);
-    assert_eq!(tables, 8, "dare_schema and the seven tables of schema 1");
+    assert_eq!(
+        tables, 8,
+        "dare_schema and the seven tables of schemas 1 and 2"
+    );
     // Every node works on the one schema.
     let b = seed_bucket(&handles[0]);
     put(&handles[NODES - 1], b, &["x"]);
@@ -164,16 +167,18 @@ fn newer_schema_is_refused_untouched() {
     let url = fresh_database();
     let b = seed_bucket(&open(&url));
     let mut c = server().client(database_of(&url));
-    c.batch_execute("UPDATE dare_schema SET version = 2")
-        .expect("set version");
+    let newer = PostgresMetadata::SCHEMA_VERSION + 1;
+    c.execute(
+        "UPDATE dare_schema SET version = $1",
+        &[&i32::try_from(newer).expect("version")],
+    )
+    .expect("set version");
     let e = PostgresMetadata::open(&url, opts()).expect_err("newer schema");
     assert!(
         matches!(
             e,
-            MetaError::SchemaTooNew {
-                found: 2,
-                supported: 1
-            }
+            MetaError::SchemaTooNew { found, supported }
+                if found == newer && supported == PostgresMetadata::SCHEMA_VERSION
         ),
         "{e:?}"
     );
@@ -181,12 +186,120 @@ fn newer_schema_is_refused_untouched() {
         .query_one("SELECT version FROM dare_schema", &[])
         .expect("version")
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(u32::try_from(version).ok(), Some(newer));
     let buckets: i64 = c
         .query_one("SELECT count(*) FROM buckets WHERE id = $1", &[&(b as i64)])
         .expect("count")
         .get(0);
     assert_eq!(buckets, 1);
+}
+
+/// A database of schema version 1 (made with that version's schema file, as a build of
+/// version 1 made it) is migrated by the first node that opens it — while other nodes open it
+/// too — to version 2, the task lease columns: rows are kept, existing tasks get a free lease
+/// with token 0, the new columns take values and keep their rules.
+#[test]
+fn a_version_1_database_is_migrated_to_version_2() {
+    let url = fresh_database();
+    let mut c = server().client(database_of(&url));
+    c.batch_execute(include_str!("../src/postgres/schema_v1.sql"))
+        .expect("schema 1");
+    c.batch_execute(
+        "INSERT INTO dare_schema (id, version) VALUES (1, 1);
+         INSERT INTO store (id, store_id, chunk_shift, root_of_trust, rt_data_key,
+             active_master, active_rotation, key_epoch, created, row_version)
+         VALUES (1, decode(repeat('00', 16), 'hex'), 16, 'root-key-file', decode('a5a5', 'hex'),
+                 1, 1, 1, 1700000000, 4);
+         INSERT INTO master_keys (version, state, wrapped, created, retired)
+         VALUES (1, 'active', decode('0101', 'hex'), 1700000000, NULL);
+         INSERT INTO tasks (id, kind, state, step, started, ended, outcome, error,
+             previous_master, new_master, new_rotation, master_attempts, row_version)
+         VALUES (1, 'rotation', 'completed', 5, 1700000100, 1700000101, 'done', NULL,
+                 1, 2, 2, 1, 6),
+                (2, 'rotation', 'transient_error', 3, 1700000200, NULL, NULL,
+                 'step 4 (keys rewrapped): kms unreachable', 2, 3, 3, 1, 5);",
+    )
+    .expect("version 1 rows");
+    const NODES: usize = 3;
+    let barrier = Barrier::new(NODES);
+    let handles: Vec<PostgresMetadata> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..NODES)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PostgresMetadata::open(&url, opts())
+                })
+            })
+            .collect();
+        opening
+            .into_iter()
+            .map(|t| t.join().expect("thread").expect("open migrates"))
+            .collect()
+    });
+    let db = &handles[0];
+    assert_eq!(db.schema_version().expect("version"), 2);
+    let done = TaskRecord {
+        id: 1,
+        kind: TaskKind::Rotation,
+        state: TaskState::Completed,
+        step: 5,
+        started: 1_700_000_100,
+        ended: Some(1_700_000_101),
+        outcome: Some("done".into()),
+        error: None,
+        previous_master: 1,
+        new_master: Some(2),
+        new_rotation: Some(2),
+        master_attempts: 1,
+        row_version: 6,
+        lease_owner: None,
+        lease_expires: None,
+        lease_token: 0,
+    };
+    let open_task = TaskRecord {
+        id: 2,
+        state: TaskState::TransientError,
+        step: 3,
+        started: 1_700_000_200,
+        ended: None,
+        outcome: None,
+        error: Some("step 4 (keys rewrapped): kms unreachable".into()),
+        previous_master: 2,
+        new_master: Some(3),
+        new_rotation: Some(3),
+        row_version: 5,
+        ..done.clone()
+    };
+    assert_eq!(read(db, |tx| tx.tasks()), vec![done, open_task.clone()]);
+    let store = read(db, |tx| tx.store()).expect("store row kept");
+    assert_eq!((store.row_version, store.key_epoch), (4, 1));
+
+    // The lease columns work on the migrated table (from another node), with their rules.
+    let leased = TaskRecord {
+        state: TaskState::Running,
+        lease_owner: Some("node-a:77:c0ffee00".into()),
+        lease_expires: Some(1_700_000_300_500),
+        lease_token: 1,
+        ..open_task
+    };
+    assert_eq!(write(&handles[1], |tx| tx.update_task(&leased)), 6);
+    let mut tx = handles[2].write().expect("begin");
+    let e = tx
+        .update_task(&TaskRecord {
+            lease_expires: None,
+            row_version: 6,
+            ..leased.clone()
+        })
+        .expect_err("an owner without an expiry");
+    assert!(matches!(e, MetaError::Database(_)), "{e:?}");
+    drop(tx);
+    assert_eq!(
+        read(&open(&url), |tx| tx.task(2)),
+        Some(TaskRecord {
+            row_version: 6,
+            ..leased
+        })
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dare_metadata::{
-    MetaError, Metadata, NameRange, NewBucket, SqliteMetadata, SqliteOptions, read_with,
+    MetaError, Metadata, NameRange, NewBucket, SqliteMetadata, SqliteOptions, TaskKind, TaskRecord,
+    TaskState, read_with,
 };
 use tempfile::TempDir;
 
@@ -102,7 +103,7 @@ fn fill(db: &dyn Metadata, n: usize) -> u64 {
 #[test]
 fn create_then_open() {
     let (_dir, path, db) = new_db();
-    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 1);
+    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 2);
     assert_eq!(
         db.schema_version().expect("version"),
         SqliteMetadata::SCHEMA_VERSION
@@ -113,8 +114,142 @@ fn create_then_open() {
     let b = seed_bucket(&db);
     drop(db);
     let db = SqliteMetadata::open(&path, opts()).expect("open");
-    assert_eq!(db.schema_version().expect("version"), 1);
+    assert_eq!(
+        db.schema_version().expect("version"),
+        SqliteMetadata::SCHEMA_VERSION
+    );
     assert!(read(&db, |tx| tx.bucket(dare_metadata::By::Id(b))).is_some());
+}
+
+/// Writes a database as a build of schema version 1 made it (`schema_v1.sql` and the
+/// version row, in WAL mode), holding a store row, master key 1, rotation key 1, a completed
+/// rotation task (id 1) and an unfinished one (id 2, at step 3 after an error).
+fn write_version_1_database(path: &Path) {
+    let c = rusqlite::Connection::open(path).expect("raw open");
+    c.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    c.execute_batch(include_str!("../src/sqlite/schema_v1.sql"))
+        .expect("schema 1");
+    c.execute_batch(
+        "INSERT INTO dare_schema (id, version) VALUES (1, 1);
+         INSERT INTO store (id, store_id, chunk_shift, root_of_trust, rt_data_key,
+             active_master, active_rotation, key_epoch, created, row_version)
+         VALUES (1, zeroblob(16), 16, 'root-key-file', x'a5a5', 1, 1, 1, 1700000000, 4);
+         INSERT INTO master_keys (version, state, wrapped, created, retired)
+         VALUES (1, 'active', x'0101', 1700000000, NULL);
+         INSERT INTO rotation_keys (version, master_version, wrapped, created, row_version)
+         VALUES (1, 1, zeroblob(40), 1700000000, 1);
+         INSERT INTO tasks (id, kind, state, step, started, ended, outcome, error,
+             previous_master, new_master, new_rotation, master_attempts, row_version)
+         VALUES (1, 'rotation', 'completed', 5, 1700000100, 1700000101, 'done', NULL,
+                 1, 2, 2, 1, 6),
+                (2, 'rotation', 'transient_error', 3, 1700000200, NULL, NULL,
+                 'step 4 (keys rewrapped): kms unreachable', 2, 3, 3, 1, 5);",
+    )
+    .expect("version 1 rows");
+}
+
+/// The tasks of [`write_version_1_database`], as a build of version 2 reads them: a free
+/// lease with token 0.
+fn version_1_tasks() -> Vec<TaskRecord> {
+    let done = TaskRecord {
+        id: 1,
+        kind: TaskKind::Rotation,
+        state: TaskState::Completed,
+        step: 5,
+        started: 1_700_000_100,
+        ended: Some(1_700_000_101),
+        outcome: Some("done".into()),
+        error: None,
+        previous_master: 1,
+        new_master: Some(2),
+        new_rotation: Some(2),
+        master_attempts: 1,
+        row_version: 6,
+        lease_owner: None,
+        lease_expires: None,
+        lease_token: 0,
+    };
+    let open = TaskRecord {
+        id: 2,
+        state: TaskState::TransientError,
+        step: 3,
+        started: 1_700_000_200,
+        ended: None,
+        outcome: None,
+        error: Some("step 4 (keys rewrapped): kms unreachable".into()),
+        previous_master: 2,
+        new_master: Some(3),
+        new_rotation: Some(3),
+        row_version: 5,
+        ..done.clone()
+    };
+    vec![done, open]
+}
+
+/// A database of schema version 1 is migrated once by `open` (migration 2: the task lease
+/// columns): its rows are kept, existing tasks get a free lease with token 0, the new columns
+/// take values and keep their rules, and opening again migrates nothing.
+#[test]
+fn a_version_1_database_is_migrated_to_version_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dare.db");
+    write_version_1_database(&path);
+    let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
+    assert_eq!(db.schema_version().expect("version"), 2);
+    let tasks = version_1_tasks();
+    assert_eq!(read(&db, |tx| tx.tasks()), tasks);
+    let store = read(&db, |tx| tx.store()).expect("store row kept");
+    assert_eq!((store.row_version, store.key_epoch), (4, 1));
+    assert_eq!(read(&db, |tx| tx.rotation_keys()).len(), 1);
+    db.check_integrity().expect("integrity after the migration");
+
+    // The lease columns work on the migrated table, and their rules hold there too.
+    let leased = TaskRecord {
+        state: TaskState::Running,
+        lease_owner: Some("node-a:77:c0ffee00".into()),
+        lease_expires: Some(1_700_000_300_500),
+        lease_token: 1,
+        ..tasks[1].clone()
+    };
+    assert_eq!(write(&db, |tx| tx.update_task(&leased)), 6);
+    let mut tx = db.write().expect("begin");
+    let e = tx
+        .update_task(&TaskRecord {
+            lease_expires: None,
+            row_version: 6,
+            ..leased.clone()
+        })
+        .expect_err("an owner without an expiry");
+    assert!(matches!(e, MetaError::Database(_)), "{e:?}");
+    drop(tx);
+    drop(db);
+
+    let again = SqliteMetadata::open(&path, opts()).expect("reopen");
+    assert_eq!(again.schema_version().expect("version"), 2);
+    assert_eq!(
+        read(&again, |tx| tx.task(2)),
+        Some(TaskRecord {
+            row_version: 6,
+            ..leased
+        })
+    );
+}
+
+/// A backup made at schema version 1 is restored into a version-2 database: it is migrated
+/// in a private copy first, so the restored database is at version 2 with the lease columns.
+#[test]
+fn a_version_1_backup_is_migrated_when_restored() {
+    let (dir, path, db) = new_db();
+    seed_bucket(&db);
+    let old = dir.path().join("v1.bak");
+    write_version_1_database(&old);
+    SqliteMetadata::restore(&old, &path, opts()).expect("restore");
+    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(read(&db, |tx| tx.tasks()), version_1_tasks());
+    assert!(
+        read(&db, |tx| tx.buckets(None)).is_empty(),
+        "the backup's rows, not ours"
+    );
 }
 
 #[test]
@@ -231,10 +366,9 @@ fn newer_schema_is_refused_untouched() {
     assert!(
         matches!(
             e,
-            MetaError::SchemaTooNew {
-                found: 2,
-                supported: 1
-            }
+            MetaError::SchemaTooNew { found, supported }
+                if found == SqliteMetadata::SCHEMA_VERSION + 1
+                    && supported == SqliteMetadata::SCHEMA_VERSION
         ),
         "{e:?}"
     );

@@ -15,7 +15,11 @@ use super::error::{Doing, Phase, map_err};
 use crate::MetaError;
 
 /// Every migration, in order: (the version it brings the database to, its SQL).
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("schema_v1.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("schema_v1.sql")),
+    // The task lease: owner, expiry, fencing token (KEYS.md §8.2).
+    (2, include_str!("schema_v2.sql")),
+];
 
 /// The newest schema version.
 pub(super) const LATEST: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -171,15 +175,16 @@ mod tests {
     /// runs once; then this build's list is older than the database and is refused.
     #[test]
     fn concurrent_upgrades_run_a_migration_once() {
-        const V2: &[(u32, &str)] = &[
+        const NEXT: &[(u32, &str)] = &[
             MIGRATIONS[0],
+            MIGRATIONS[1],
             // Fails if run twice.
-            (2, "CREATE TABLE added_in_v2 (x integer NOT NULL)"),
+            (3, "CREATE TABLE added_in_v3 (x integer NOT NULL)"),
         ];
         let server = PgServer::start();
         let url = server.create_database("migrate");
         let connect = || postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        upgrade(&mut connect(), "test").expect("version 1");
+        upgrade(&mut connect(), "test").expect("this build's version");
         let barrier = std::sync::Barrier::new(4);
         let results: Vec<Result<(), MetaError>> = std::thread::scope(|s| {
             let runs: Vec<_> = (0..4)
@@ -187,7 +192,7 @@ mod tests {
                     s.spawn(|| {
                         let mut c = connect();
                         barrier.wait();
-                        upgrade_with(&mut c, "test", V2)
+                        upgrade_with(&mut c, "test", NEXT)
                     })
                 })
                 .collect();
@@ -199,10 +204,10 @@ mod tests {
             r.expect("upgrade");
         }
         let mut c = connect();
-        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(2));
+        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(3));
         let tables: i64 = c
             .query_one(
-                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v2'",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v3'",
                 &[],
             )
             .expect("count")
@@ -213,8 +218,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{e:?}"

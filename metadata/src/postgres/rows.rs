@@ -50,7 +50,7 @@ macro_rules! bucket_columns {
 macro_rules! task_columns {
     () => {
         "id, kind, state, step, started, ended, outcome, error, previous_master, new_master, \
-         new_rotation, master_attempts, row_version"
+         new_rotation, master_attempts, row_version, lease_owner, lease_expires, lease_token"
     };
 }
 /// Columns of `objects`, in [`object`]'s order.
@@ -156,6 +156,9 @@ pub(super) fn task(r: &Row) -> Result<TaskRecord, MetaError> {
         new_rotation: opt_num(r, 10)?,
         master_attempts: num(r, 11)?,
         row_version: num(r, 12)?,
+        lease_owner: opt_text(r, 13)?.map(str::to_owned),
+        lease_expires: opt_num(r, 14)?,
+        lease_token: num(r, 15)?,
     })
 }
 

@@ -749,13 +749,13 @@ impl WriteTx for PgTx<'_> {
         const NEW: &str = concat!(
             "INSERT INTO tasks (",
             task_columns!(),
-            ") VALUES (DEFAULT, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1) ",
+            ") VALUES (DEFAULT, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1, NULL, NULL, 0) ",
             "RETURNING id"
         );
         const IMPORTED: &str = concat!(
             "INSERT INTO tasks (",
             task_columns!(),
-            ") VALUES ($5, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1) ",
+            ") VALUES ($5, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1, NULL, NULL, 0) ",
             "RETURNING id"
         );
         const LOCK: &str = "LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE";
@@ -781,7 +781,8 @@ impl WriteTx for PgTx<'_> {
     fn update_task(&mut self, t: &TaskRecord) -> Result<u64, MetaError> {
         const SQL: &str = "UPDATE tasks SET state = $1, step = $2, ended = $3, outcome = $4, \
              error = $5, previous_master = $6, new_master = $7, new_rotation = $8, \
-             master_attempts = $9, row_version = $10 WHERE id = $11 AND row_version = $12";
+             master_attempts = $9, row_version = $10, lease_owner = $13, lease_expires = $14, \
+             lease_token = $15 WHERE id = $11 AND row_version = $12";
         let next = bump(t.row_version)?;
         let changed = self.exec(
             SQL,
@@ -798,6 +799,9 @@ impl WriteTx for PgTx<'_> {
                 &int(next, "task row version")?,
                 &int(t.id, "task id")?,
                 &int(t.row_version, "task row version")?,
+                &t.lease_owner,
+                &opt_int(t.lease_expires, "task lease expiry")?,
+                &int(t.lease_token, "task lease token")?,
             ],
             Doing::NOTHING,
         )?;

@@ -1,8 +1,8 @@
 //! Schema versions: the one row of `dare_schema` says which migrations a database has had.
 //!
 //! Migration *n* is the SQL of `schema_v<n>.sql`, run with the `UPDATE dare_schema` that
-//! records it in one transaction, so a database is always exactly at one version. Adding
-//! version 2 is one more entry in [`MIGRATIONS`] (and its file).
+//! records it in one transaction, so a database is always exactly at one version. A new
+//! version is one more entry in [`MIGRATIONS`] (and its file). Version 2 adds the task lease.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +13,11 @@ use super::error::{Doing, map_err};
 use crate::MetaError;
 
 /// Every migration, in order: (the version it brings the database to, its SQL).
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("schema_v1.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("schema_v1.sql")),
+    // The task lease: owner, expiry, fencing token (KEYS.md §8.2).
+    (2, include_str!("schema_v2.sql")),
+];
 
 /// The newest schema version.
 pub(super) const LATEST: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -150,9 +154,10 @@ mod tests {
     /// migration runs once.
     #[test]
     fn concurrent_upgrades_run_a_migration_once() {
-        const V2: &[(u32, &str)] = &[
+        const NEXT: &[(u32, &str)] = &[
             MIGRATIONS[0],
-            (2, "CREATE TABLE added_in_v2 (x INTEGER NOT NULL)"),
+            MIGRATIONS[1],
+            (3, "CREATE TABLE added_in_v3 (x INTEGER NOT NULL)"),
         ];
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
@@ -167,7 +172,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         let mut c = Connection::open(&path).expect("open");
-                        upgrade_with(&mut c, &path, wait, V2)
+                        upgrade_with(&mut c, &path, wait, NEXT)
                     })
                 })
                 .collect();
@@ -179,10 +184,10 @@ mod tests {
             r.expect("upgrade");
         }
         let c = Connection::open(&path).expect("open");
-        assert_eq!(stored_version(&c, &path, wait).expect("version"), 2);
+        assert_eq!(stored_version(&c, &path, wait).expect("version"), 3);
         let tables: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v2'",
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v3'",
                 [],
                 |r| r.get(0),
             )
@@ -195,8 +200,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{e:?}"

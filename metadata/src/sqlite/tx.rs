@@ -625,7 +625,7 @@ impl WriteTx for SqliteTx<'_> {
         const SQL: &str = concat!(
             "INSERT INTO tasks (",
             task_columns!(),
-            ") VALUES (?1, ?2, ?3, 0, ?4, NULL, NULL, NULL, ?5, NULL, NULL, 0, 1)"
+            ") VALUES (?1, ?2, ?3, 0, ?4, NULL, NULL, NULL, ?5, NULL, NULL, 0, 1, NULL, NULL, 0)"
         );
         let doing = Doing {
             id: t.id,
@@ -647,7 +647,8 @@ impl WriteTx for SqliteTx<'_> {
     fn update_task(&mut self, t: &TaskRecord) -> Result<u64, MetaError> {
         const SQL: &str = "UPDATE tasks SET state = ?1, step = ?2, ended = ?3, outcome = ?4, \
              error = ?5, previous_master = ?6, new_master = ?7, new_rotation = ?8, \
-             master_attempts = ?9, row_version = ?10 WHERE id = ?11 AND row_version = ?12";
+             master_attempts = ?9, row_version = ?10, lease_owner = ?13, lease_expires = ?14, \
+             lease_token = ?15 WHERE id = ?11 AND row_version = ?12";
         let next = bump(t.row_version)?;
         let changed = self.exec(
             SQL,
@@ -664,6 +665,9 @@ impl WriteTx for SqliteTx<'_> {
                 int(next, "task row version")?,
                 int(t.id, "task id")?,
                 int(t.row_version, "task row version")?,
+                t.lease_owner,
+                opt_int(t.lease_expires, "task lease expiry")?,
+                int(t.lease_token, "task lease token")?,
             ],
             Doing::NOTHING,
         )?;

@@ -235,36 +235,72 @@ pub fn tasks_round_trip(f: &Fixture) {
         new_rotation: None,
         master_attempts: 0,
         row_version: 1,
+        lease_owner: None,
+        lease_expires: None,
+        lease_token: 0,
     };
     assert_eq!(read(db, |tx| tx.task(id)), Some(pending.clone()));
 
-    let running = TaskRecord {
+    // A runner takes the lease (owner, expiry in Unix milliseconds, token 1).
+    let leased = TaskRecord {
+        state: TaskState::Running,
+        step: 1,
+        lease_owner: Some("node-a.example:4242:0badc0de".into()),
+        lease_expires: Some(1_700_000_430_123),
+        lease_token: 1,
+        ..pending.clone()
+    };
+    assert_eq!(write(db, |tx| tx.update_task(&leased)), 2);
+    assert_eq!(
+        read(db, |tx| tx.task(id)),
+        Some(TaskRecord {
+            row_version: 2,
+            ..leased.clone()
+        })
+    );
+    // Another takes it over; then a step fails and the lease is released (the token stays).
+    let failed = TaskRecord {
         state: TaskState::TransientError,
         step: 2,
         error: Some("kms unreachable".into()),
         new_master: Some(2),
         new_rotation: Some(2),
         master_attempts: 3,
-        ..pending.clone()
+        lease_owner: Some("node-b".repeat(43)[..255].to_owned()),
+        lease_expires: Some(i64::MAX as u64),
+        lease_token: 2,
+        row_version: 2,
+        ..leased.clone()
     };
-    assert_eq!(write(db, |tx| tx.update_task(&running)), 2);
+    assert_eq!(write(db, |tx| tx.update_task(&failed)), 3);
+    assert_eq!(
+        read(db, |tx| tx.task(id)),
+        Some(TaskRecord {
+            row_version: 3,
+            ..failed.clone()
+        }),
+        "an owner of 255 characters and the largest expiry are kept"
+    );
     let done = TaskRecord {
         state: TaskState::Completed,
         step: 4,
         ended: Some(1_700_000_500),
         outcome: Some("rotated to master 2".into()),
         error: None,
-        row_version: 2,
+        lease_owner: None,
+        lease_expires: None,
+        row_version: 3,
         // Not changed by an update:
         started: 3,
-        ..running.clone()
+        ..failed.clone()
     };
-    assert_eq!(write(db, |tx| tx.update_task(&done)), 3);
+    assert_eq!(write(db, |tx| tx.update_task(&done)), 4);
     let expect = TaskRecord {
         started: 1_700_000_400,
-        row_version: 3,
+        row_version: 4,
         ..done
     };
+    assert_eq!(expect.lease_token, 2);
     assert_eq!(read(db, |tx| tx.task(id)), Some(expect.clone()));
     assert_eq!(read(db, |tx| tx.tasks()), vec![expect]);
 }
@@ -649,4 +685,81 @@ pub fn invalid_records_are_refused(f: &Fixture) {
     // No error message carries record contents.
     assert!(!e.to_string().contains("etag-1"));
     assert_eq!(read(db, |tx| tx.object_count(b)), 0);
+
+    // A task's lease: an owner exactly with an expiry, an owner of 1..=255 characters, no
+    // lease on a completed task, integers the database holds.
+    let id = write(db, |tx| {
+        tx.insert_task(&NewTask {
+            id: None,
+            kind: TaskKind::Rotation,
+            started: 1,
+            previous_master: 1,
+        })
+    });
+    let task = read(db, |tx| tx.task(id)).expect("task");
+    let held = TaskRecord {
+        state: TaskState::Running,
+        lease_owner: Some("node-a".into()),
+        lease_expires: Some(1_700_000_000_000),
+        lease_token: 1,
+        ..task.clone()
+    };
+    let refused = [
+        (
+            "an owner without an expiry",
+            TaskRecord {
+                lease_expires: None,
+                ..held.clone()
+            },
+        ),
+        (
+            "an expiry without an owner",
+            TaskRecord {
+                lease_owner: None,
+                ..held.clone()
+            },
+        ),
+        (
+            "an empty owner",
+            TaskRecord {
+                lease_owner: Some(String::new()),
+                ..held.clone()
+            },
+        ),
+        (
+            "an owner of 256 characters",
+            TaskRecord {
+                lease_owner: Some("n".repeat(256)),
+                ..held.clone()
+            },
+        ),
+        (
+            "a completed task holding a lease",
+            TaskRecord {
+                state: TaskState::Completed,
+                ..held.clone()
+            },
+        ),
+        (
+            "an expiry above 2^63 - 1",
+            TaskRecord {
+                lease_expires: Some(u64::MAX),
+                ..held.clone()
+            },
+        ),
+        (
+            "a token above 2^63 - 1",
+            TaskRecord {
+                lease_token: u64::MAX,
+                ..held.clone()
+            },
+        ),
+    ];
+    for (what, bad) in refused {
+        let e = fails(db, |tx| tx.update_task(&bad));
+        assert!(matches!(e, MetaError::Database(_)), "{what}: {e:?}");
+        assert!(!e.to_string().contains("node-a"), "{what}: {e}");
+    }
+    assert_eq!(read(db, |tx| tx.task(id)), Some(task));
+    write(db, |tx| tx.update_task(&held));
 }
