@@ -74,6 +74,29 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// Another runner holds the rotation task's lease and it has not expired: the task is
+    /// being run there (KEYS.md §8.2). Wait for it to finish, or — if that runner died —
+    /// resume the task once its lease has expired.
+    RotationLeased {
+        /// The task id.
+        id: u64,
+        /// The holder's lease owner id (`<host>:<pid>:<random>` by default).
+        owner: String,
+        /// When its lease expires, Unix milliseconds by the holder's clock.
+        expires: u64,
+    },
+    /// This runner no longer holds the rotation task's lease — it expired (the runner was
+    /// paused, or a step outlasted the lease) or another runner took it over — so the step it
+    /// was about to commit was not committed, and it stopped. Whoever holds the lease now, or
+    /// the next resume, goes on from the last saved step.
+    LeaseLost {
+        /// The task id.
+        id: u64,
+        /// The lease's owner as found (`None`: released).
+        owner: Option<String>,
+        /// Its expiry as found, Unix milliseconds.
+        expires: Option<u64>,
+    },
     /// The metadata database failed or refused a change.
     Metadata(MetaError),
     /// A key operation failed.
@@ -123,9 +146,36 @@ impl fmt::Display for StoreError {
                 f,
                 "rotation task {id} failed in step {step}: {message} (resume it to retry)"
             ),
+            StoreError::RotationLeased { id, owner, expires } => write!(
+                f,
+                "rotation task {id} is being run by {owner}, whose lease {}; wait for it to \
+                 finish, or resume the task once that lease has expired",
+                lease_expiry(*expires)
+            ),
+            StoreError::LeaseLost { id, owner, expires } => {
+                write!(f, "rotation task {id}: this runner lost its lease (")?;
+                match (owner, expires) {
+                    (Some(o), Some(e)) => {
+                        write!(f, "now held by {o}, whose lease {}", lease_expiry(*e))?
+                    }
+                    _ => f.write_str("now released")?,
+                }
+                f.write_str("); it committed nothing more and stopped (resume the task to go on)")
+            }
             StoreError::Metadata(e) => write!(f, "{e}"),
             StoreError::Key(e) => write!(f, "{e}"),
         }
+    }
+}
+
+/// "expires in 12.3 s" or "expired 0.4 s ago", by the local clock.
+fn lease_expiry(expires_ms: u64) -> String {
+    let now = crate::rotation::now_ms();
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    if expires_ms >= now {
+        format!("expires in {:.1} s", secs(expires_ms - now))
+    } else {
+        format!("expired {:.1} s ago", secs(now - expires_ms))
     }
 }
 

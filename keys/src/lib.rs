@@ -27,8 +27,9 @@
 //!   snapshot of its key records and refreshes it when the store row's version moves.
 //! - Rotation ([`KeyStore::start_rotation`], [`KeyStore::run_rotation`], ...): a task in the
 //!   metadata `tasks` table whose five steps each commit in one transaction guarded by row
-//!   versions, so any number of runners (processes) can drive one task without a lock and each
-//!   step happens exactly once.
+//!   versions, run by one runner at a time across nodes: the runner holds the task's lease
+//!   (owner, expiry, fencing token), and each step's transaction checks the token, so a runner
+//!   whose lease expired can never commit a step after another took over.
 //! - Providers: [`HierarchyProvider`] (with [`HierarchyProvider::rewrap`] to move an envelope
 //!   to the active rotation version), [`StoreRootProvider`], [`CustomerKeyProvider`],
 //!   [`NoCustomerKey`].
@@ -67,7 +68,12 @@ pub use root::{
     Argon2Params, MIN_PASSPHRASE_LEN, PassphraseRoot, RootKeyFile, RootOfTrust,
     check_new_passphrase, read_passphrase_file,
 };
-pub use rotation::{MASTER_KEY_ATTEMPTS, RotationOptions, RotationStatus, step_name};
+#[cfg(feature = "test-hooks")]
+pub use rotation::StepHook;
+pub use rotation::{
+    DEFAULT_LEASE_TTL, MASTER_KEY_ATTEMPTS, MAX_LEASE_TTL, RotationOptions, RotationStatus,
+    process_lease_owner, step_name,
+};
 pub use sse_c::{
     CUSTOMER_BLOCK_LEN, CustomerKeyProvider, NoCustomerKey, customer_key_md5, parse_customer_key,
     read_customer_key_file,

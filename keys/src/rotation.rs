@@ -1,5 +1,6 @@
 //! Key rotation as a resumable task in the metadata `tasks` table (ECS white paper §2.4, §2.6;
-//! NetApp's asynchronous rekey with a handle).
+//! NetApp's asynchronous rekey with a handle), run by one runner at a time across nodes under
+//! a lease with a fencing token (docs/KEYS.md §8, §8.2).
 //!
 //! [`KeyStore::start_rotation`] inserts a task in state `pending` and returns its id (the
 //! handle); [`KeyStore::run_rotation`] (typically in a background process) executes the steps:
@@ -11,24 +12,42 @@
 //! 4. rewrap every rotation key version and every namespace key not yet under the new VMK;
 //! 5. retire the old master key; the task becomes `completed`.
 //!
-//! Each step is one metadata write transaction that re-reads the task, goes on only if the task
-//! is still at step N-1, and writes the step's effect together with `step = N` — the task row
-//! is updated with the row version it was read at, and the store row likewise whenever key
-//! records, active versions or the epoch change. So a crash leaves a step either wholly saved
-//! or not at all, and no lock is needed to keep runners apart: when two processes run the same
-//! task, each step commits exactly once; the runner that loses an optimistic check re-reads
-//! the task and goes on with the next step, or returns the status once it is completed.
+//! **The lease.** Before running steps, a runner acquires the task's lease in a transaction:
+//! allowed when the lease is free, held by the runner's own owner id, or expired; acquiring
+//! writes the owner id, an expiry (now + [`RotationOptions::lease_ttl`]) and bumps the fencing
+//! token `lease_token`, which is never reused. A lease held by another owner and not expired
+//! is [`StoreError::RotationLeased`] (or, with [`RotationOptions::wait_for_lease`], a wait
+//! until it is released or expires). The runner renews the lease (same token, new expiry)
+//! before each step, and releases it when the task completes or a failure is saved.
+//!
+//! **Fencing.** Each step is one metadata write transaction that re-reads the task and first
+//! checks that its owner and token are still this runner's and its lease has not expired —
+//! else it writes nothing and the runner stops with [`StoreError::LeaseLost`] — then goes on
+//! only if the task is still at step N-1, and writes the step's effect together with
+//! `step = N`. The task row is updated with the row version it was read at (and the store row
+//! likewise whenever key records, active versions or the epoch change), so a runner that was
+//! paused or cut off past its lease can never commit a step after another took over: the
+//! takeover changed the token in the row the step's own transaction reads and updates. A
+//! crash leaves a step either wholly saved or not at all, and the task resumable.
 //!
 //! Root-of-trust calls (drawing and protecting the new master key, deriving virtual master
 //! keys) happen before a step's transaction, since a remote root of trust may be slow and the
-//! database serializes writers; a runner that then finds the step done discards its key.
+//! database serializes writers; a runner that then finds the step done or its lease lost
+//! discards its key.
 //!
-//! A failing step saves state `transient_error` with the message (in a transaction of its own)
-//! and leaves `step` where it was; [`KeyStore::resume_rotation`] continues from there. Object
-//! data and bucket keys are never touched: virtual bucket keys do not depend on the master key,
-//! and no key version is ever deleted, so every existing envelope keeps opening.
+//! A failing step saves state `transient_error` with the message (in a transaction of its own,
+//! fenced like a step, which also releases the lease) and leaves `step` where it was;
+//! [`KeyStore::resume_rotation`] continues from there. Object data and bucket keys are never
+//! touched: virtual bucket keys do not depend on the master key, and no key version is ever
+//! deleted, so every existing envelope keeps opening.
 
 use std::collections::HashMap;
+#[cfg(feature = "test-hooks")]
+use std::fmt;
+#[cfg(feature = "test-hooks")]
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dare_metadata::{
     MasterKeyRecord, MasterState, MetaError, NewTask, ReadTx, RotationKeyRecord, StoreRecord,
@@ -57,14 +76,120 @@ pub fn step_name(step: u8) -> &'static str {
     }
 }
 
-/// How a rotation runner behaves. Build it with `RotationOptions::default()`: fields exist only
-/// under cargo features.
-#[derive(Debug, Clone, Default)]
+/// The lease TTL of [`RotationOptions::default`]: 30 s. A runner renews its lease before each
+/// step, so the TTL must cover one step — the longest is step 4, one transaction rewrapping
+/// every namespace and rotation key (milliseconds for thousands of keys), and step 1's calls
+/// to the root of trust — plus a wait for the database's write lock (10 s at most by default,
+/// SQLite's busy timeout and PostgreSQL's lock timeout), plus the largest clock skew between
+/// nodes (KEYS.md §8.2). 30 s covers all three with room; it is also how long other nodes wait
+/// before resuming the task of a runner that died.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// The longest lease a runner takes: a longer [`RotationOptions::lease_ttl`] is cut to it.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How often a runner waiting for another owner's lease looks at the task again.
+const LEASE_POLL: Duration = Duration::from_millis(200);
+
+/// The last step: committing it completes the task.
+const LAST_STEP: u8 = 5;
+
+/// This process's lease owner id, drawn once per process: `<host name>:<pid>:<8 random hex
+/// digits>` (the random part tells apart processes that reuse a pid, as the first process of
+/// every container does). A runner without [`RotationOptions::lease_owner`] uses it, so every
+/// [`KeyStore`] of one process is the same owner: a process may take back at once a lease it
+/// left behind (a runner of it that failed), while another process waits for it to expire.
+pub fn process_lease_owner() -> &'static str {
+    static OWNER: OnceLock<String> = OnceLock::new();
+    OWNER.get_or_init(|| {
+        let uname = rustix::system::uname();
+        let host: String = uname
+            .nodename()
+            .to_string_lossy()
+            .chars()
+            .filter(|c| !c.is_control() && *c != ':')
+            .take(128)
+            .collect();
+        let host = if host.is_empty() {
+            "localhost".to_owned()
+        } else {
+            host
+        };
+        let mut tag = [0u8; 4];
+        if getrandom::fill(&mut tag).is_err() {
+            // No randomness: the clock still tells two processes of one pid apart.
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            tag = nanos.to_le_bytes();
+        }
+        format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            u32::from_be_bytes(tag)
+        )
+    })
+}
+
+/// A test hook of the rotation runner: called with the step number (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
+#[derive(Clone)]
+pub struct StepHook(pub Arc<dyn Fn(u8) + Send + Sync>);
+
+#[cfg(feature = "test-hooks")]
+impl fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StepHook")
+    }
+}
+
+/// How a rotation runner behaves. Start from `RotationOptions::default()`; the test hooks
+/// exist only under the `test-hooks` cargo feature.
+#[derive(Debug, Clone)]
 pub struct RotationOptions {
+    /// How long the lease lasts after each acquisition or renewal (renewed before every step;
+    /// [`DEFAULT_LEASE_TTL`]). It must exceed the longest step plus the largest clock skew
+    /// between the nodes (KEYS.md §8.2). At least 1 ms, at most [`MAX_LEASE_TTL`].
+    pub lease_ttl: Duration,
+    /// The owner id written into the lease (1 to 255 characters); `None`:
+    /// [`process_lease_owner`]. Tests give two runners of one process different ids to play
+    /// two nodes.
+    pub lease_owner: Option<String>,
+    /// When another owner holds the lease: wait — looking at the task every 200 ms — until it
+    /// is released or expires and then take it (or return the status if the holder completed
+    /// the task), instead of failing with [`StoreError::RotationLeased`].
+    pub wait_for_lease: bool,
     /// Test hook: abort the process (`std::process::abort`) right after this runner has
-    /// committed step N, to test crash consistency with a real process.
+    /// committed step N, to test crash consistency with a real process. The lease is left
+    /// behind, as a crash leaves it.
     #[cfg(feature = "test-hooks")]
     pub crash_after_step: Option<u8>,
+    /// Test hook: called right before step N's transaction begins (after the lease renewal
+    /// and the step's root-of-trust work), to pause the runner there — past its lease — or
+    /// let another runner take over at that point.
+    #[cfg(feature = "test-hooks")]
+    pub before_step_commit: Option<StepHook>,
+    /// Test hook: called once inside step N's transaction, after the task was read and the
+    /// lease checked, before anything is written.
+    #[cfg(feature = "test-hooks")]
+    pub inside_step_transaction: Option<StepHook>,
+}
+
+impl Default for RotationOptions {
+    fn default() -> Self {
+        RotationOptions {
+            lease_ttl: DEFAULT_LEASE_TTL,
+            lease_owner: None,
+            wait_for_lease: false,
+            #[cfg(feature = "test-hooks")]
+            crash_after_step: None,
+            #[cfg(feature = "test-hooks")]
+            before_step_commit: None,
+            #[cfg(feature = "test-hooks")]
+            inside_step_transaction: None,
+        }
+    }
 }
 
 /// A rotation task's status, for `dare keys rotation status`.
@@ -88,6 +213,24 @@ pub struct RotationStatus {
     pub new_master: Option<u32>,
     /// The rotation key version the task created.
     pub new_rotation: Option<u32>,
+    /// The owner id of the runner holding the lease, `None` when it is free. A holder whose
+    /// lease has expired (see [`RotationStatus::lease_held_at`]) has stopped or died.
+    pub lease_owner: Option<String>,
+    /// When the lease expires, Unix milliseconds by the holder's clock.
+    pub lease_expires: Option<u64>,
+    /// The fencing token of the latest acquisition (0: the lease was never taken).
+    pub lease_token: u64,
+}
+
+impl RotationStatus {
+    /// The lease's holder and expiry if it is held at `now_ms` (Unix milliseconds): taken and
+    /// not expired (`expires >= now_ms`).
+    pub fn lease_held_at(&self, now_ms: u64) -> Option<(&str, u64)> {
+        match (&self.lease_owner, self.lease_expires) {
+            (Some(owner), Some(expires)) if expires >= now_ms => Some((owner, expires)),
+            _ => None,
+        }
+    }
 }
 
 fn status_of(t: &TaskRecord) -> RotationStatus {
@@ -101,7 +244,81 @@ fn status_of(t: &TaskRecord) -> RotationStatus {
         error: t.error.clone(),
         new_master: t.new_master,
         new_rotation: t.new_rotation,
+        lease_owner: t.lease_owner.clone(),
+        lease_expires: t.lease_expires,
+        lease_token: t.lease_token,
     }
+}
+
+/// The local clock in Unix milliseconds (0 before 1970). Lease expiries are compared with it;
+/// KEYS.md §8.2 says what clock skew between nodes does.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The lease this runner holds: the fencing token it was acquired with.
+struct Lease {
+    owner: String,
+    token: u64,
+    ttl_ms: u64,
+}
+
+/// What a runner carries into every step: its lease and options.
+struct Runner<'a> {
+    lease: Lease,
+    // Read by the test hooks only.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    opts: &'a RotationOptions,
+}
+
+/// What acquiring the lease found.
+enum Acquired {
+    /// This runner holds the lease now.
+    Lease(Lease),
+    /// The task is completed: nothing to run.
+    Completed(TaskRecord),
+}
+
+/// [`StoreError::RotationLeased`] (naming the holder and expiry) if an owner other than `owner`
+/// holds the stored lease at `now`: taken and not expired.
+fn held_by_other(t: &TaskRecord, owner: &str, now: u64) -> Option<StoreError> {
+    match (&t.lease_owner, t.lease_expires) {
+        (Some(holder), Some(expires)) if holder != owner && expires >= now => {
+            Some(StoreError::RotationLeased {
+                id: t.id,
+                owner: holder.clone(),
+                expires,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The fencing check, run inside every transaction that writes for a runner: the task's lease
+/// must still carry the runner's owner id and token and not have expired. Otherwise
+/// [`StoreError::LeaseLost`] with the lease as found, and the transaction writes nothing.
+fn check_lease(t: &TaskRecord, lease: &Lease) -> Result<(), StoreError> {
+    let ours = t.lease_token == lease.token
+        && t.lease_owner.as_deref() == Some(lease.owner.as_str())
+        && t.lease_expires.is_some_and(|e| e >= now_ms());
+    if ours {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost {
+            id: t.id,
+            owner: t.lease_owner.clone(),
+            expires: t.lease_expires,
+        })
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.min(MAX_LEASE_TTL).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn no_task(id: u64) -> StoreError {
@@ -227,10 +444,15 @@ impl KeyStore {
         }
     }
 
-    /// Runs a `pending` task to completion, or joins a `running` one (another runner, or one
-    /// that died): each step commits once whoever runs it. A task that is already completed
-    /// just returns its status. A task in `transient_error` is refused
+    /// Runs a `pending` task to completion, or takes over a `running` one whose runner died
+    /// (once its lease has expired) or belonged to this owner. A task that is already
+    /// completed just returns its status. A task in `transient_error` is refused
     /// ([`StoreError::TaskNotRunnable`]): retrying a failure is [`KeyStore::resume_rotation`].
+    ///
+    /// Another owner's unexpired lease is [`StoreError::RotationLeased`] (naming the holder
+    /// and its expiry), or a wait with [`RotationOptions::wait_for_lease`]. A runner whose
+    /// lease is lost while it runs stops with [`StoreError::LeaseLost`], having committed
+    /// nothing after the loss.
     pub fn run_rotation(
         &self,
         id: u64,
@@ -241,6 +463,8 @@ impl KeyStore {
 
     /// Continues a task from its last saved step, whatever its state: `transient_error` after
     /// a failure, `running` after a crash, or `pending`. A completed task returns its status.
+    /// The lease rules are those of [`KeyStore::run_rotation`]: after a crash on another
+    /// node, resuming succeeds once the dead runner's lease has expired.
     pub fn resume_rotation(
         &self,
         id: u64,
@@ -270,39 +494,47 @@ impl KeyStore {
         opts: &RotationOptions,
         resume: bool,
     ) -> Result<RotationStatus, StoreError> {
-        #[cfg(not(feature = "test-hooks"))]
-        let _ = opts;
-        loop {
-            let task = read_with(&**self.metadata(), |tx| rotation_task(tx, id))?;
-            match task.state {
-                TaskState::Completed => {
-                    // Let this process's snapshot see the keys the task made.
-                    let _ = self.refresh();
-                    return Ok(status_of(&task));
+        let owner = opts
+            .lease_owner
+            .as_deref()
+            .unwrap_or_else(|| process_lease_owner());
+        let ttl = ttl_ms(opts.lease_ttl);
+        let lease = loop {
+            match self.acquire(id, owner, ttl, resume) {
+                Ok(Acquired::Lease(l)) => break l,
+                Ok(Acquired::Completed(t)) => return Ok(self.finished(&t)),
+                Err(StoreError::RotationLeased { expires, .. }) if opts.wait_for_lease => {
+                    let left = expires.saturating_sub(now_ms()).saturating_add(1);
+                    std::thread::sleep(Duration::from_millis(left).min(LEASE_POLL));
                 }
-                TaskState::TransientError if !resume => {
-                    return Err(StoreError::TaskNotRunnable {
-                        id,
-                        state: task.state.as_str(),
-                    });
-                }
-                _ => {}
+                Err(e) => return Err(e),
             }
+        };
+        let run = Runner { lease, opts };
+        loop {
+            // Renewing also checks that the lease is still ours: a runner paused past its
+            // lease stops here, before any root-of-trust work for the next step.
+            let task = self.renew(id, &run.lease)?;
             let n = task.step.saturating_add(1);
-            match self.run_step(&task, n) {
-                Ok(true) => {
+            match self.run_step(&task, n, &run) {
+                Ok(committed) => {
                     #[cfg(feature = "test-hooks")]
-                    if opts.crash_after_step == Some(n) {
-                        // Test-only: a crash right after the step's commit.
+                    if committed && opts.crash_after_step == Some(n) {
+                        // Test-only: a crash right after the step's commit, lease held.
                         std::process::abort();
                     }
+                    let _ = committed;
+                    if n >= LAST_STEP {
+                        let t = read_with(&**self.metadata(), |tx| rotation_task(tx, id))?;
+                        return Ok(self.finished(&t));
+                    }
                 }
-                // Another runner saved this step; go on from what it saved.
-                Ok(false) => {}
+                Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
                 Err(e) => {
                     let message = e.to_string();
-                    match self.save_failure(id, n, &message) {
-                        // Another runner saved the step meanwhile: keep going.
+                    match self.save_failure(id, n, &message, &run.lease) {
+                        // The step was saved after all (its commit reported an error but
+                        // went through): go on with the next one.
                         Ok(false) => {}
                         Ok(true) => {
                             return Err(StoreError::RotationFailed {
@@ -311,6 +543,7 @@ impl KeyStore {
                                 message,
                             });
                         }
+                        Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
                         Err(save) => {
                             return Err(StoreError::RotationFailed {
                                 id,
@@ -324,29 +557,110 @@ impl KeyStore {
         }
     }
 
-    /// Saves `transient_error` and the message unless step `n` was saved by another runner
-    /// meanwhile (then returns `false`).
-    fn save_failure(&self, id: u64, n: u8, message: &str) -> Result<bool, StoreError> {
+    /// The status of a task found completed; lets this process's snapshot see the keys the
+    /// task made.
+    fn finished(&self, t: &TaskRecord) -> RotationStatus {
+        let _ = self.refresh();
+        status_of(t)
+    }
+
+    /// Acquires the task's lease for `owner` in one transaction (a look without writing
+    /// first, so that a waiting runner does not take the write lock every time it looks):
+    /// allowed when the lease is free, `owner`'s own, or expired. Sets the owner, the expiry
+    /// (now + `ttl_ms`) and bumps the fencing token.
+    fn acquire(
+        &self,
+        id: u64,
+        owner: &str,
+        ttl_ms: u64,
+        resume: bool,
+    ) -> Result<Acquired, StoreError> {
+        let meta = &**self.metadata();
+        let decide = |t: &TaskRecord| -> Result<Option<Acquired>, StoreError> {
+            match t.state {
+                TaskState::Completed => return Ok(Some(Acquired::Completed(t.clone()))),
+                TaskState::TransientError if !resume => {
+                    return Err(StoreError::TaskNotRunnable {
+                        id,
+                        state: t.state.as_str(),
+                    });
+                }
+                _ => {}
+            }
+            match held_by_other(t, owner, now_ms()) {
+                Some(leased) => Err(leased),
+                None => Ok(None),
+            }
+        };
+        let seen = read_with(meta, |tx| rotation_task(tx, id))?;
+        if let Some(done) = decide(&seen)? {
+            return Ok(done);
+        }
+        write_with(meta, StoreError::is_retryable, |tx| {
+            let mut t = rotation_task(tx, id)?;
+            if let Some(done) = decide(&t)? {
+                return Ok(done);
+            }
+            t.lease_token = t.lease_token.checked_add(1).ok_or_else(|| {
+                StoreError::Corrupt(format!("rotation task {id}: lease token overflow"))
+            })?;
+            t.lease_owner = Some(owner.to_owned());
+            t.lease_expires = Some(now_ms().saturating_add(ttl_ms));
+            tx.update_task(&t)?;
+            Ok(Acquired::Lease(Lease {
+                owner: owner.to_owned(),
+                token: t.lease_token,
+                ttl_ms,
+            }))
+        })
+    }
+
+    /// Renews the lease (same token, expiry now + TTL) if it is still this runner's; returns
+    /// the task as renewed. [`StoreError::LeaseLost`] otherwise.
+    fn renew(&self, id: u64, lease: &Lease) -> Result<TaskRecord, StoreError> {
         write_with(&**self.metadata(), StoreError::is_retryable, |tx| {
             let mut t = rotation_task(tx, id)?;
+            check_lease(&t, lease)?;
+            t.lease_expires = Some(now_ms().saturating_add(lease.ttl_ms));
+            t.row_version = tx.update_task(&t)?;
+            Ok(t)
+        })
+    }
+
+    /// Saves `transient_error` and the message, and releases the lease, unless step `n` is
+    /// saved already (then returns `false`). Fenced like a step: [`StoreError::LeaseLost`]
+    /// and nothing written if the lease is no longer this runner's.
+    fn save_failure(
+        &self,
+        id: u64,
+        n: u8,
+        message: &str,
+        lease: &Lease,
+    ) -> Result<bool, StoreError> {
+        write_with(&**self.metadata(), StoreError::is_retryable, |tx| {
+            let mut t = rotation_task(tx, id)?;
+            check_lease(&t, lease)?;
             if t.step >= n || t.state == TaskState::Completed {
                 return Ok(false);
             }
             t.state = TaskState::TransientError;
             t.error = Some(format!("step {n} ({}): {message}", step_name(n)));
+            t.lease_owner = None;
+            t.lease_expires = None;
             tx.update_task(&t)?;
             Ok(true)
         })
     }
 
-    /// Runs step `n`; `Ok(true)` if this runner committed it, `Ok(false)` if another had.
-    fn run_step(&self, task: &TaskRecord, n: u8) -> Result<bool, StoreError> {
+    /// Runs step `n`; `Ok(true)` if this runner committed it, `Ok(false)` if it was saved
+    /// already.
+    fn run_step(&self, task: &TaskRecord, n: u8, run: &Runner<'_>) -> Result<bool, StoreError> {
         match n {
-            1 => self.create_master_key(task.id),
-            2 => self.create_rotation_key(task),
-            3 => self.activate_keys(task),
-            4 => self.rewrap_keys(task.id),
-            5 => self.retire_old_master(task.id),
+            1 => self.create_master_key(task.id, run),
+            2 => self.create_rotation_key(task, run),
+            3 => self.activate_keys(task, run),
+            4 => self.rewrap_keys(task.id, run),
+            5 => self.retire_old_master(task.id, run),
             _ => Err(StoreError::Corrupt(format!(
                 "rotation task {} is at step {} but not completed",
                 task.id, task.step
@@ -354,24 +668,43 @@ impl KeyStore {
         }
     }
 
-    /// One step's transaction: re-reads the task; if it is no longer before step `n`, another
-    /// runner saved the step and nothing is written (`Ok(false)`). Otherwise applies `effect`
-    /// and saves the task at step `n`, state `running` (the effect may complete it), with the
-    /// row version it was read at. A lost optimistic check runs the transaction again.
+    /// One step's transaction: re-reads the task and checks the lease first (the fencing
+    /// check: [`StoreError::LeaseLost`] and nothing written unless the task still carries
+    /// this runner's owner and token and the lease has not expired); if the task is no longer
+    /// before step `n`, the step is saved already and nothing is written (`Ok(false)`).
+    /// Otherwise applies `effect` and saves the task at step `n`, state `running` (the effect
+    /// may complete it, which releases the lease), with the row version it was read at. A
+    /// lost optimistic check runs the whole transaction again, fencing check included.
     fn commit_step(
         &self,
         id: u64,
         n: u8,
+        run: &Runner<'_>,
         mut effect: impl FnMut(&mut dyn WriteTx, &mut TaskRecord) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
+        #[cfg(feature = "test-hooks")]
+        if let Some(hook) = &run.opts.before_step_commit {
+            (hook.0)(n);
+        }
+        #[cfg(feature = "test-hooks")]
+        let mut inside = run.opts.inside_step_transaction.as_ref();
         write_with(&**self.metadata(), StoreError::is_retryable, |tx| {
             let mut t = rotation_task(tx, id)?;
+            check_lease(&t, &run.lease)?;
+            #[cfg(feature = "test-hooks")]
+            if let Some(hook) = inside.take() {
+                (hook.0)(n);
+            }
             if t.step >= n || t.state == TaskState::Completed {
                 return Ok(false);
             }
             t.step = n;
             t.state = TaskState::Running;
             effect(tx, &mut t)?;
+            if t.state == TaskState::Completed {
+                t.lease_owner = None;
+                t.lease_expires = None;
+            }
             tx.update_task(&t)?;
             Ok(true)
         })
@@ -379,7 +712,7 @@ impl KeyStore {
 
     /// Step 1. The master key is drawn and protected before the transaction; if this runner
     /// loses the step or crashes before the commit, the blob is never stored.
-    fn create_master_key(&self, id: u64) -> Result<bool, StoreError> {
+    fn create_master_key(&self, id: u64, run: &Runner<'_>) -> Result<bool, StoreError> {
         let mk = Secret32::generate("master key")?;
         let mut attempts = 0;
         let blob = loop {
@@ -394,7 +727,7 @@ impl KeyStore {
                 Err(_) => continue,
             }
         };
-        self.commit_step(id, 1, |tx, t| {
+        self.commit_step(id, 1, run, |tx, t| {
             let v = next_version(tx.master_keys()?.iter().map(|m| m.version))?;
             tx.insert_master_key(&MasterKeyRecord {
                 version: v,
@@ -411,12 +744,12 @@ impl KeyStore {
     }
 
     /// Step 2: a new rotation key, wrapped under the new master's VMK (derived beforehand).
-    fn create_rotation_key(&self, task: &TaskRecord) -> Result<bool, StoreError> {
+    fn create_rotation_key(&self, task: &TaskRecord, run: &Runner<'_>) -> Result<bool, StoreError> {
         let mv = task.new_master.ok_or_else(|| lacks_earlier_step(task.id))?;
         let vmk = self.with_fresh(|s| self.vmk(s, mv, None))?;
         let rk = Secret32::generate("rotation key")?;
         let wrapped = wrap_key(&vmk, &rk);
-        self.commit_step(task.id, 2, |tx, t| {
+        self.commit_step(task.id, 2, run, |tx, t| {
             if t.new_master != Some(mv) {
                 return Err(lacks_earlier_step(t.id));
             }
@@ -435,12 +768,12 @@ impl KeyStore {
     }
 
     /// Step 3: the new master and rotation keys become the active ones.
-    fn activate_keys(&self, task: &TaskRecord) -> Result<bool, StoreError> {
+    fn activate_keys(&self, task: &TaskRecord, run: &Runner<'_>) -> Result<bool, StoreError> {
         let mv = task.new_master.ok_or_else(|| lacks_earlier_step(task.id))?;
         let rv = task
             .new_rotation
             .ok_or_else(|| lacks_earlier_step(task.id))?;
-        self.commit_step(task.id, 3, |tx, _| {
+        self.commit_step(task.id, 3, run, |tx, _| {
             for mut m in tx.master_keys()? {
                 let state = if m.version == mv {
                     MasterState::Active
@@ -466,7 +799,7 @@ impl KeyStore {
     /// Step 4: every rotation key and namespace key not under the active master's VMK is
     /// unwrapped under its old VMK and rewrapped under the active one. The VMKs are derived
     /// before the transaction.
-    fn rewrap_keys(&self, id: u64) -> Result<bool, StoreError> {
+    fn rewrap_keys(&self, id: u64, run: &Runner<'_>) -> Result<bool, StoreError> {
         let (store, masters, wanted) = read_with::<_, StoreError>(&**self.metadata(), |tx| {
             let store = tx
                 .store()?
@@ -495,7 +828,7 @@ impl KeyStore {
             )?;
             memo.keys.insert(mv, vmk);
         }
-        self.commit_step(id, 4, |tx, _| {
+        self.commit_step(id, 4, run, |tx, _| {
             let store = update_store(tx, bump_epoch)?;
             let (rt, mv) = (store.rt_data_key.as_slice(), store.active_master);
             let new = memo.get(tx, rt, mv)?;
@@ -522,8 +855,8 @@ impl KeyStore {
     }
 
     /// Step 5: `retiring` masters become `retired`; the task completes.
-    fn retire_old_master(&self, id: u64) -> Result<bool, StoreError> {
-        self.commit_step(id, 5, |tx, t| {
+    fn retire_old_master(&self, id: u64, run: &Runner<'_>) -> Result<bool, StoreError> {
+        self.commit_step(id, 5, run, |tx, t| {
             let ts = now();
             let mut retired = Vec::new();
             for mut m in tx.master_keys()? {

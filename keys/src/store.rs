@@ -601,6 +601,9 @@ pub fn dump_json_of(meta: &dyn Metadata) -> Result<String, StoreError> {
                     "new_rotation": t.new_rotation,
                     "master_attempts": t.master_attempts,
                     "row_version": t.row_version,
+                    "lease_owner": t.lease_owner,
+                    "lease_expires": t.lease_expires,
+                    "lease_token": t.lease_token,
                 })
             })
             .collect();

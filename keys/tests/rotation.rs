@@ -231,6 +231,7 @@ fn namespaces_created_mid_rotation_are_covered() {
 const CHILD_DIR_ENV: &str = "DARE_KEYS_TEST_CHILD_DIR";
 const CHILD_TASK_ENV: &str = "DARE_KEYS_TEST_CHILD_TASK";
 const CHILD_CRASH_ENV: &str = "DARE_KEYS_TEST_CRASH_AFTER_STEP";
+const CHILD_LEASE_TTL: Duration = Duration::from_millis(300);
 
 fn file_root(dir: &Path) -> Arc<dyn RootOfTrust> {
     Arc::new(RootKeyFile::load(&dir.join("root.key")).unwrap())
@@ -251,6 +252,9 @@ fn crash_child() {
         id,
         &RotationOptions {
             crash_after_step: Some(n),
+            // The lease the crash leaves behind expires soon: the parent waits it out.
+            lease_ttl: CHILD_LEASE_TTL,
+            ..RotationOptions::default()
         },
     );
     // Reaching this line means the crash hook did not fire.
@@ -277,7 +281,7 @@ fn rotation_survives_a_crash_after_every_step() {
         }
         let id = store.start_rotation().unwrap();
 
-        let status = Command::new(std::env::current_exe().unwrap())
+        let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
                 "crash_child",
@@ -290,8 +294,10 @@ fn rotation_survives_a_crash_after_every_step() {
             .env(CHILD_CRASH_ENV, n.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .status()
+            .spawn()
             .unwrap();
+        let pid = child.id();
+        let status = child.wait().unwrap();
         assert_eq!(
             status.signal(),
             Some(SIGABRT),
@@ -307,6 +313,15 @@ fn rotation_survives_a_crash_after_every_step() {
             TaskState::Running
         };
         assert_eq!(st.state, expected_state, "step {n}");
+        // The dead child's lease is left behind, naming its process; completing released it.
+        assert_eq!(st.lease_token, 1, "step {n}");
+        if n == 5 {
+            assert_eq!((st.lease_owner, st.lease_expires), (None, None), "step {n}");
+        } else {
+            let owner = st.lease_owner.clone().expect("the crashed runner's lease");
+            assert!(owner.contains(&format!(":{pid}:")), "step {n}: {owner}");
+            assert!(st.lease_expires.is_some(), "step {n}");
+        }
         for (p, (dk, env)) in &written {
             assert_eq!(
                 &p.open_data_key(env).unwrap(),
@@ -317,15 +332,27 @@ fn rotation_survives_a_crash_after_every_step() {
         // A new object written now uses whichever rotation key is active.
         written.push((&pb, pb.new_data_key().unwrap()));
 
-        // Resume in-process (a fresh store, as a new process would).
+        // Resume in-process (a fresh store, as a new process would): another owner than the
+        // child, so it waits for the child's lease to expire.
         let again =
             Arc::new(KeyStore::open(open_db(dir.path()), file_root(dir.path()), opts()).unwrap());
-        let done = resume(&again, id).unwrap();
+        let done = again
+            .resume_rotation(
+                id,
+                &RotationOptions {
+                    wait_for_lease: true,
+                    ..RotationOptions::default()
+                },
+            )
+            .unwrap();
         assert_eq!(
             (done.state, done.step),
             (TaskState::Completed, 5),
             "step {n}"
         );
+        assert_eq!(done.lease_owner, None, "step {n}: released on completion");
+        let expected_token = if n == 5 { 1 } else { 2 };
+        assert_eq!(done.lease_token, expected_token, "step {n}");
         let kv = again.key_versions();
         assert_eq!((kv.active_master, kv.active_rotation), (2, 2), "step {n}");
         assert_eq!(
