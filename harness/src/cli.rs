@@ -351,6 +351,10 @@ pub enum RotationCommand {
     Resume {
         /// Task id; the unfinished one when omitted.
         id: Option<u64>,
+        /// If another process holds the task's lease, wait until it finishes the task or its
+        /// lease expires (then go on), instead of failing.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         out: JsonFlag,
     },

@@ -30,6 +30,8 @@ impl Timing {
         let t0 = Instant::now();
         let mut child = s
             .cmd(args)
+            // A killed rotation leaves its lease behind: a short one (test builds only).
+            .env("DARE_LEASE_TTL_MS", "500")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -186,7 +188,8 @@ fn sigkill_during_puts_overwrites_and_deletes() {
 #[test]
 fn rotation_and_rewrap_sigkilled_at_random_moments() {
     let mut rng = Rng::from_env("rotation_and_rewrap_sigkilled_at_random_moments");
-    let s = Store::new(4096);
+    // The binary built with test hooks, which reads DARE_LEASE_TTL_MS.
+    let s = Store::new_hooked(4096);
     s.ok(&["bucket", "create", "bkt"]);
     let mut objects = Vec::new();
     for i in 0..40u64 {
@@ -209,7 +212,8 @@ fn rotation_and_rewrap_sigkilled_at_random_moments() {
         // Whatever happened, objects read and any interrupted rotation resumes to completion.
         let (t, data) = &objects[round as usize % objects.len()];
         assert_eq!(&s.ok(&["get", t]), data, "round {round}");
-        s.ok(&["keys", "rotation", "resume"]);
+        // After a kill, the dead runner's lease must expire first.
+        s.ok(&["keys", "rotation", "resume", "--wait"]);
         let data = pattern(3000, 1000 + round);
         let t = format!("bkt/r{round:02}");
         s.ok(&["put", &t, &write(&s.tmp("in"), &data)]);

@@ -162,9 +162,13 @@ fn rotation_killed_after_every_step_resumes() {
         s.ok(&["bucket", "create", "bkt"]);
         let data = pattern(7000, step);
         s.ok(&["put", "bkt/before", &write(&s.tmp("in"), &data)]);
+        // A short lease (test builds only): the crashed process leaves it behind.
         let o = s.run_env(
             &["keys", "rotate", "--wait"],
-            &[("DARE_CRASH_AFTER_STEP", &step.to_string())],
+            &[
+                ("DARE_CRASH_AFTER_STEP", &step.to_string()),
+                ("DARE_LEASE_TTL_MS", "300"),
+            ],
         );
         assert!(
             !o.status.success(),
@@ -175,7 +179,8 @@ fn rotation_killed_after_every_step_resumes() {
         s.ok(&["put", "bkt/during", &write(&s.tmp("in2"), &data)]);
         let st = s.json(&["keys", "rotation", "status", "--json"]);
         assert_eq!(st["task"]["step"], step, "step {step}: {st}");
-        s.ok(&["keys", "rotation", "resume"]);
+        // Another process: it waits for the dead runner's lease to expire (harness/tests/lease.rs).
+        s.ok(&["keys", "rotation", "resume", "--wait"]);
         let st = s.json(&["keys", "rotation", "status", "--json"]);
         assert_eq!(st["task"]["state"], "completed", "step {step}");
         for k in ["bkt/before", "bkt/during"] {

@@ -10,7 +10,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use dare::TaskState;
@@ -21,8 +21,10 @@ use super::{note, print_json};
 use crate::cli::{KeysCommand, RewrapArgs, RotationCommand};
 use crate::settings::Settings;
 
-/// The rotation runner's options. The crash hook (abort right after step N) is compiled only
-/// into test builds (feature `test-hooks`), where the environment sets it.
+/// The rotation runner's options. The crash hook (abort right after step N) and a shorter
+/// lease (so that tests need not wait 30 s for a crashed runner's lease to expire) are
+/// compiled only into test builds (feature `test-hooks`), where the environment sets them:
+/// `DARE_CRASH_AFTER_STEP=N`, `DARE_LEASE_TTL_MS=MS`.
 pub fn rotation_options() -> RotationOptions {
     #[allow(unused_mut)]
     let mut o = RotationOptions::default();
@@ -31,8 +33,61 @@ pub fn rotation_options() -> RotationOptions {
         o.crash_after_step = std::env::var("DARE_CRASH_AFTER_STEP")
             .ok()
             .and_then(|s| s.trim().parse().ok());
+        if let Some(ms) = std::env::var("DARE_LEASE_TTL_MS")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            o.lease_ttl = Duration::from_millis(ms);
+        }
     }
     o
+}
+
+/// Runs (resumes) task `id` in this process. When another process holds the task's lease:
+/// with `wait`, says so and waits until that process finishes the task or its lease expires
+/// (then goes on from the saved step); without, fails naming the holder and the lease's end.
+fn resume_here(d: &Dare, id: u64, wait: bool) -> Result<RotationStatus> {
+    let opts = rotation_options();
+    match d.keys().resume_rotation(id, &opts) {
+        Err(dare::KeyStoreError::RotationLeased { id, owner, expires }) if wait => {
+            note(format_args!(
+                "rotation {id} is being run by {owner} (lease until {} UTC); waiting until it \
+                 finishes or its lease expires",
+                super::utc(expires, false)
+            ));
+            let opts = RotationOptions {
+                wait_for_lease: true,
+                ..opts
+            };
+            d.keys().resume_rotation(id, &opts).map_err(keys_err)
+        }
+        Err(dare::KeyStoreError::RotationLeased { id, owner, expires }) => bail!(
+            "rotation {id} is being run by {owner}: its lease runs until {} UTC ({}). If that \
+             process is alive, follow it with `dare keys rotation status --wait`; if it died, \
+             `dare keys rotation resume --wait` takes over once the lease expires",
+            super::utc(expires, false),
+            until(expires)
+        ),
+        r => r.map_err(keys_err),
+    }
+}
+
+/// Unix milliseconds now, by this machine's clock (what lease expiries are compared with).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// "in 12.3 s" or "expired 0.4 s ago".
+fn until(expires: u64) -> String {
+    let now = now_ms();
+    if expires >= now {
+        format!("in {:.1} s", (expires - now) as f64 / 1000.0)
+    } else {
+        format!("expired {:.1} s ago", (now - expires) as f64 / 1000.0)
+    }
 }
 
 fn keys_err(e: dare::KeyStoreError) -> anyhow::Error {
@@ -105,7 +160,7 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
                 )?;
             }
         }
-        KeysCommand::Rotation(RotationCommand::Resume { id, out }) => {
+        KeysCommand::Rotation(RotationCommand::Resume { id, wait, out }) => {
             let id = match id {
                 Some(i) => Some(i),
                 None => unfinished(&d)?.map(|t| t.id),
@@ -130,10 +185,7 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
                 }
                 return Ok(());
             };
-            let st = d
-                .keys()
-                .resume_rotation(id, &rotation_options())
-                .map_err(keys_err)?;
+            let st = resume_here(&d, id, wait)?;
             if out.json {
                 return print_json(&json!({"task": status_json(&st)}));
             }
@@ -180,10 +232,8 @@ fn rotate(s: &Settings, d: &Dare, wait: bool, as_json: bool) -> Result<()> {
         },
     };
     if wait {
-        let st = d
-            .keys()
-            .resume_rotation(id, &rotation_options())
-            .map_err(keys_err)?;
+        // "Return when it has finished": a rotation another process runs is waited for.
+        let st = resume_here(d, id, true)?;
         if as_json {
             return print_json(&json!({"task": status_json(&st)}));
         }
@@ -261,7 +311,46 @@ fn status_json(s: &RotationStatus) -> Value {
         "error": s.error,
         "new_master_version": s.new_master,
         "new_rotation_version": s.new_rotation,
+        "lease": lease_json(s),
     })
+}
+
+/// Whether the lease is `held` (taken and not expired), `expired` (taken, past its expiry:
+/// its runner stopped or died) or `free`.
+fn lease_state(s: &RotationStatus) -> &'static str {
+    match (&s.lease_owner, s.lease_held_at(now_ms())) {
+        (_, Some(_)) => "held",
+        (Some(_), None) => "expired",
+        (None, None) => "free",
+    }
+}
+
+fn lease_json(s: &RotationStatus) -> Value {
+    json!({
+        "state": lease_state(s),
+        "owner": s.lease_owner,
+        "expires_ms": s.lease_expires,
+        "expires": s.lease_expires.map(|e| super::utc(e, true)),
+        "token": s.lease_token,
+    })
+}
+
+/// "held by X until T (token N)", "expired at T, left by X (token N) ...", "free (token N)".
+fn lease_line(s: &RotationStatus) -> String {
+    let token = s.lease_token;
+    match (&s.lease_owner, s.lease_expires) {
+        (Some(owner), Some(expires)) if lease_state(s) == "held" => format!(
+            "held by {owner} until {} UTC, {} (token {token})",
+            super::utc(expires, false),
+            until(expires)
+        ),
+        (Some(owner), Some(expires)) => format!(
+            "expired at {} UTC, left by {owner} (token {token}); `dare keys rotation resume` \
+             takes it over",
+            super::utc(expires, false)
+        ),
+        _ => format!("free (token {token})"),
+    }
 }
 
 fn print_status(o: &mut dyn Write, s: &RotationStatus) -> Result<()> {
@@ -285,6 +374,7 @@ fn print_status(o: &mut dyn Write, s: &RotationStatus) -> Result<()> {
     if let Some(e) = &s.error {
         writeln!(o, "last error:  {e}")?;
     }
+    writeln!(o, "lease:       {}", lease_line(s))?;
     Ok(())
 }
 
