@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
@@ -23,6 +24,19 @@ pub const OWNER_FILE: &str = "owner.pid";
 /// The scratch directory the signal handler removes.
 static CURRENT: Mutex<Option<PathBuf>> = Mutex::new(None);
 static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
+/// Set by the signal handler before it removes the directory: the workload then fails on
+/// missing files, and the run must wait for the handler's exit (130) instead of reporting
+/// that failure.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// If a signal is being handled, waits for the handler to end the process.
+fn wait_if_interrupted() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
 
 /// A scratch directory, removed on drop, on SIGINT/SIGTERM/SIGHUP and by a later run.
 #[derive(Debug)]
@@ -103,6 +117,7 @@ impl Scratch {
 
     /// Keeps the directory (drops `owner.pid`, so no later run removes it); returns it.
     pub fn keep(mut self) -> PathBuf {
+        wait_if_interrupted();
         set_current(None);
         let d = self.dir.take().map(|d| d.keep()).unwrap_or_default();
         let _ = fs::remove_file(d.join(OWNER_FILE));
@@ -111,6 +126,7 @@ impl Scratch {
 
     /// Removes the directory now.
     pub fn close(mut self) -> Result<()> {
+        wait_if_interrupted();
         set_current(None);
         if let Some(d) = self.dir.take() {
             let p = d.path().to_path_buf();
@@ -123,6 +139,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        wait_if_interrupted();
         if self.dir.is_some() {
             set_current(None);
         }
@@ -138,13 +155,16 @@ fn set_current(p: Option<PathBuf>) {
 fn install_handler() {
     HANDLER.get_or_init(|| {
         ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(p) = current {
-                // The workload may still be creating files in it: try a few times.
-                for _ in 0..5 {
+                // The workload may still be creating files in it until it trips over the
+                // removal: try again for up to a second.
+                for _ in 0..100 {
                     if fs::remove_dir_all(&p).is_ok() || !p.exists() {
                         break;
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 let _ = crate::out::note_line(&format!(
                     "interrupted: removed the scratch store {}",
