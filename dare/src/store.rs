@@ -57,7 +57,7 @@ impl std::fmt::Debug for Root {
 /// text is zeroed when dropped. Messages name the database by
 /// [`Metadata::describe`](dare_metadata::Metadata::describe) (`postgres://USER:***@HOST:PORT/DB`)
 /// instead.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PostgresUrl(Zeroizing<String>);
 
 impl PostgresUrl {
@@ -93,7 +93,7 @@ impl FromStr for PostgresUrl {
 }
 
 /// Where a store's metadata database is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum MetadataLocation {
     /// `dare.db` in the store directory (embedded SQLite), the default. Opening a store whose
     /// `metadata.json` names a PostgreSQL database with this fails, asking for its URL.
