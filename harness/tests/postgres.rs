@@ -607,3 +607,20 @@ fn a_wrong_password_is_a_clear_error() {
         assert!(err.contains("password authentication failed"), "{err}");
     }
 }
+
+/// `keys rotate` without `--wait` starts a background runner; with the URL given by the
+/// `--metadata` flag, the runner gets it too (through its environment, not its command
+/// line) and finishes the rotation.
+#[test]
+fn a_background_rotation_finishes_when_the_url_is_a_flag() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let url = fresh_database(s);
+    let node = Node::new(&store, &url, Give::Flag, &[s.password()]);
+    node.ok(&["init", "--chunk-size", "4096"]);
+    let started = node.json(&["keys", "rotate", "--json"]);
+    let id = started["id"].as_u64().unwrap().to_string();
+    let st = node.json(&["keys", "rotation", "status", &id, "--wait", "--json"]);
+    assert_eq!(st["task"]["state"], "completed", "{st}");
+}

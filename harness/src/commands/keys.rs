@@ -260,6 +260,11 @@ fn spawn_runner(s: &Settings, id: u64) -> Result<()> {
     if let Some(p) = &s.passphrase_file {
         c.arg("--passphrase-file").arg(p);
     }
+    // The metadata URL goes through the environment, never the child's command line (where
+    // `ps` would show its password).
+    if let Some(u) = &s.metadata {
+        c.env("DARE_METADATA_URL", u.expose());
+    }
     c.args(["keys", "rotation", "resume", &id.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
