@@ -1,6 +1,6 @@
 //! The rotation lease through the binary (KEYS.md §8.2): a `dare` process that dies in the
-//! middle of a rotation — the crash hook aborts it right after a step, as SIGKILL would stop
-//! it: no cleanup, the lease stays in the database — leaves its lease behind.
+//! middle of a rotation — the crash hook sends it SIGKILL right after a step: no cleanup, the
+//! lease stays in the database — leaves its lease behind.
 //! `keys rotation status` shows the dead process as the owner with the lease's expiry; a
 //! `resume` by another process before the expiry is refused naming that owner (or waits, with
 //! `--wait`); a resume after it takes the lease over, finishes the rotation, and every object

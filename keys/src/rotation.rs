@@ -160,7 +160,7 @@ pub struct RotationOptions {
     /// is released or expires and then take it (or return the status if the holder completed
     /// the task), instead of failing with [`StoreError::RotationLeased`].
     pub wait_for_lease: bool,
-    /// Test hook: abort the process (`std::process::abort`) right after this runner has
+    /// Test hook: kill the process with SIGKILL (sent to itself) right after this runner has
     /// committed step N, to test crash consistency with a real process. The lease is left
     /// behind, as a crash leaves it.
     #[cfg(feature = "test-hooks")]
@@ -520,7 +520,13 @@ impl KeyStore {
                 Ok(committed) => {
                     #[cfg(feature = "test-hooks")]
                     if committed && opts.crash_after_step == Some(n) {
-                        // Test-only: a crash right after the step's commit, lease held.
+                        // Test-only: a crash right after the step's commit, lease held. A
+                        // real SIGKILL (nothing runs after it: no unwinding, no handler);
+                        // abort only if the kernel refused to deliver it.
+                        let _ = rustix::process::kill_process(
+                            rustix::process::getpid(),
+                            rustix::process::Signal::KILL,
+                        );
                         std::process::abort();
                     }
                     let _ = committed;

@@ -36,7 +36,7 @@ fn command(bin: &Path) -> Command {
 }
 
 /// Whether `bin` has the rotation crash hook: on a scratch store, `keys rotate --wait` with
-/// the hook set to step 1 must abort.
+/// the hook set to step 1 must be killed (SIGKILL).
 fn has_crash_hook(bin: &Path) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str], hook: bool| {
