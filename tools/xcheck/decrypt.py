@@ -160,7 +160,9 @@ class Store:
             (version,) = self.db.execute("SELECT version FROM dare_schema").fetchone()
         except sqlite3.Error as e:
             raise Refused(f"{db}: {e}") from None
-        need(version == 1, f"metadata schema version {version} not supported")
+        # Version 2 added only the task lease columns (METADATA.md), which this reader does
+        # not use; every table it reads is as in version 1.
+        need(version in (1, 2), f"metadata schema version {version} not supported")
         self.store = self.one("SELECT * FROM store WHERE id = 1", (), "store row")
         self.store_id = self.store["store_id"]
         need(isinstance(self.store_id, bytes) and len(self.store_id) == 16, "store_id is not 16 bytes")
