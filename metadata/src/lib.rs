@@ -23,6 +23,7 @@
 //! same test suite (`tests/suite/`) runs against every implementation of the trait.
 #![deny(unsafe_code)]
 
+mod columns;
 mod error;
 pub mod postgres;
 pub mod records;

@@ -1,6 +1,6 @@
 //! The metadata seam: a database reached through read and write transactions.
 //!
-//! Every implementation (SQLite here; PostgreSQL next) must give these guarantees, which the
+//! Every implementation (SQLite and PostgreSQL here) must give these guarantees, which the
 //! shared test suite checks:
 //! - a [`ReadTx`] sees one consistent snapshot for its whole life;
 //! - a [`WriteTx`] is atomic and durable once [`WriteTx::commit`] returns `Ok`; dropping it
