@@ -259,6 +259,7 @@ impl Dare {
             )?)),
             MetadataLocation::Sqlite => None,
         };
+        let made_dir = !dir.exists();
         make_dir(dir)?;
         check_store_trust(dir)?;
         let (meta, sqlite, store_id) = match pg {
@@ -273,7 +274,13 @@ impl Dare {
                 (sqlite.clone() as Arc<dyn Metadata>, Some(sqlite), None)
             }
             Some(pg) => {
-                let store_id = pair_new_database(dir, &*pg)?;
+                let store_id = pair_new_database(dir, &*pg).inspect_err(|_| {
+                    // Refused (the database holds another store, ...): leave no empty
+                    // directory behind. `remove_dir` removes only an empty one.
+                    if made_dir {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                })?;
                 (pg, None, Some(store_id))
             }
         };
