@@ -334,7 +334,10 @@ fn a_store_directory_is_never_paired_with_another_stores_database() {
     let e = Dare::create(&three, 65536, &pg(&url1)).unwrap_err();
     assert!(matches!(e, Error::AlreadyAStore(_)), "{e:?}");
     assert!(!three.join("metadata.json").exists());
-    assert!(!three.exists(), "a refused create left its new directory behind");
+    assert!(
+        !three.exists(),
+        "a refused create left its new directory behind"
+    );
     // An existing directory with another store's database: refused.
     let e = Dare::create(&one, 65536, &pg(&url2)).unwrap_err();
     assert!(matches!(e, Error::StoreMismatch { .. }), "{e:?}");
