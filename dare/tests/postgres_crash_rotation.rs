@@ -37,7 +37,7 @@ fn server_crash_inside_each_rotation_step_then_resume() {
     d.create_bucket("bkt", dare::DEFAULT_NAMESPACE, None)
         .unwrap();
     let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut put = |d: &Dare, objects: &mut Vec<(String, Vec<u8>)>| {
+    let put = |d: &Dare, objects: &mut Vec<(String, Vec<u8>)>| {
         let n = objects.len();
         let data: Vec<u8> = (0..5000 + n * 313).map(|i| (i * 7 + n) as u8).collect();
         let name = format!("o{n}");
