@@ -376,3 +376,84 @@ pub struct NameRange<'a> {
     /// Only names sorting strictly after these bytes.
     pub after: Option<&'a [u8]>,
 }
+
+/// The primary-key range scan a [`NameRange`] is, as every backend runs it: names above
+/// `lower` (strictly when `exclusive`) and below `end` (when there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameBounds<'a> {
+    /// The lower bound.
+    pub lower: &'a [u8],
+    /// Whether `lower` itself is excluded (it came from `after`).
+    pub exclusive: bool,
+    /// The exclusive upper bound: [`prefix_end`] of the prefix.
+    pub end: Option<Vec<u8>>,
+}
+
+impl<'a> NameRange<'a> {
+    /// The scan bounds. Names starting with `prefix` are >= `prefix`; an `after` below
+    /// `prefix` adds nothing to that bound, one at or above it replaces it.
+    pub(crate) fn bounds(&self) -> NameBounds<'a> {
+        let prefix = self.prefix.as_bytes();
+        let (lower, exclusive) = match self.after {
+            Some(after) if after >= prefix => (after, true),
+            _ => (prefix, false),
+        };
+        NameBounds {
+            lower,
+            exclusive,
+            end: prefix_end(prefix),
+        }
+    }
+}
+
+/// The smallest byte string above every string that starts with `prefix`: `prefix` with its
+/// last byte incremented (carrying past 0xFF bytes, which UTF-8 never holds anyway); `None`
+/// when there is no such bound (an empty prefix).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if let Some(next) = last.checked_add(1) {
+            end.push(next);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The row version after `v`.
+pub(crate) fn bump(v: u64) -> Result<u64, crate::MetaError> {
+    v.checked_add(1)
+        .ok_or_else(|| crate::MetaError::Database("row version overflow".into()))
+}
+
+#[cfg(test)]
+mod name_range_tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_smallest_string_above_the_prefix() {
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_end("¿".as_bytes()), Some(vec![0xc2, 0xc0]));
+        // Not reachable from UTF-8, but correct: carry past 0xFF.
+        assert_eq!(prefix_end(&[0x61, 0xff, 0xff]), Some(vec![0x62]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+
+    #[test]
+    fn bounds_take_the_larger_lower_bound() {
+        let r = NameRange {
+            prefix: "b/",
+            after: Some(b"a"),
+        };
+        assert_eq!(r.bounds().lower, b"b/");
+        assert!(!r.bounds().exclusive);
+        let r = NameRange {
+            prefix: "b/",
+            after: Some(b"b/x"),
+        };
+        assert_eq!(r.bounds().lower, b"b/x");
+        assert!(r.bounds().exclusive);
+        assert_eq!(r.bounds().end, Some(b"b0".to_vec()));
+    }
+}

@@ -31,8 +31,8 @@ use super::rows::{
 };
 use crate::MetaError;
 use crate::records::{
-    BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
-    ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState,
+    BucketRecord, MasterKeyRecord, NameBounds, NameRange, NamespaceRecord, NewBucket, NewNamespace,
+    NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState, bump,
 };
 use crate::tx::{By, ReadTx, WriteTx};
 
@@ -236,25 +236,6 @@ impl Drop for PgTx<'_> {
 }
 
 /// The next version of a row after `v`.
-fn bump(v: u64) -> Result<u64, MetaError> {
-    v.checked_add(1)
-        .ok_or_else(|| MetaError::Database("row version overflow".into()))
-}
-
-/// The smallest byte string above every string that starts with `prefix`: `prefix` with its
-/// last byte incremented (carrying past 0xFF bytes, which UTF-8 never holds anyway); `None`
-/// when there is no such bound (an empty prefix).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if let Some(next) = last.checked_add(1) {
-            end.push(next);
-            return Some(end);
-        }
-    }
-    None
-}
-
 /// Statements that move a table's id sequence past an imported id: to the larger of the id
 /// and the sequence's last value (NULL before its first use).
 macro_rules! bump_sequence {
@@ -422,14 +403,11 @@ impl ReadTx for PgTx<'_> {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let prefix = range.prefix.as_bytes();
-        let end = prefix_end(prefix);
-        // Names starting with `prefix` are >= `prefix`; an `after` below `prefix` adds
-        // nothing to that bound, one at or above it replaces it.
-        let (lower, exclusive) = match range.after {
-            Some(after) if after >= prefix => (after, true),
-            _ => (prefix, false),
-        };
+        let NameBounds {
+            lower,
+            exclusive,
+            end,
+        } = range.bounds();
         let sql = match (exclusive, end.is_some()) {
             (false, false) => FROM,
             (false, true) => FROM_TO,
@@ -931,19 +909,5 @@ impl WriteTx for PgTx<'_> {
                 ))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
-
-    #[test]
-    fn prefix_end_is_the_smallest_string_above_the_prefix() {
-        assert_eq!(prefix_end(b""), None);
-        assert_eq!(prefix_end(b"a/"), Some(b"a0".to_vec()));
-        assert_eq!(prefix_end("¿".as_bytes()), Some(vec![0xc2, 0xc0]));
-        assert_eq!(prefix_end(&[0x61, 0xff, 0xff]), Some(vec![0x62]));
-        assert_eq!(prefix_end(&[0xff]), None);
     }
 }

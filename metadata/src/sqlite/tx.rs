@@ -17,8 +17,8 @@ use super::rows::{
 };
 use crate::MetaError;
 use crate::records::{
-    BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
-    ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState,
+    BucketRecord, MasterKeyRecord, NameBounds, NameRange, NamespaceRecord, NewBucket, NewNamespace,
+    NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState, bump,
 };
 use crate::tx::{By, ReadTx, WriteTx};
 
@@ -143,25 +143,6 @@ impl Drop for SqliteTx<'_> {
 }
 
 /// The next version of a row after `v`.
-fn bump(v: u64) -> Result<u64, MetaError> {
-    v.checked_add(1)
-        .ok_or_else(|| MetaError::Database("row version overflow".into()))
-}
-
-/// The smallest byte string above every string that starts with `prefix`: `prefix` with its
-/// last byte incremented (carrying past 0xFF bytes, which UTF-8 never holds anyway); `None`
-/// when there is no such bound (an empty prefix).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if let Some(next) = last.checked_add(1) {
-            end.push(next);
-            return Some(end);
-        }
-    }
-    None
-}
-
 impl ReadTx for SqliteTx<'_> {
     fn store(&mut self) -> Result<Option<StoreRecord>, MetaError> {
         const SQL: &str = concat!("SELECT ", store_columns!(), " FROM store WHERE id = 1");
@@ -307,14 +288,11 @@ impl ReadTx for SqliteTx<'_> {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let prefix = range.prefix.as_bytes();
-        let end = prefix_end(prefix);
-        // Names starting with `prefix` are >= `prefix`; an `after` below `prefix` adds
-        // nothing to that bound, one at or above it replaces it.
-        let (lower, exclusive) = match range.after {
-            Some(after) if after >= prefix => (after, true),
-            _ => (prefix, false),
-        };
+        let NameBounds {
+            lower,
+            exclusive,
+            end,
+        } = range.bounds();
         match (exclusive, end) {
             (false, None) => self.all(FROM, params![bucket_id, lower, limit], rows::object),
             (false, Some(end)) => {
@@ -777,20 +755,5 @@ impl WriteTx for SqliteTx<'_> {
             .map_err(e)?;
         self.finished = true;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
-
-    #[test]
-    fn prefix_end_is_the_smallest_string_above_the_prefix() {
-        assert_eq!(prefix_end(b""), None);
-        assert_eq!(prefix_end(b"a/"), Some(b"a0".to_vec()));
-        assert_eq!(prefix_end("¿".as_bytes()), Some(vec![0xc2, 0xc0]));
-        // Not reachable from UTF-8, but correct: carry past 0xFF.
-        assert_eq!(prefix_end(&[0x61, 0xff, 0xff]), Some(vec![0x62]));
-        assert_eq!(prefix_end(&[0xff]), None);
     }
 }
