@@ -30,7 +30,6 @@ use dare_metadata::{
     read_with, write_with,
 };
 use serde_json::{Value, json};
-use zeroize::Zeroizing;
 
 use crate::out::stdout;
 
@@ -45,7 +44,7 @@ pub struct MetaArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub postgres: Option<String>,
+    pub postgres: Option<dare::PostgresUrl>,
     /// Object rows in the bucket (the lookups pick among them; the rewrap moves them all).
     #[arg(long, default_value_t = 20_000)]
     pub objects: u64,
@@ -287,8 +286,7 @@ pub fn run(a: MetaArgs) -> Result<()> {
         &scratch.path().join("objects-sqlite"),
     )?);
     if let Some(url) = &a.postgres {
-        let url = Zeroizing::new(url.clone());
-        let pg = PostgresMetadata::open(&url, PostgresOptions::default())?;
+        let pg = PostgresMetadata::open(url.expose(), PostgresOptions::default())?;
         subjects.push(Subject::new(
             "postgres",
             Arc::new(pg),

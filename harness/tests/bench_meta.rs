@@ -82,6 +82,18 @@ fn sqlite_and_postgres_in_one_run() {
     assert!(err.contains("already holds a dare store"), "{err}");
     assert!(!err.contains(server.password()), "{err}");
 
+    // The parsed command line (which derives Debug) does not show the password either.
+    let cli = <dare_cli::cli::Cli as clap::Parser>::try_parse_from([
+        "dare",
+        "bench",
+        "meta",
+        "--postgres",
+        &url,
+    ])
+    .unwrap();
+    let debug = format!("{cli:?}");
+    assert!(!debug.contains(server.password()), "{debug}");
+
     // Without a server: SQLite alone, and the JSON says so by its keys.
     let o = bench(dir.path(), None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
