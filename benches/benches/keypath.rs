@@ -50,6 +50,7 @@ fn encrypted_bucket(store: &KeyStore, name: &str) -> BucketRecord {
             namespace_id: ns.id,
             encryption: true,
             wrapped_key: Some(bk.clone()),
+            kms_key_id: None,
             created: 0,
         })?;
         Ok(tx.bucket(By::Id(id))?.expect("bucket just inserted"))

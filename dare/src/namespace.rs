@@ -238,6 +238,7 @@ impl Dare {
                 namespace_id: ns.id,
                 encryption: encrypted,
                 wrapped_key: wrapped_key.clone(),
+                kms_key_id: None,
                 created,
             })
             .map_err(|e| match e {

@@ -125,6 +125,7 @@ pub fn import_v1(
             namespace_id: b.namespace_id,
             encryption: b.encryption,
             wrapped_key: b.wrapped_key.as_ref().map(|k| k.0.clone()),
+            kms_key_id: None,
             created: b.created,
         })?;
         check_id("bucket", b.id, id)?;

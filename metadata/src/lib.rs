@@ -25,12 +25,17 @@
 
 mod columns;
 mod error;
+pub mod kms;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
 mod tx;
 
 pub use error::MetaError;
+pub use kms::{
+    KmsAuditHead, KmsAuditRecord, KmsBy, KmsImportParams, KmsKeyRecord, KmsKeyState, KmsOrigin,
+    KmsRegistration, KmsVersionRecord,
+};
 pub use records::{
     BucketRecord, MasterKeyRecord, MasterState, NameRange, NamespaceRecord, NewBucket,
     NewNamespace, NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskKind, TaskRecord,

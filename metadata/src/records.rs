@@ -160,9 +160,12 @@ pub struct BucketRecord {
     pub namespace_id: u64,
     /// Whether objects in it are encrypted (fixed at creation).
     pub encryption: bool,
-    /// The bucket key wrapped by its namespace key (40 bytes); `None` exactly when
-    /// `encryption` is false.
+    /// The bucket key wrapped by its namespace key (40 bytes), or, in an SSE-KMS bucket, a
+    /// KMS ciphertext of it (KMS.md §4); `None` exactly when `encryption` is false.
     pub wrapped_key: Option<Vec<u8>>,
+    /// SSE-KMS: the CMK whose current version wraps the bucket key (`None`: the namespace key
+    /// wraps it).
+    pub kms_key_id: Option<String>,
     /// Creation time.
     pub created: u64,
     /// Optimistic-concurrency version.
@@ -182,6 +185,8 @@ pub struct NewBucket {
     pub encryption: bool,
     /// The wrapped bucket key; `None` exactly when `encryption` is false.
     pub wrapped_key: Option<Vec<u8>>,
+    /// SSE-KMS: the CMK that wraps the bucket key (then `wrapped_key` is a KMS ciphertext).
+    pub kms_key_id: Option<String>,
     /// Creation time.
     pub created: u64,
 }

@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::MetaError;
+use crate::kms::{KmsAuditHead, KmsAuditRecord, KmsBy, KmsKeyRecord, KmsRegistration, KmsVersionRecord};
 use crate::records::{
     BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
     ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord,
@@ -59,6 +60,22 @@ pub trait ReadTx {
     ) -> Result<Vec<ObjectRecord>, MetaError>;
     /// How many objects a bucket holds.
     fn object_count(&mut self, bucket_id: u64) -> Result<u64, MetaError>;
+
+    // ---- key management service (docs/KMS.md) --------------------------------------------
+
+    /// One CMK (tombstones of deleted keys included when looked up by id; they have no alias).
+    fn kms_key(&mut self, by: KmsBy<'_>) -> Result<Option<KmsKeyRecord>, MetaError>;
+    /// Every CMK, tombstones included, ascending by `(created_ms, key_id)`.
+    fn kms_keys(&mut self) -> Result<Vec<KmsKeyRecord>, MetaError>;
+    /// Every version of a CMK, ascending.
+    fn kms_versions(&mut self, key_id: &str) -> Result<Vec<KmsVersionRecord>, MetaError>;
+    /// Every registration of a CMK, ascending by resource bytes.
+    fn kms_registrations(&mut self, key_id: &str) -> Result<Vec<KmsRegistration>, MetaError>;
+    /// Up to `limit` audit records with `seq > after_seq`, ascending.
+    fn kms_audit(&mut self, after_seq: u64, limit: usize)
+    -> Result<Vec<KmsAuditRecord>, MetaError>;
+    /// The audit head (`seq` 0 and an empty MAC before the first record).
+    fn kms_audit_head(&mut self) -> Result<KmsAuditHead, MetaError>;
 }
 
 /// Reads and writes within one atomic transaction. Dropped without [`commit`](Self::commit),
@@ -120,6 +137,37 @@ pub trait WriteTx: ReadTx {
         envelope_kind: u8,
         envelope: &[u8],
     ) -> Result<bool, MetaError>;
+    /// Replaces `wrapped_key` and `kms_key_id` of bucket `b.id` if its row version is still
+    /// `b.row_version`; returns the new row version. (Encryption itself never changes.)
+    fn update_bucket(&mut self, b: &BucketRecord) -> Result<u64, MetaError>;
+
+    // ---- key management service (docs/KMS.md) --------------------------------------------
+
+    /// Inserts a CMK; `row_version` is stored as given. A taken key id or alias is
+    /// [`MetaError::AlreadyExists`] (`what` = `"kms key"` or `"kms alias"`).
+    fn insert_kms_key(&mut self, k: &KmsKeyRecord) -> Result<(), MetaError>;
+    /// Replaces every field of CMK `k.key_id` but `key_id` and `created_ms` if its row version
+    /// is still `k.row_version`; returns the new row version. A taken alias is
+    /// [`MetaError::AlreadyExists`]; a vanished key [`MetaError::Conflict`].
+    fn update_kms_key(&mut self, k: &KmsKeyRecord) -> Result<u64, MetaError>;
+    /// Inserts a version (its CMK must exist; the version must be unused). Callers update the
+    /// CMK row in the same transaction, which is the optimistic check.
+    fn insert_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError>;
+    /// Replaces `material` and `encryptions` of version `(v.key_id, v.version)`;
+    /// [`MetaError::NotFound`] if it does not exist. Callers update the CMK row in the same
+    /// transaction.
+    fn update_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError>;
+    /// Deletes every version of a CMK (its material is gone for good); returns how many.
+    fn delete_kms_versions(&mut self, key_id: &str) -> Result<u64, MetaError>;
+    /// Inserts or replaces the registration `(r.key_id, r.resource)` (its CMK must exist).
+    fn put_kms_registration(&mut self, r: &KmsRegistration) -> Result<(), MetaError>;
+    /// Deletes a registration; returns whether it existed.
+    fn delete_kms_registration(&mut self, key_id: &str, resource: &str)
+    -> Result<bool, MetaError>;
+    /// Appends an audit record and moves the head to `(r.seq, r.mac)` — only if the head is
+    /// at `r.seq - 1` now, else [`MetaError::Conflict`] (another writer appended first).
+    fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError>;
+
     /// Makes every change durable and visible at once.
     fn commit(self: Box<Self>) -> Result<(), MetaError>;
 }

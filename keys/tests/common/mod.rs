@@ -90,6 +90,7 @@ pub fn add_bucket(store: &KeyStore, ns: &str, name: &str, encryption: bool) -> B
                 namespace_id: ns.id,
                 encryption,
                 wrapped_key: wrapped_key.clone(),
+                kms_key_id: None,
                 created: 1,
             })?;
             Ok(tx.bucket(By::Id(id))?.unwrap())
