@@ -91,6 +91,8 @@ pub enum Error {
     Key(KeyError),
     /// The key store failed (root of trust, rotation, ...).
     Keys(dare_keys::StoreError),
+    /// The key management service refused or failed (docs/KMS.md).
+    Kms(dare_kms::KmsError),
     /// The metadata database failed.
     Metadata(MetaError),
     /// Verifying or decrypting an object failed. No unverified plaintext was released.
@@ -192,6 +194,7 @@ impl Error {
                     | KeyError::CustomerKeyMismatch
                     | KeyError::WrongRootKey
             ),
+            Error::Kms(e) => matches!(e, dare_kms::KmsError::DecryptFailed),
             _ => false,
         }
     }
@@ -267,6 +270,7 @@ impl fmt::Display for Error {
             ),
             Error::Key(e) => e.fmt(f),
             Error::Keys(e) => e.fmt(f),
+            Error::Kms(e) => e.fmt(f),
             Error::Metadata(e) => e.fmt(f),
             Error::Open(e) => e.fmt(f),
             Error::Seal(e) => e.fmt(f),
@@ -338,6 +342,7 @@ impl std::error::Error for Error {
         match self {
             Error::Key(e) => Some(e),
             Error::Keys(e) => Some(e),
+            Error::Kms(e) => Some(e),
             Error::Metadata(e) | Error::PutOutcomeUnknown { source: e, .. } => Some(e),
             Error::Open(OpenError::Io(e) | OpenError::Sink(e)) => Some(e),
             Error::Open(e) => Some(e),
@@ -354,6 +359,16 @@ pub fn printable(name: &str) -> String {
     name.chars()
         .flat_map(char::escape_debug)
         .collect::<String>()
+}
+
+impl From<dare_kms::KmsError> for Error {
+    fn from(e: dare_kms::KmsError) -> Self {
+        match e {
+            dare_kms::KmsError::Meta(m) => Error::Metadata(m),
+            dare_kms::KmsError::Key(k) => Error::Key(k),
+            e => Error::Kms(e),
+        }
+    }
 }
 
 impl From<KeyError> for Error {

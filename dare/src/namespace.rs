@@ -39,6 +39,8 @@ pub struct Bucket {
     pub namespace: String,
     /// Whether its objects are encrypted (fixed at creation).
     pub encryption: bool,
+    /// SSE-KMS: the customer master key (id) that wraps its bucket key.
+    pub kms_key_id: Option<String>,
     /// Creation time, Unix seconds.
     pub created: u64,
 }
@@ -253,6 +255,60 @@ impl Dare {
             namespace_id: ns.id,
             namespace: ns.name,
             encryption: encrypted,
+            kms_key_id: None,
+            created,
+        })
+    }
+
+    /// Creates an SSE-KMS bucket in `namespace` (KMS.md §4): its bucket key is wrapped under
+    /// the current version of customer master key `kms_key` (id or alias; the default master
+    /// key `dare/default`, created on first use, when `None`) and the bucket is registered
+    /// with that key, in the transaction that inserts the bucket. Objects then need no call
+    /// to the key management service; a rotation of the key rewraps the bucket key.
+    pub fn create_bucket_kms(
+        &self,
+        name: &str,
+        namespace: &str,
+        kms_key: Option<&str>,
+    ) -> Result<Bucket, Error> {
+        check_bucket_name(name)?;
+        let ns = read_with(&*self.meta, |tx| tx.namespace(By::Name(namespace)))?
+            .ok_or_else(|| Error::NoSuchNamespace(namespace.into()))?;
+        if read_with(&*self.meta, |tx| tx.bucket(By::Name(name)))?.is_some() {
+            return Err(Error::BucketExists(name.into()));
+        }
+        let key = match kms_key {
+            Some(k) => k.to_string(),
+            None => self.kms.default_key()?.key_id,
+        };
+        let bk = dare_keys::Secret32::generate("bucket key")?;
+        let created = now();
+        let (id, key_id) = write_with(&*self.meta, Error::is_retryable, |tx| {
+            let (key_id, _version, wrapped) = self.kms.wrap_bucket_key_in(tx, &key, name, &bk)?;
+            let id = tx
+                .insert_bucket(&NewBucket {
+                    id: None,
+                    name: name.to_owned(),
+                    namespace_id: ns.id,
+                    encryption: true,
+                    wrapped_key: Some(wrapped),
+                    kms_key_id: Some(key_id.clone()),
+                    created,
+                })
+                .map_err(|e| match e {
+                    MetaError::AlreadyExists { .. } => Error::BucketExists(name.into()),
+                    MetaError::InUse(_) => Error::NoSuchNamespace(namespace.into()),
+                    e => e.into(),
+                })?;
+            Ok((id, key_id))
+        })?;
+        Ok(Bucket {
+            id,
+            name: name.to_owned(),
+            namespace_id: ns.id,
+            namespace: ns.name,
+            encryption: true,
+            kms_key_id: Some(key_id),
             created,
         })
     }
@@ -274,6 +330,10 @@ impl Dare {
                 });
             }
             let n = tx.delete_bucket(b.id)?;
+            if let Some(kid) = &b.kms_key_id {
+                // The key no longer protects it (the bucket key is destroyed with the row).
+                tx.delete_kms_registration(kid, &dare_kms::bucket_resource(name))?;
+            }
             Ok((b.id, n))
         })?;
         self.shred_logs()?;
@@ -334,6 +394,7 @@ fn bucket_view(b: dare_metadata::BucketRecord, namespace: String) -> Bucket {
         namespace_id: b.namespace_id,
         namespace,
         encryption: b.encryption,
+        kms_key_id: b.kms_key_id,
         created: b.created,
     }
 }

@@ -93,6 +93,9 @@ pub struct ObjectInfo {
     pub encrypted: bool,
     /// What protects the data key.
     pub key_ref: KeyRef,
+    /// SSE-KMS: the customer master key and the version that wrap the bucket key now (as S3
+    /// shows `x-amz-server-side-encryption-aws-kms-key-id`).
+    pub kms_key: Option<(String, u32)>,
 }
 
 /// An object opened for reading: metadata verified, data key ready.
@@ -191,7 +194,16 @@ pub(crate) fn info_of(bucket: &str, row: &ObjectRecord) -> ObjectInfo {
         format: row.format,
         encrypted: row.suite != Suite::Plaintext.id(),
         key_ref: key_ref_of(row),
+        kms_key: None,
     }
+}
+
+/// The CMK id and version of an SSE-KMS bucket's key.
+pub(crate) fn kms_key_of(b: &BucketRecord) -> Option<(String, u32)> {
+    b.kms_key_id.as_ref()?;
+    b.wrapped_key
+        .as_deref()
+        .and_then(dare_kms::bucket_key_version)
 }
 
 fn envelope_of(row: &ObjectRecord) -> Option<Envelope> {
@@ -377,8 +389,10 @@ impl Dare {
     /// What the object table says about `bucket/name` (no key needed; the user metadata is
     /// encrypted, [`get`](Self::get) returns it).
     pub fn head(&self, bucket: &str, name: &str) -> Result<ObjectInfo, Error> {
-        let (_, row) = self.row(bucket, name)?;
-        Ok(info_of(bucket, &row))
+        let (b, row) = self.row(bucket, name)?;
+        let mut info = info_of(bucket, &row);
+        info.kms_key = kms_key_of(&b);
+        Ok(info)
     }
 
     fn row(&self, bucket: &str, name: &str) -> Result<(BucketRecord, ObjectRecord), Error> {

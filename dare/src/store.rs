@@ -126,6 +126,8 @@ pub struct Options {
     pub key_cache: CacheMode,
     /// Size of the derived-key cache and how often the key records are re-checked.
     pub keys: KeyOptions,
+    /// The key management service's clock (the system clock unless a test controls time).
+    pub clock: Arc<dyn dare_kms::Clock>,
 }
 
 impl Default for Options {
@@ -139,6 +141,7 @@ impl Default for Options {
             postgres: PostgresOptions::default(),
             key_cache: CacheMode::On,
             keys: KeyOptions::default(),
+            clock: Arc::new(dare_kms::SystemClock),
         }
     }
 }
@@ -151,6 +154,7 @@ pub struct Dare {
     pub(crate) meta: Arc<dyn Metadata>,
     pub(crate) sqlite: Option<Arc<SqliteMetadata>>,
     pub(crate) keys: Arc<KeyStore>,
+    pub(crate) kms: Arc<dare_kms::Kms>,
     pub(crate) data: DataStore,
     pub(crate) store_id: [u8; 16],
     pub(crate) chunk_shift: u8,
@@ -446,13 +450,20 @@ impl Dare {
         root: Arc<dyn RootOfTrust>,
         opts: &Options,
     ) -> Result<Dare, Error> {
-        let keys = KeyStore::open(meta.clone(), root, opts.keys.clone())?;
+        let keys = Arc::new(KeyStore::open(meta.clone(), root, opts.keys.clone())?);
         let s = keys.store_record();
+        let kms = Arc::new(dare_kms::Kms::new(
+            keys.clone(),
+            opts.clock.clone(),
+            dare_kms::KmsOptions::default(),
+        )?);
+        kms.attach();
         Ok(Dare {
             dir: None,
             meta,
             sqlite: None,
-            keys: Arc::new(keys),
+            kms,
+            keys,
             data: DataStore::new(volume, opts.data),
             store_id: s.store_id,
             chunk_shift: s.chunk_shift,
@@ -464,6 +475,11 @@ impl Dare {
     /// `dare.db`, or `metadata.json` naming its database elsewhere.
     pub fn exists(dir: &Path) -> bool {
         dir.join(DB_FILE).exists() || LocationFile::path(dir).exists() || migrate::is_v1_store(dir)
+    }
+
+    /// The store's key management service (customer master keys, SSE-KMS; docs/KMS.md).
+    pub fn kms(&self) -> &Arc<dare_kms::Kms> {
+        &self.kms
     }
 
     /// The store directory (None for a store opened on custom parts).

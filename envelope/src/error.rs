@@ -30,6 +30,10 @@ pub enum KeyError {
     WrongRootKey,
     /// Anything else the provider reports (I/O of a key store, a root of trust, ...).
     Provider(String),
+    /// The key management service refuses to unwrap the bucket key of an SSE-KMS bucket: its
+    /// customer master key is disabled, pending deletion, pending import or deleted, or the
+    /// service is not available. The message names the key, its state and what to do.
+    KmsRefused(String),
 }
 
 impl fmt::Display for KeyError {
@@ -62,6 +66,7 @@ impl fmt::Display for KeyError {
                  passphrase, or the key store was tampered with",
             ),
             KeyError::Provider(msg) => write!(f, "key provider: {msg}"),
+            KeyError::KmsRefused(msg) => f.write_str(msg),
         }
     }
 }

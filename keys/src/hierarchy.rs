@@ -42,6 +42,9 @@ pub struct HierarchyProvider {
     /// The bucket key wrapped under its namespace key. Bucket keys never change (a rotation
     /// rewraps namespace keys, not bucket keys), so it is read once, with the bucket record.
     wrapped_bk: Vec<u8>,
+    /// SSE-KMS: the bucket key is a KMS ciphertext (a CMK rotation rewraps it; the copy read
+    /// here stays decryptable, since old CMK versions keep decrypting).
+    kms: bool,
     mode: CacheMode,
 }
 
@@ -75,6 +78,7 @@ impl HierarchyProvider {
             bucket_id: bucket.id,
             bucket: bucket.name.clone(),
             wrapped_bk,
+            kms: bucket.kms_key_id.is_some(),
             mode,
         })
     }
@@ -101,6 +105,7 @@ impl HierarchyProvider {
             ns: self.ns_id,
             bucket: self.bucket_id,
             wrapped: &self.wrapped_bk,
+            kms_bucket: self.kms.then_some(self.bucket.as_str()),
         }
     }
 

@@ -78,5 +78,5 @@ pub use sse_c::{
     CUSTOMER_BLOCK_LEN, CustomerKeyProvider, NoCustomerKey, customer_key_md5, parse_customer_key,
     read_customer_key_file,
 };
-pub use store::{KeyStore, KeyVersions, StoreOptions, dump_json_of};
+pub use store::{BucketKeyService, KeyStore, KeyVersions, StoreOptions, dump_json_of};
 pub use store_root::StoreRootProvider;

@@ -143,6 +143,9 @@ pub struct KeyStore {
     last_check: Mutex<Instant>,
     opts: StoreOptions,
     pub(crate) cache: KeyCache,
+    /// Weak: the service holds this store (an `Arc` both ways would never be freed, and its
+    /// keys never zeroized).
+    bucket_keys: RwLock<Option<std::sync::Weak<dyn BucketKeyService>>>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -253,6 +256,7 @@ impl KeyStore {
             snap: RwLock::new(Arc::new(snap)),
             last_check: Mutex::new(Instant::now()),
             cache: KeyCache::new(opts.cache_capacity),
+            bucket_keys: RwLock::new(None),
             opts,
         };
         let s = store.snapshot();
@@ -333,6 +337,35 @@ impl KeyStore {
             }
             other => other,
         }
+    }
+
+    /// Installs the service that unwraps the bucket keys of SSE-KMS buckets.
+    /// The store keeps a weak reference: the caller keeps the service alive.
+    pub fn set_bucket_key_service(&self, service: &Arc<dyn BucketKeyService>) {
+        *self.bucket_keys.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::downgrade(service));
+    }
+
+    /// A key for a service built on this store (the key management service's audit trail and
+    /// import tokens), derived from the RT data key, which the root of trust protects:
+    /// `HMAC-SHA256(key = RT, msg = label || 0x00 || u32le(1))` (KEYS.md §3.4). Labels must
+    /// not contain a zero byte and must differ from every other label of KEYS.md §3.
+    pub fn service_key(&self, label: &[u8]) -> Result<Secret32, KeyError> {
+        debug_assert!(!label.contains(&0));
+        let s = self.snapshot();
+        let rt = self.root.unwrap_master(&s.store.rt_data_key)?;
+        let mut out = crate::derive::hmac_sha256(
+            rt.expose_secret(),
+            &[label, &[0u8], &crate::derive::FORMAT_VERSION.to_le_bytes()],
+        );
+        let key = Secret32::from_bytes("service key", out);
+        zeroize::Zeroize::zeroize(&mut out);
+        Ok(key)
+    }
+
+    /// The root of trust that protects this store's top-level keys.
+    pub fn root_of_trust(&self) -> &Arc<dyn RootOfTrust> {
+        &self.root
     }
 
     /// Active and existing key versions, after a refresh.
@@ -418,6 +451,30 @@ impl KeyStore {
         b: &BucketKeyRef<'_>,
         cache: Option<&KeyCache>,
     ) -> Result<Secret32, KeyError> {
+        if let Some(name) = b.kms_bucket {
+            // SSE-KMS: the service checks its key's state on every unwrap; a state change
+            // bumps the key epoch, which empties the caches (KMS.md §4).
+            let key = CacheKey::Bk {
+                ns: b.ns,
+                bucket: b.bucket,
+                mv: 0,
+            };
+            return self.cached(cache, s.epoch(), key, || {
+                let service = self
+                    .bucket_keys
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .ok_or_else(|| {
+                        KeyError::KmsRefused(format!(
+                            "bucket {name} is an SSE-KMS bucket and no key management service \
+                             is attached to this key store"
+                        ))
+                    })?;
+                service.unwrap_bucket_key(name, b.wrapped)
+            });
+        }
         let ns = self.namespace_record(b.ns)?;
         let key = CacheKey::Bk {
             ns: b.ns,
@@ -495,6 +552,17 @@ pub(crate) struct BucketKeyRef<'a> {
     pub(crate) ns: u64,
     pub(crate) bucket: u64,
     pub(crate) wrapped: &'a [u8],
+    /// SSE-KMS: the bucket's name (the key management service wraps its key).
+    pub(crate) kms_bucket: Option<&'a str>,
+}
+
+/// Unwraps the bucket keys of SSE-KMS buckets, whose `wrapped_key` is a ciphertext of the key
+/// management service (docs/KMS.md §4) rather than an RFC 5649 wrap under the namespace key.
+/// `dare-kms` implements it; [`KeyStore::set_bucket_key_service`] installs it.
+pub trait BucketKeyService: Send + Sync + fmt::Debug {
+    /// The bucket key of bucket `bucket_name` from its stored `wrapped` key. Refusals of the
+    /// service (a disabled key, ...) are [`KeyError::KmsRefused`].
+    fn unwrap_bucket_key(&self, bucket_name: &str, wrapped: &[u8]) -> Result<Secret32, KeyError>;
 }
 
 fn b64(b: &[u8]) -> Value {
