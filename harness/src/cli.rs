@@ -21,8 +21,10 @@ use crate::args::{IoChoice, OnOff};
 /// PostgreSQL database (DARE_METADATA_URL or --metadata) for several nodes to share: then
 /// every command needs that database's URL (docs/NODES.md).
 ///
-/// Exit status: 0 success, 1 error, 2 usage, 3 not found (namespace, bucket, object), 4
-/// integrity (tampered or corrupt data, wrong key; `fsck` found an unreadable object).
+/// Exit status: 0 success, 1 error, 2 usage (and requests the key management service's rules
+/// or a key's state refuse), 3 not found (namespace, bucket, object, customer master key), 4
+/// integrity (tampered or corrupt data, wrong key or encryption context; `fsck` found an
+/// unreadable object; `kms audit verify` found the audit trail broken).
 #[derive(Debug, Parser)]
 #[command(name = "dare", version, propagate_version = true)]
 pub struct Cli {
@@ -113,6 +115,18 @@ pub enum Command {
     /// Objects written after the backup become garbage (`dare fsck --repair` removes them);
     /// objects deleted since have lost their data files (`dare fsck` lists them).
     Restore(FileArgs),
+    /// The key management service: customer master keys (CMKs) with versions, rotation
+    /// policies, imported material and scheduled deletion; data keys, small-data encryption,
+    /// rewrap; registrations; the audit trail.
+    ///
+    /// KEY is a key id (UUID) or an alias. Binary outputs (ciphertexts, data keys, random
+    /// bytes) are printed as one line of standard base64, or written with --out FILE (a new
+    /// file, mode 0600). Ciphertext inputs (--in FILE, `-` for standard input) may be raw or
+    /// base64. Exit status: 3 when no key has the id or alias, 4 when a ciphertext fails
+    /// authentication (tampered, truncated, another context) or the audit trail is broken, 2
+    /// when a rule or the key's state refuses the operation.
+    #[command(subcommand)]
+    Kms(KmsCommand),
     /// Benchmarks: AEAD kernels, encryption overhead on a drive.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -166,6 +180,15 @@ pub enum BucketCommand {
         namespace: String,
         #[arg(long, value_enum)]
         encryption: Option<OnOff>,
+        /// SSE-KMS: wrap the bucket key under this customer master key (alias or key id) and
+        /// register the bucket with it. Objects need no call to the key management service; a
+        /// rotation of the key rewraps the bucket key, and disabling the key makes the bucket
+        /// unreadable until it is enabled again.
+        #[arg(long, value_name = "ALIAS|ID")]
+        kms_key: Option<String>,
+        /// SSE-KMS under the default master key `dare/default` (created on first use).
+        #[arg(long, conflicts_with = "kms_key")]
+        sse_kms: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -358,6 +381,354 @@ pub enum RotationCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+}
+
+/// Where a CMK's key material comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Origin {
+    /// Made by the service (enabled at once, version 1).
+    Generated,
+    /// Imported by you (pending import until `import-key-material`).
+    External,
+}
+
+/// A CMK state, as `list --state` filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyStateArg {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    PendingImport,
+    /// Tombstones of deleted keys (listed only when asked for).
+    Deleted,
+}
+
+/// One or more keys, each handled on its own.
+#[derive(Debug, Args)]
+pub struct KeyList {
+    /// Key ids or aliases.
+    #[arg(required = true, value_name = "KEY")]
+    pub keys: Vec<String>,
+}
+
+/// An encryption context: string pairs bound to a ciphertext; decrypting needs the same.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// Encryption context pair (repeatable): the same pairs are needed to decrypt.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+}
+
+/// A binary input and output.
+#[derive(Debug, Args)]
+pub struct InOut {
+    /// Input file (`-`: standard input).
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Write the output to this new file (mode 0600) instead of printing it as base64.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KmsCommand {
+    /// Create a customer master key: `generated` keys are enabled with version 1; `external`
+    /// ones wait for imported material (pending import).
+    Create {
+        /// Alias: 1-255 characters of letters, digits, `_ - : /`, not ending in `/default`.
+        #[arg(long)]
+        alias: String,
+        /// Free text, at most 255 characters.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, value_enum, default_value = "generated")]
+        origin: Origin,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show keys: state, versions, rotation, deletion and material expiry, registrations.
+    Describe {
+        #[command(flatten)]
+        keys: KeyList,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Enable disabled keys.
+    Enable {
+        #[command(flatten)]
+        keys: KeyList,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Disable enabled keys: they refuse to encrypt and decrypt (SSE-KMS buckets under them
+    /// become unreadable) until enabled again.
+    Disable {
+        #[command(flatten)]
+        keys: KeyList,
+        /// Disable a key that still protects registered resources.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Rotate a key now (at most once an hour): a new version encrypts from now on, older
+    /// ones still decrypt. A key with imported material rotates only with new material.
+    Rotate {
+        key: String,
+        /// New key material, wrapped with the public key of `get-import-parameters`.
+        #[arg(long, value_name = "FILE", requires = "token")]
+        material: Option<PathBuf>,
+        /// The import token of that `get-import-parameters`.
+        #[arg(long, value_name = "FILE", requires = "material")]
+        token: Option<PathBuf>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Cancel pending deletions: the keys become disabled (pending import without material).
+    CancelDeletion {
+        #[command(flatten)]
+        keys: KeyList,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Schedule keys for deletion after a waiting period of 7 to 1096 days, during which
+    /// they refuse every cryptographic operation and `cancel-deletion` keeps them.
+    ScheduleDeletion {
+        #[command(flatten)]
+        keys: KeyList,
+        /// The waiting period in days (7 to 1096).
+        #[arg(long, allow_negative_numbers = true)]
+        days: i64,
+        /// Schedule a key that still protects registered resources.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Give a key another alias.
+    UpdateAlias {
+        key: String,
+        new_alias: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Change a key's description.
+    UpdateDescription {
+        key: String,
+        text: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List keys (deleted ones only with --state deleted), in creation order, a page at a
+    /// time.
+    List {
+        #[arg(long, value_enum)]
+        state: Option<KeyStateArg>,
+        /// Only keys whose alias contains this text.
+        #[arg(long, value_name = "TEXT")]
+        alias: Option<String>,
+        /// At most this many keys (default 100, at most 1000).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Start after this key id (the previous page's next marker).
+        #[arg(long, value_name = "ID")]
+        marker: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Turn automatic rotation on (every 30 to 365 days) or off.
+    #[command(group(ArgGroup::new("policy").required(true).args(["enable", "disable"])))]
+    RotationPolicy {
+        key: String,
+        /// Rotate automatically (at `dare kms tick`) every --days days.
+        #[arg(long)]
+        enable: bool,
+        /// No automatic rotation.
+        #[arg(long)]
+        disable: bool,
+        /// The rotation period in days (30 to 365; default 365).
+        #[arg(long, requires = "enable", allow_negative_numbers = true)]
+        days: Option<i64>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Refuse to decrypt ciphertexts under versions below N (refused while a registered
+    /// resource is still under one).
+    MinDecryptionVersion {
+        key: String,
+        version: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Get an RSA wrapping key and an import token (valid 24 hours) for importing material
+    /// into an `external` key: writes wrappingKey_<id>.der (SubjectPublicKeyInfo DER, for
+    /// `openssl pkeyutl -encrypt -keyform der -pubin -inkey`) and importToken_<id>.bin.
+    GetImportParameters {
+        key: String,
+        /// RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (RSAES_PKCS1_V1_5 is refused).
+        #[arg(long, default_value = "RSAES_OAEP_SHA_256", value_name = "ALGORITHM")]
+        wrapping_algorithm: String,
+        /// RSA key size: 2048, 3072 or 4096.
+        #[arg(long, default_value_t = 2048, value_name = "BITS")]
+        key_bits: u32,
+        /// Directory to write the two files to.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Import key material (32 bytes wrapped with the wrapping key of
+    /// `get-import-parameters`): the first import binds the key to it; later imports must
+    /// bring the same material again (after a deletion or expiry).
+    ImportKeyMaterial {
+        key: String,
+        /// The wrapped material.
+        #[arg(long, value_name = "FILE")]
+        material: PathBuf,
+        /// The import token.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+        /// When the material expires: an RFC 3339 time or `never` (default: 24 hours after
+        /// the import).
+        #[arg(long, value_name = "TIME|never")]
+        expires: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Delete an imported key's material: the key is pending import until the same
+    /// material is imported again.
+    DeleteKeyMaterial {
+        key: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Make a data key: its plaintext (unless --without-plaintext) and its ciphertext under
+    /// the key.
+    CreateDatakey {
+        key: String,
+        /// 256 or 512.
+        #[arg(long, default_value_t = 256)]
+        bits: u32,
+        /// Only the ciphertext.
+        #[arg(long, conflicts_with = "plaintext_out")]
+        without_plaintext: bool,
+        #[command(flatten)]
+        context: ContextArgs,
+        /// Write the plaintext key to this new file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        plaintext_out: Option<PathBuf>,
+        /// Write the ciphertext to this new file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        ciphertext_out: Option<PathBuf>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Encrypt a data key you hold (32 or 64 raw bytes).
+    EncryptDatakey {
+        key: String,
+        #[command(flatten)]
+        io: InOut,
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Decrypt a data key ciphertext (it names its key).
+    DecryptDatakey {
+        #[command(flatten)]
+        io: InOut,
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Encrypt up to 4096 bytes.
+    Encrypt {
+        key: String,
+        #[command(flatten)]
+        io: InOut,
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Decrypt a ciphertext of `encrypt` (it names its key).
+    Decrypt {
+        #[command(flatten)]
+        io: InOut,
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Re-encrypt a ciphertext (data or data key) under its key's current version, without
+    /// the plaintext leaving the service.
+    Rewrap {
+        #[command(flatten)]
+        io: InOut,
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Random bytes from the operating system's generator.
+    Random {
+        /// How many (1 to 1024).
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
+        /// Write them to this new file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The resources registered with a key (SSE-KMS buckets are `bucket:<name>`).
+    Registrations {
+        key: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Register a resource as protected by a key (at its current version).
+    Register {
+        key: String,
+        resource: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Remove a registration.
+    Deregister {
+        key: String,
+        resource: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Carry out what is due: deletions past their window, expired imported material,
+    /// policy rotations and the rewrap of SSE-KMS bucket keys after them. Run it
+    /// periodically (cron, a systemd timer).
+    Tick(JsonFlag),
+    /// The audit trail: every operation, chained with HMACs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit records, oldest first.
+    Ls {
+        /// Only the records of this key (id or alias).
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Only records from this time on (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Verify the whole trail against its chain and head: exit status 4, naming the first
+    /// problem, when a record was changed, removed or added.
+    Verify(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 //! are the library's.
 
 pub mod keys;
+pub mod kms;
 pub mod maintenance;
 pub mod object;
 pub mod resource;
@@ -144,6 +145,7 @@ fn encryption_name(info: &ObjectInfo) -> &'static str {
     match (info.encrypted, info.key_ref) {
         (false, _) => "none",
         (true, KeyRef::CustomerKey) => "SSE-C (AES-256-GCM)",
+        (true, _) if info.kms_key.is_some() => "SSE-KMS (AES-256-GCM)",
         (true, _) => "AES-256-GCM",
     }
 }
@@ -166,6 +168,8 @@ fn info_json(info: &ObjectInfo, meta: Option<&[(String, String)]>) -> Value {
         "encrypted": info.encrypted,
         "encryption": encryption_name(info),
         "key_ref": kr,
+        "kms_key_id": info.kms_key.as_ref().map(|k| &k.0),
+        "kms_key_version": info.kms_key.as_ref().map(|k| k.1),
     });
     if let Some(m) = meta {
         v["metadata"] = m

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use cli::{BenchCommand, Cli, Command};
-use commands::{Usage, keys, maintenance, object, resource};
+use commands::{Usage, keys, kms, maintenance, object, resource};
 use settings::Settings;
 
 /// Runs a parsed command line.
@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ls(a) => object::ls(&s.open()?, a),
         Command::Rm(a) => object::rm(&s.open()?, a),
         Command::Keys(c) => keys::run(&s, c),
+        Command::Kms(c) => kms::run(&s.open()?, c),
         Command::Fsck(a) => maintenance::fsck(&s.open()?, a),
         Command::Backup(a) => maintenance::backup(&s.open()?, a),
         Command::Restore(a) => maintenance::restore(&s, a),
@@ -48,12 +49,22 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The exit status for an error: 3 when a namespace, bucket, object or task does not exist, 4
-/// when data or keys failed verification (tampering, corruption, a wrong key) or fsck found an
-/// unreadable object, 2 for a command line that makes no sense, 1 otherwise. (clap exits with
-/// 2 on its own usage errors.)
+/// The exit status for an error: 3 when a namespace, bucket, object, task or customer master
+/// key does not exist, 4 when data or keys failed verification (tampering, corruption, a wrong
+/// key or encryption context, a broken audit trail) or fsck found an unreadable object, 2 for
+/// a command line that makes no sense or a request the key management service's rules or a
+/// key's state refuse, 1 otherwise. (clap exits with 2 on its own usage errors.)
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
     for cause in e.chain() {
+        if let Some(k) = cause.downcast_ref::<dare_kms::KmsError>() {
+            return kms_exit_code(k);
+        }
+        if let Some(dare::Error::Kms(k)) = cause.downcast_ref::<dare::Error>() {
+            return kms_exit_code(k);
+        }
+        if cause.is::<kms::AuditBroken>() {
+            return ExitCode::from(4);
+        }
         if let Some(d) = cause.downcast_ref::<dare::Error>() {
             return ExitCode::from(if d.is_not_found() {
                 3
@@ -73,6 +84,18 @@ pub fn exit_code(e: &anyhow::Error) -> ExitCode {
         }
     }
     ExitCode::from(1)
+}
+
+/// The exit status for a key management error: 3 when no key has the id or alias, 4 when a
+/// ciphertext failed authentication, 2 for the caller's errors (a rule, a key's state, bad
+/// input), 1 for the system's (database, root of trust, audit trail unreadable).
+fn kms_exit_code(k: &dare_kms::KmsError) -> ExitCode {
+    ExitCode::from(match k {
+        dare_kms::KmsError::NotFound(_) => 3,
+        dare_kms::KmsError::DecryptFailed => 4,
+        k if k.is_usage() => 2,
+        _ => 1,
+    })
 }
 
 /// Whether the error is standard output closed under us (`dare get ... | head`): a shell tool

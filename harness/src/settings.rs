@@ -4,6 +4,7 @@
 //! turns the flags into options.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use dare::{
@@ -76,6 +77,7 @@ impl Settings {
                 Some(url) => MetadataLocation::Postgres(url.clone()),
                 None => MetadataLocation::Sqlite,
             },
+            clock: clock()?,
             ..self.engine_options()
         })
     }
@@ -113,4 +115,32 @@ impl Settings {
     pub fn dir(&self) -> &Path {
         &self.store
     }
+}
+
+/// The key management service's clock: the system's. Test builds (feature `test-hooks`) read
+/// a fixed time from the environment instead, so that tests cover deletion windows, rotation
+/// periods and token expiry without waiting (see [`test_clock`]).
+fn clock() -> Result<Arc<dyn dare_kms::Clock>> {
+    #[cfg(feature = "test-hooks")]
+    if let Some(c) = test_clock()? {
+        return Ok(c);
+    }
+    Ok(Arc::new(dare_kms::SystemClock))
+}
+
+/// Test builds only: `DARE_TEST_NOW` (RFC 3339, or Unix milliseconds) fixes the key
+/// management service's clock at that time for this process.
+#[cfg(feature = "test-hooks")]
+pub fn test_clock() -> Result<Option<Arc<dyn dare_kms::Clock>>> {
+    let Ok(v) = std::env::var("DARE_TEST_NOW") else {
+        return Ok(None);
+    };
+    let v = v.trim();
+    let ms = match v.parse::<u64>() {
+        Ok(ms) => ms,
+        Err(_) => dare_kms::clock::parse_time(v).with_context(|| {
+            format!("DARE_TEST_NOW={v:?} is neither an RFC 3339 time nor Unix milliseconds")
+        })?,
+    };
+    Ok(Some(Arc::new(dare_kms::ManualClock::new(ms))))
 }

@@ -186,16 +186,26 @@ pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
     let opts = GetOptions {
         customer_key: customer_key(&a.sse_c)?,
     };
+    // An SSE-KMS bucket whose key the service refuses (disabled, pending deletion, ...)
+    // still has its object rows: show them, and why the metadata is unreadable.
+    let mut refused = None;
     let meta = match d.get(bucket, name, &opts) {
         Ok(o) => Some(o.meta().to_vec()),
         Err(dare::Error::Key(dare::KeyError::CustomerKeyRequired)) => None,
+        Err(dare::Error::Key(dare::KeyError::KmsRefused(why))) => {
+            refused = Some(why);
+            None
+        }
         Err(e) => return Err(e.into()),
     };
     if a.out.json {
         let mut v = info_json(&info, meta.as_deref());
         if meta.is_none() {
             v["metadata"] = json!(null);
-            v["metadata_encrypted_with_customer_key"] = json!(true);
+            match &refused {
+                Some(why) => v["metadata_unreadable"] = json!(why),
+                None => v["metadata_encrypted_with_customer_key"] = json!(true),
+            }
         }
         return print_json(&v);
     }
@@ -214,6 +224,9 @@ pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
     writeln!(o, "format:      {}", info.format)?;
     writeln!(o, "encryption:  {}", encryption_name(&info))?;
     writeln!(o, "key:         {kr}")?;
+    if let Some(k) = &info.kms_key {
+        writeln!(o, "{}", super::resource::kms_line(k))?;
+    }
     match meta {
         Some(m) if m.is_empty() => writeln!(o, "metadata:    (none)")?,
         Some(m) => {
@@ -221,10 +234,13 @@ pub fn head(d: &Dare, a: HeadArgs) -> Result<()> {
                 writeln!(o, "metadata:    {}={}", printable(&k), printable(&v))?;
             }
         }
-        None => writeln!(
-            o,
-            "metadata:    (encrypted with a customer key: pass --sse-c-key-file to read it)"
-        )?,
+        None => match &refused {
+            Some(why) => writeln!(o, "metadata:    (unreadable: {})", printable(why))?,
+            None => writeln!(
+                o,
+                "metadata:    (encrypted with a customer key: pass --sse-c-key-file to read it)"
+            )?,
+        },
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
-//! `dare init`, `dare ns ...`, `dare bucket ...` and the bucket listing of `dare ls`.
+//! `dare init`, `dare ns ...`, `dare bucket ...` (SSE-KMS buckets among them) and the bucket
+//! listing of `dare ls`.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Result;
 use dare::Dare;
+use dare_metadata::read_with;
 use serde_json::json;
 
-use super::{on_off, print_json, utc};
+use super::{Usage, on_off, print_json, utc};
 use crate::cli::{BucketCommand, InitArgs, NsCommand};
 use crate::settings::Settings;
 
@@ -111,20 +114,41 @@ pub fn bucket(d: &Dare, cmd: BucketCommand) -> Result<()> {
             name,
             namespace,
             encryption,
+            kms_key,
+            sse_kms,
             out,
         } => {
-            let b = d.create_bucket(&name, &namespace, encryption.map(|e| e.is_on()))?;
-            if out.json {
-                return print_json(&bucket_json(&b));
+            let kms = kms_key.is_some() || sse_kms;
+            if kms && encryption.is_some_and(|e| !e.is_on()) {
+                return Err(Usage(
+                    "--encryption off contradicts --kms-key/--sse-kms: an SSE-KMS bucket is \
+                     encrypted"
+                        .into(),
+                )
+                .into());
             }
-            writeln!(
-                crate::out::stdout(),
-                "bucket {} created in namespace {} (id {}, encryption {})",
+            let b = if kms {
+                d.create_bucket_kms(&name, &namespace, kms_key.as_deref())?
+            } else {
+                d.create_bucket(&name, &namespace, encryption.map(|e| e.is_on()))?
+            };
+            let cmk = kms_keys(d)?.remove(&b.name);
+            if out.json {
+                return print_json(&bucket_json(&b, cmk.as_ref()));
+            }
+            let mut o = crate::out::stdout().lock();
+            write!(
+                o,
+                "bucket {} created in namespace {} (id {}, encryption {}",
                 b.name,
                 b.namespace,
                 b.id,
                 on_off(b.encryption)
             )?;
+            if let Some(k) = &cmk {
+                write!(o, ", SSE-KMS, {}", kms_line(k))?;
+            }
+            writeln!(o, ")")?;
         }
         BucketCommand::Ls(j) => print_buckets(d, j.json)?,
         BucketCommand::Rm { name, force, out } => {
@@ -154,26 +178,63 @@ pub fn bucket(d: &Dare, cmd: BucketCommand) -> Result<()> {
     Ok(())
 }
 
-fn bucket_json(b: &dare::Bucket) -> serde_json::Value {
+/// A bucket as JSON; `kms_key_id` and `kms_key_version` are null unless it is an SSE-KMS
+/// bucket.
+fn bucket_json(b: &dare::Bucket, cmk: Option<&(String, u32)>) -> serde_json::Value {
     json!({
         "name": b.name,
         "id": b.id,
         "namespace": b.namespace,
         "namespace_id": b.namespace_id,
         "encryption": b.encryption,
+        "sse_kms": b.kms_key_id.is_some(),
+        "kms_key_id": cmk.map(|k| &k.0).or(b.kms_key_id.as_ref()),
+        "kms_key_version": cmk.map(|k| k.1),
         "created": b.created,
     })
+}
+
+/// `kms key: <id> (version N)`.
+pub(crate) fn kms_line((id, version): &(String, u32)) -> String {
+    format!("kms key: {id} (version {version})")
+}
+
+/// The customer master key and version of every SSE-KMS bucket, by bucket name: the version
+/// is the one its bucket key ciphertext names. Read from the bucket rows, so listing buckets
+/// is no operation of the key management service (and adds nothing to its audit trail).
+pub(crate) fn kms_keys(d: &Dare) -> Result<HashMap<String, (String, u32)>> {
+    let rows = read_with::<_, dare::MetaError>(&**d.metadata(), |tx| tx.buckets(None))?;
+    Ok(rows
+        .into_iter()
+        .filter(|b| b.kms_key_id.is_some())
+        .filter_map(|b| {
+            let v = b
+                .wrapped_key
+                .as_deref()
+                .and_then(dare_kms::bucket_key_version)?;
+            Some((b.name, v))
+        })
+        .collect())
 }
 
 /// Every bucket (`dare bucket ls`, `dare ls`).
 pub fn print_buckets(d: &Dare, as_json: bool) -> Result<()> {
     let list = d.buckets(None)?;
+    let cmks = if list.iter().any(|b| b.kms_key_id.is_some()) {
+        kms_keys(d)?
+    } else {
+        HashMap::new()
+    };
     if as_json {
-        return print_json(&json!(list.iter().map(bucket_json).collect::<Vec<_>>()));
+        return print_json(&json!(
+            list.iter()
+                .map(|b| bucket_json(b, cmks.get(&b.name)))
+                .collect::<Vec<_>>()
+        ));
     }
     let mut o = crate::out::stdout().lock();
     for b in list {
-        writeln!(
+        write!(
             o,
             "{}  {:<24} namespace {:<16} encryption {}",
             utc(b.created.saturating_mul(1000), false),
@@ -181,6 +242,10 @@ pub fn print_buckets(d: &Dare, as_json: bool) -> Result<()> {
             b.namespace,
             on_off(b.encryption)
         )?;
+        if let Some(k) = cmks.get(&b.name) {
+            write!(o, "  SSE-KMS {}", kms_line(k))?;
+        }
+        writeln!(o)?;
     }
     Ok(())
 }
