@@ -613,8 +613,7 @@ pub fn run(d: &Dare, cmd: KmsCommand) -> Result<()> {
             }
             let mut o = crate::out::stdout().lock();
             for r in &records {
-                writeln!(
-                    o,
+                let line = format!(
                     "{:>6} {} {:<28} {:<36} {:<4} {:<20} {} {}",
                     r.seq,
                     iso8601(r.time_ms),
@@ -624,7 +623,8 @@ pub fn run(d: &Dare, cmd: KmsCommand) -> Result<()> {
                     printable(&r.outcome),
                     printable(&r.actor),
                     printable(&r.detail)
-                )?;
+                );
+                writeln!(o, "{}", line.trim_end())?;
             }
         }
         KmsCommand::Audit(AuditCommand::Verify(out)) => {
@@ -772,8 +772,8 @@ fn print_key(o: &mut dyn Write, k: &KeyInfo) -> Result<()> {
     for v in &k.versions {
         writeln!(
             o,
-            "version {:<4}            created {}{}{}, {} encryption(s)",
-            v.version,
+            "{:<25}created {}{}{}, {} encryption(s)",
+            format!("version {}:", v.version),
             v.created,
             if v.has_material { "" } else { ", no material" },
             if v.decrypts {
@@ -838,7 +838,7 @@ fn list(
             page.keys.len(),
             page.total
         )?,
-        None => writeln!(o, "({} keys)", page.total)?,
+        None => writeln!(o, "({} key(s))", page.total)?,
     }
     Ok(())
 }
