@@ -13,13 +13,14 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Environment variables the binary reads; the tests set them explicitly when they mean to.
-const DARE_ENV: [&str; 6] = [
+const DARE_ENV: [&str; 7] = [
     "DARE_STORE",
     "DARE_METADATA_URL",
     "DARE_AEAD_BACKEND",
     "DARE_IO",
     "DARE_PASSPHRASE_FILE",
     "DARE_CRASH_AFTER_STEP",
+    "DARE_TEST_NOW",
 ];
 
 /// The `dare` binary under test.
@@ -139,6 +140,13 @@ impl Store {
     pub fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut c = command(&self.bin);
         c.arg("--store").arg(&self.path).args(args);
+        c
+    }
+
+    /// `dare --store <other> ARGS` with this store's binary (a copy of the store, say).
+    pub fn cmd_at<S: AsRef<OsStr>>(&self, store: &Path, args: &[S]) -> Command {
+        let mut c = command(&self.bin);
+        c.arg("--store").arg(store).args(args);
         c
     }
 
