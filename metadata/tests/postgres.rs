@@ -87,6 +87,7 @@ fn new_bucket(namespace_id: u64, name: &str) -> NewBucket {
         namespace_id,
         encryption: true,
         wrapped_key: Some(vec![0x22; 40]),
+        kms_key_id: None,
         created: 1,
     }
 }
@@ -107,8 +108,8 @@ fn no_password(e: &MetaError, passwords: &[&str]) -> String {
 fn open_creates_the_schema_and_hides_the_password() {
     let url = fresh_database();
     let db = open(&url);
-    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 2);
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 3);
+    assert_eq!(db.schema_version().expect("version"), 3);
     let expect = shown(&url, server().port());
     assert_eq!(db.describe(), expect);
     let debug = format!("{db:?}");
@@ -142,7 +143,7 @@ fn nodes_opening_together_migrate_once() {
             .collect()
     });
     for h in &handles {
-        assert_eq!(h.schema_version().expect("version"), 2);
+        assert_eq!(h.schema_version().expect("version"), 3);
     }
     let mut c = server().client(database_of(&url));
     let tables: i64 = c
@@ -153,8 +154,8 @@ fn nodes_opening_together_migrate_once() {
         .expect("count")
         .get(0);
     assert_eq!(
-        tables, 8,
-        "dare_schema and the seven tables of schemas 1 and 2"
+        tables, 13,
+        "dare_schema, the seven tables of schemas 1 and 2 and the five of schema 3"
     );
     // Every node works on the one schema.
     let b = seed_bucket(&handles[0]);
@@ -196,10 +197,11 @@ fn newer_schema_is_refused_untouched() {
 
 /// A database of schema version 1 (made with that version's schema file, as a build of
 /// version 1 made it) is migrated by the first node that opens it — while other nodes open it
-/// too — to version 2, the task lease columns: rows are kept, existing tasks get a free lease
-/// with token 0, the new columns take values and keep their rules.
+/// too — to the latest version (2: the task lease columns; 3: the key management service):
+/// rows are kept, existing tasks get a free lease with token 0, the new columns take values
+/// and keep their rules.
 #[test]
-fn a_version_1_database_is_migrated_to_version_2() {
+fn a_version_1_database_is_migrated_to_the_latest_version() {
     let url = fresh_database();
     let mut c = server().client(database_of(&url));
     c.batch_execute(include_str!("../src/postgres/schema_v1.sql"))
@@ -237,7 +239,7 @@ fn a_version_1_database_is_migrated_to_version_2() {
             .collect()
     });
     let db = &handles[0];
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), 3);
     let done = TaskRecord {
         id: 1,
         kind: TaskKind::Rotation,

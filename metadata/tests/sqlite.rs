@@ -103,7 +103,7 @@ fn fill(db: &dyn Metadata, n: usize) -> u64 {
 #[test]
 fn create_then_open() {
     let (_dir, path, db) = new_db();
-    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 2);
+    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 3);
     assert_eq!(
         db.schema_version().expect("version"),
         SqliteMetadata::SCHEMA_VERSION
@@ -187,15 +187,16 @@ fn version_1_tasks() -> Vec<TaskRecord> {
 }
 
 /// A database of schema version 1 is migrated once by `open` (migration 2: the task lease
-/// columns): its rows are kept, existing tasks get a free lease with token 0, the new columns
-/// take values and keep their rules, and opening again migrates nothing.
+/// columns; migration 3: the key management service): its rows are kept, existing tasks get a
+/// free lease with token 0, the new columns take values and keep their rules, and opening
+/// again migrates nothing.
 #[test]
-fn a_version_1_database_is_migrated_to_version_2() {
+fn a_version_1_database_is_migrated_to_the_latest_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("dare.db");
     write_version_1_database(&path);
     let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), 3);
     let tasks = version_1_tasks();
     assert_eq!(read(&db, |tx| tx.tasks()), tasks);
     let store = read(&db, |tx| tx.store()).expect("store row kept");
@@ -225,7 +226,7 @@ fn a_version_1_database_is_migrated_to_version_2() {
     drop(db);
 
     let again = SqliteMetadata::open(&path, opts()).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 2);
+    assert_eq!(again.schema_version().expect("version"), 3);
     assert_eq!(
         read(&again, |tx| tx.task(2)),
         Some(TaskRecord {
@@ -235,8 +236,9 @@ fn a_version_1_database_is_migrated_to_version_2() {
     );
 }
 
-/// A backup made at schema version 1 is restored into a version-2 database: it is migrated
-/// in a private copy first, so the restored database is at version 2 with the lease columns.
+/// A backup made at schema version 1 is restored into a version-3 database: it is migrated
+/// in a private copy first, so the restored database is at version 3 with the lease columns
+/// and the key management service's tables.
 #[test]
 fn a_version_1_backup_is_migrated_when_restored() {
     let (dir, path, db) = new_db();
@@ -244,7 +246,8 @@ fn a_version_1_backup_is_migrated_when_restored() {
     let old = dir.path().join("v1.bak");
     write_version_1_database(&old);
     SqliteMetadata::restore(&old, &path, opts()).expect("restore");
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), 3);
+    assert_eq!(read(&db, |tx| tx.kms_keys()), vec![]);
     assert_eq!(read(&db, |tx| tx.tasks()), version_1_tasks());
     assert!(
         read(&db, |tx| tx.buckets(None)).is_empty(),
@@ -472,6 +475,7 @@ fn damaged_rows_are_corrupt() {
                 namespace_id: ns,
                 encryption: false,
                 wrapped_key: None,
+                kms_key_id: None,
                 created: 1,
             })
         });
@@ -562,6 +566,7 @@ fn checkpoint_shreds_a_deleted_buckets_key() {
             namespace_id: ns,
             encryption: true,
             wrapped_key: Some(key.clone()),
+            kms_key_id: None,
             created: 1,
         })
     });

@@ -167,6 +167,7 @@ fn new_bucket(namespace_id: u64, name: &str) -> NewBucket {
         namespace_id,
         encryption: true,
         wrapped_key: Some(vec![0x22; 40]),
+        kms_key_id: None,
         created: 1_700_000_300,
     }
 }
