@@ -11,10 +11,12 @@
 
 use std::any::Any;
 
+mod kms;
 mod objects;
 mod records;
 mod transactions;
 
+pub use kms::*;
 pub use objects::*;
 pub use records::*;
 pub use transactions::*;
@@ -69,6 +71,15 @@ macro_rules! metadata_suite {
             one_open_task_per_kind,
             writers_on_threads_lose_nothing,
             writers_on_handles_lose_nothing,
+            kms_keys_round_trip,
+            kms_ids_and_aliases_are_unique,
+            kms_key_cas_conflicts_change_nothing,
+            kms_invalid_records_are_refused,
+            kms_versions_round_trip,
+            kms_registrations_round_trip,
+            kms_audit_appends_and_moves_the_head,
+            kms_audit_appenders_lose_nothing,
+            update_bucket_is_a_cas,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
