@@ -10,8 +10,8 @@
 //!   [`SqliteOptions::busy_timeout`] for it, so writers queue instead of failing late with
 //!   an upgrade conflict.
 //! - **Crypto-shredding.** `secure_delete=ON` overwrites deleted rows (a deleted bucket's
-//!   wrapped key) with zeros; [`SqliteMetadata::checkpoint`] then moves every page out of the
-//!   WAL and truncates it, so the old page images go too.
+//!   wrapped key, a CMK's deleted key material) with zeros; [`SqliteMetadata::checkpoint`]
+//!   then moves every page out of the WAL and truncates it, so the old page images go too.
 //! - **Files.** The database is created mode 0600 whatever the umask; SQLite gives its
 //!   `-wal` and `-shm` files the mode of the database file. Backups are single files
 //!   (rollback journal mode), also 0600.

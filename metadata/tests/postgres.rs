@@ -870,6 +870,53 @@ fn constraint_errors_quote_no_record_contents() {
     );
 }
 
+/// A CMK row with a state, origin or return state of a name this build does not know, or import
+/// parameters partly NULL (written by another program, the constraints dropped): `Corrupt`,
+/// naming the column.
+#[test]
+fn damaged_kms_rows_are_corrupt() {
+    let url = fresh_database();
+    let db = open(&url);
+    let mut c = server().client(database_of(&url));
+    c.batch_execute(
+        "ALTER TABLE kms_keys DROP CONSTRAINT kms_keys_state_valid, \
+         DROP CONSTRAINT kms_keys_origin_valid, DROP CONSTRAINT kms_keys_state_before_valid, \
+         DROP CONSTRAINT kms_keys_import_whole, DROP CONSTRAINT kms_keys_alias_iff_live",
+    )
+    .expect("drop constraints");
+    let damages = [
+        ("state", "state = 'melted'"),
+        ("origin", "origin = 'found'"),
+        ("state_before", "state_before = 'thawed'"),
+        (
+            "import_token_id",
+            "import_token_id = decode(repeat('00', 32), 'hex')",
+        ),
+    ];
+    for (i, (column, damage)) in damages.iter().enumerate() {
+        let id = format!("k{i}");
+        write(&db, |tx| {
+            tx.insert_kms_key(&kms_key(&id, &format!("alias/{id}"), i as u64))
+        });
+        c.execute(
+            &format!("UPDATE kms_keys SET {damage} WHERE key_id = $1"),
+            &[&id],
+        )
+        .expect("damage");
+        for e in [
+            dare_metadata::read_with(&db, |tx| tx.kms_key(KmsBy::Id(&id))).expect_err("by id"),
+            dare_metadata::read_with(&db, |tx| tx.kms_keys()).expect_err("listed"),
+        ] {
+            assert!(
+                matches!(e, MetaError::Corrupt(ref m) if m.contains(column)),
+                "{damage}: {e:?}"
+            );
+        }
+        c.execute("DELETE FROM kms_keys WHERE key_id = $1", &[&id])
+            .expect("remove");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Faults
 

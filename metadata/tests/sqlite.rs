@@ -777,6 +777,48 @@ fn damaged_rows_are_corrupt() {
     }
 }
 
+/// A CMK row with a state, origin or return state of a name this build does not know, or import
+/// parameters partly NULL, can only come from a damaged or foreign file: `Corrupt`, naming the
+/// column, whichever way the key is read.
+#[test]
+fn damaged_kms_rows_are_corrupt() {
+    let (_dir, path, db) = new_db();
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    let damages = [
+        ("state", "state = 'melted'"),
+        ("origin", "origin = 'found'"),
+        ("state_before", "state_before = 'thawed'"),
+        ("import_token_id", "import_token_id = zeroblob(32)"),
+        ("rotation_days", "rotation_days = -1"),
+    ];
+    for (i, (column, damage)) in damages.iter().enumerate() {
+        let id = format!("k{i}");
+        write(&db, |tx| {
+            tx.insert_kms_key(&kms_key(&id, &format!("alias/{id}"), i as u64))
+        });
+        raw.execute(
+            &format!("UPDATE kms_keys SET {damage} WHERE key_id = ?1"),
+            [&id],
+        )
+        .expect("damage");
+        for e in [
+            read_with(&db, |tx| tx.kms_key(KmsBy::Id(&id))).expect_err("by id"),
+            read_with(&db, |tx| tx.kms_key(KmsBy::Alias(&format!("alias/{id}"))))
+                .expect_err("by alias"),
+            read_with(&db, |tx| tx.kms_keys()).expect_err("listed"),
+        ] {
+            assert!(
+                matches!(e, MetaError::Corrupt(ref m) if m.contains(column)),
+                "{damage}: {e:?}"
+            );
+        }
+        raw.execute("DELETE FROM kms_keys WHERE key_id = ?1", [&id])
+            .expect("remove");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Locking and the pool
 
