@@ -646,6 +646,7 @@ pub fn dump_json_of(meta: &dyn Metadata) -> Result<String, StoreError> {
                     "namespace_id": b.namespace_id,
                     "encryption": b.encryption,
                     "wrapped_key": b.wrapped_key.as_deref().map(b64),
+                    "kms_key_id": b.kms_key_id,
                     "created": b.created,
                     "row_version": b.row_version,
                 })

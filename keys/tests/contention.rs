@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::*;
 use dare_keys::*;
 use dare_metadata::{
-    BucketRecord, By, MasterKeyRecord, MetaError, Metadata, NameRange, NamespaceRecord, NewBucket,
+    BucketRecord, By, KmsAuditHead, KmsAuditRecord, KmsBy, KmsKeyRecord, KmsRegistration,
+    KmsVersionRecord, MasterKeyRecord, MetaError, Metadata, NameRange, NamespaceRecord, NewBucket,
     NewNamespace, NewTask, ObjectRecord, ReadTx, RotationKeyRecord, StoreRecord, TaskRecord,
     WriteTx,
 };
@@ -274,6 +275,28 @@ impl ReadTx for ContendedTx<'_> {
     fn object_count(&mut self, bucket_id: u64) -> Result<u64, MetaError> {
         self.inner.object_count(bucket_id)
     }
+    fn kms_key(&mut self, by: KmsBy<'_>) -> Result<Option<KmsKeyRecord>, MetaError> {
+        self.inner.kms_key(by)
+    }
+    fn kms_keys(&mut self) -> Result<Vec<KmsKeyRecord>, MetaError> {
+        self.inner.kms_keys()
+    }
+    fn kms_versions(&mut self, key_id: &str) -> Result<Vec<KmsVersionRecord>, MetaError> {
+        self.inner.kms_versions(key_id)
+    }
+    fn kms_registrations(&mut self, key_id: &str) -> Result<Vec<KmsRegistration>, MetaError> {
+        self.inner.kms_registrations(key_id)
+    }
+    fn kms_audit(
+        &mut self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<KmsAuditRecord>, MetaError> {
+        self.inner.kms_audit(after_seq, limit)
+    }
+    fn kms_audit_head(&mut self) -> Result<KmsAuditHead, MetaError> {
+        self.inner.kms_audit_head()
+    }
 }
 
 impl WriteTx for ContendedTx<'_> {
@@ -347,6 +370,35 @@ impl WriteTx for ContendedTx<'_> {
             envelope_kind,
             envelope,
         )
+    }
+    fn update_bucket(&mut self, b: &BucketRecord) -> Result<u64, MetaError> {
+        self.check()?;
+        self.inner.update_bucket(b)
+    }
+    fn insert_kms_key(&mut self, k: &KmsKeyRecord) -> Result<(), MetaError> {
+        self.inner.insert_kms_key(k)
+    }
+    fn update_kms_key(&mut self, k: &KmsKeyRecord) -> Result<u64, MetaError> {
+        self.check()?;
+        self.inner.update_kms_key(k)
+    }
+    fn insert_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError> {
+        self.inner.insert_kms_version(v)
+    }
+    fn update_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError> {
+        self.inner.update_kms_version(v)
+    }
+    fn delete_kms_versions(&mut self, key_id: &str) -> Result<u64, MetaError> {
+        self.inner.delete_kms_versions(key_id)
+    }
+    fn put_kms_registration(&mut self, r: &KmsRegistration) -> Result<(), MetaError> {
+        self.inner.put_kms_registration(r)
+    }
+    fn delete_kms_registration(&mut self, key_id: &str, resource: &str) -> Result<bool, MetaError> {
+        self.inner.delete_kms_registration(key_id, resource)
+    }
+    fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError> {
+        self.inner.append_kms_audit(r)
     }
     fn commit(self: Box<Self>) -> Result<(), MetaError> {
         self.inner.commit()

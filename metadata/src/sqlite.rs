@@ -10,8 +10,8 @@
 //!   [`SqliteOptions::busy_timeout`] for it, so writers queue instead of failing late with
 //!   an upgrade conflict.
 //! - **Crypto-shredding.** `secure_delete=ON` overwrites deleted rows (a deleted bucket's
-//!   wrapped key) with zeros; [`SqliteMetadata::checkpoint`] then moves every page out of the
-//!   WAL and truncates it, so the old page images go too.
+//!   wrapped key, a CMK's deleted key material) with zeros; [`SqliteMetadata::checkpoint`]
+//!   then moves every page out of the WAL and truncates it, so the old page images go too.
 //! - **Files.** The database is created mode 0600 whatever the umask; SQLite gives its
 //!   `-wal` and `-shm` files the mode of the database file. Backups are single files
 //!   (rollback journal mode), also 0600.
@@ -546,4 +546,101 @@ fn staging_path(dest: &Path) -> PathBuf {
     let mut p = dest.as_os_str().to_owned();
     p.push(format!(".restore-{}", std::process::id()));
     PathBuf::from(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kms::{KmsKeyRecord, KmsKeyState, KmsOrigin, KmsVersionRecord};
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn key(key_id: &str) -> KmsKeyRecord {
+        KmsKeyRecord {
+            key_id: key_id.into(),
+            alias: Some(format!("alias/{key_id}")),
+            description: String::new(),
+            state: KmsKeyState::Enabled,
+            origin: KmsOrigin::Generated,
+            default_key: false,
+            created_ms: 1,
+            rotation_enabled: false,
+            rotation_days: 365,
+            last_rotation_ms: 1,
+            rotations: 0,
+            last_manual_rotation_ms: None,
+            deletion_due_ms: None,
+            state_before: None,
+            material_expires_ms: None,
+            material_fingerprint: None,
+            min_decryption_version: 1,
+            import: None,
+            deleted_ms: None,
+            row_version: 1,
+        }
+    }
+
+    /// Writes a CMK with one version holding `material`, and checkpoints.
+    fn keep(db: &SqliteMetadata, key_id: &str, material: &[u8]) {
+        let mut tx = db.write().expect("begin");
+        tx.insert_kms_key(&key(key_id)).expect("key");
+        tx.insert_kms_version(&KmsVersionRecord {
+            key_id: key_id.into(),
+            version: 1,
+            material: Some(material.to_vec()),
+            created_ms: 1,
+            encryptions: 0,
+        })
+        .expect("version");
+        tx.commit().expect("commit");
+        db.checkpoint().expect("checkpoint");
+        assert!(contains(&fs::read(&db.path).expect("read"), material));
+    }
+
+    /// On a connection without `secure_delete`, `delete_kms_versions` still leaves no
+    /// material in the file: it overwrites it with zeros before deleting. A plain DELETE on
+    /// that connection would leave the bytes in the page's free space (the control).
+    #[test]
+    fn deleted_material_is_zeroed_without_secure_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = SqliteMetadata::create(&dir.path().join("db"), SqliteOptions::default())
+            .expect("create");
+        {
+            // The pool's only connection, which every transaction below takes.
+            let conn = db.take().expect("connection");
+            conn.pragma_update(None, "secure_delete", "OFF")
+                .expect("secure_delete off");
+        }
+        assert_eq!(db.idle.lock().expect("pool").len(), 1);
+
+        let material: Vec<u8> = (0..60u8).map(|i| i.wrapping_mul(71) ^ 0x5a).collect();
+        keep(&db, "k1", &material);
+        let mut tx = db.write().expect("begin");
+        assert_eq!(tx.delete_kms_versions("k1").expect("delete"), 1);
+        tx.commit().expect("commit");
+        db.checkpoint().expect("checkpoint");
+        assert!(
+            !contains(&fs::read(&db.path).expect("read"), &material),
+            "deleted material is still in the file"
+        );
+
+        let control: Vec<u8> = (0..60u8).map(|i| i.wrapping_mul(37) ^ 0xc3).collect();
+        keep(&db, "k2", &control);
+        {
+            let conn = db.take().expect("connection");
+            let on: i64 = conn
+                .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+                .expect("pragma");
+            assert_eq!(on, 0);
+            conn.execute("DELETE FROM kms_versions WHERE key_id = 'k2'", [])
+                .expect("plain delete");
+        }
+        db.checkpoint().expect("checkpoint");
+        assert!(
+            contains(&fs::read(&db.path).expect("read"), &control),
+            "without secure_delete a plain DELETE would leave the bytes (the test is void)"
+        );
+    }
 }

@@ -14,7 +14,9 @@ use std::fmt;
 use std::path::Path;
 
 use crate::MetaError;
-use crate::kms::{KmsAuditHead, KmsAuditRecord, KmsBy, KmsKeyRecord, KmsRegistration, KmsVersionRecord};
+use crate::kms::{
+    KmsAuditHead, KmsAuditRecord, KmsBy, KmsKeyRecord, KmsRegistration, KmsVersionRecord,
+};
 use crate::records::{
     BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
     ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord,
@@ -162,8 +164,7 @@ pub trait WriteTx: ReadTx {
     /// Inserts or replaces the registration `(r.key_id, r.resource)` (its CMK must exist).
     fn put_kms_registration(&mut self, r: &KmsRegistration) -> Result<(), MetaError>;
     /// Deletes a registration; returns whether it existed.
-    fn delete_kms_registration(&mut self, key_id: &str, resource: &str)
-    -> Result<bool, MetaError>;
+    fn delete_kms_registration(&mut self, key_id: &str, resource: &str) -> Result<bool, MetaError>;
     /// Appends an audit record and moves the head to `(r.seq, r.mac)` — only if the head is
     /// at `r.seq - 1` now, else [`MetaError::Conflict`] (another writer appended first).
     fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError>;

@@ -17,13 +17,15 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use dare_metadata::{
-    By, MasterKeyRecord, MetaError, Metadata, NamespaceRecord, NewBucket, NewNamespace,
-    PostgresMetadata, PostgresOptions, StoreRecord, TaskKind, TaskRecord, TaskState, write_with,
+    BucketRecord, By, KmsAuditHead, KmsAuditRecord, KmsBy, KmsRegistration, KmsVersionRecord,
+    MasterKeyRecord, MetaError, Metadata, NamespaceRecord, NewBucket, NewNamespace,
+    PostgresMetadata, PostgresOptions, StoreRecord, TaskKind, TaskRecord, TaskState, WriteTx,
+    write_with,
 };
 use dare_testkit::PgServer;
 use dare_testkit::postgres as postgres_client;
 
-use suite::{Fixture, object, put, read, seed, seed_bucket, write};
+use suite::{Fixture, kms_key, object, put, read, seed, seed_bucket, write};
 
 static SERVER: OnceLock<PgServer> = OnceLock::new();
 
@@ -87,6 +89,7 @@ fn new_bucket(namespace_id: u64, name: &str) -> NewBucket {
         namespace_id,
         encryption: true,
         wrapped_key: Some(vec![0x22; 40]),
+        kms_key_id: None,
         created: 1,
     }
 }
@@ -107,8 +110,8 @@ fn no_password(e: &MetaError, passwords: &[&str]) -> String {
 fn open_creates_the_schema_and_hides_the_password() {
     let url = fresh_database();
     let db = open(&url);
-    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 2);
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 3);
+    assert_eq!(db.schema_version().expect("version"), 3);
     let expect = shown(&url, server().port());
     assert_eq!(db.describe(), expect);
     let debug = format!("{db:?}");
@@ -142,7 +145,7 @@ fn nodes_opening_together_migrate_once() {
             .collect()
     });
     for h in &handles {
-        assert_eq!(h.schema_version().expect("version"), 2);
+        assert_eq!(h.schema_version().expect("version"), 3);
     }
     let mut c = server().client(database_of(&url));
     let tables: i64 = c
@@ -153,8 +156,8 @@ fn nodes_opening_together_migrate_once() {
         .expect("count")
         .get(0);
     assert_eq!(
-        tables, 8,
-        "dare_schema and the seven tables of schemas 1 and 2"
+        tables, 13,
+        "dare_schema, the seven tables of schemas 1 and 2 and the five of schema 3"
     );
     // Every node works on the one schema.
     let b = seed_bucket(&handles[0]);
@@ -196,10 +199,11 @@ fn newer_schema_is_refused_untouched() {
 
 /// A database of schema version 1 (made with that version's schema file, as a build of
 /// version 1 made it) is migrated by the first node that opens it — while other nodes open it
-/// too — to version 2, the task lease columns: rows are kept, existing tasks get a free lease
-/// with token 0, the new columns take values and keep their rules.
+/// too — to the latest version (2: the task lease columns; 3: the key management service):
+/// rows are kept, existing tasks get a free lease with token 0, the new columns take values
+/// and keep their rules.
 #[test]
-fn a_version_1_database_is_migrated_to_version_2() {
+fn a_version_1_database_is_migrated_to_the_latest_version() {
     let url = fresh_database();
     let mut c = server().client(database_of(&url));
     c.batch_execute(include_str!("../src/postgres/schema_v1.sql"))
@@ -237,7 +241,7 @@ fn a_version_1_database_is_migrated_to_version_2() {
             .collect()
     });
     let db = &handles[0];
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), 3);
     let done = TaskRecord {
         id: 1,
         kind: TaskKind::Rotation,
@@ -299,6 +303,274 @@ fn a_version_1_database_is_migrated_to_version_2() {
             row_version: 6,
             ..leased
         })
+    );
+}
+
+/// A database of schema version 2, with buckets (one of an imported id, two deleted since)
+/// and objects, is migrated to version 3 by the nodes that open it together: every bucket and
+/// object row is kept, bucket ids continue above the deleted ones, and the new column and
+/// tables work with their rules.
+#[test]
+fn a_version_2_database_is_migrated_to_version_3() {
+    let url = fresh_database();
+    let mut c = server().client(database_of(&url));
+    c.batch_execute(include_str!("../src/postgres/schema_v1.sql"))
+        .expect("schema 1");
+    c.batch_execute(include_str!("../src/postgres/schema_v2.sql"))
+        .expect("schema 2");
+    c.batch_execute(
+        "INSERT INTO dare_schema (id, version) VALUES (1, 2);
+         INSERT INTO store (id, store_id, chunk_shift, root_of_trust, rt_data_key,
+             active_master, active_rotation, key_epoch, created, row_version)
+         VALUES (1, decode(repeat('00', 16), 'hex'), 16, 'root-key-file', decode('a5a5', 'hex'),
+                 1, 1, 3, 1700000000, 9);
+         INSERT INTO master_keys (version, state, wrapped, created, retired)
+         VALUES (1, 'active', decode('0101', 'hex'), 1700000000, NULL);
+         INSERT INTO namespaces (name, encryption, master_version, wrapped_key, created,
+             row_version)
+         VALUES ('ns', true, 1, decode(repeat('11', 40), 'hex'), 1700000001, 1);
+         INSERT INTO buckets (name, namespace_id, encryption, wrapped_key, created, row_version)
+         VALUES ('photos', 1, true, decode(repeat('22', 40), 'hex'), 1700000002, 3),
+                ('public', 1, false, NULL, 1700000003, 1);
+         INSERT INTO buckets (id, name, namespace_id, encryption, wrapped_key, created,
+             row_version)
+         VALUES (5, 'imported', 1, true, decode(repeat('55', 40), 'hex'), 1700000004, 1);
+         SELECT setval(pg_get_serial_sequence('buckets', 'id'), 7);
+         INSERT INTO objects (bucket_id, name, object_id, size, created_ms, etag, format,
+             suite, chunk_shift, nonce_prefix, envelope_kind, envelope, meta, row_version)
+         VALUES (1, 'a/1'::bytea, decode(repeat('01', 16), 'hex'), 10, 1700000002000, 'e1',
+                 2, 1, 16, decode(repeat('07', 7), 'hex'), 2, decode(repeat('e0', 60), 'hex'),
+                 decode(repeat('3e', 29), 'hex'), 1),
+                (2, 'readme'::bytea, decode(repeat('02', 16), 'hex'), 5, 1700000003000, 'e4',
+                 2, 0, 16, decode(repeat('00', 7), 'hex'), NULL, NULL, '\\x00'::bytea, 1);",
+    )
+    .expect("version 2 rows");
+    const NODES: usize = 3;
+    let barrier = Barrier::new(NODES);
+    let handles: Vec<PostgresMetadata> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..NODES)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PostgresMetadata::open(&url, opts())
+                })
+            })
+            .collect();
+        opening
+            .into_iter()
+            .map(|t| t.join().expect("thread").expect("open migrates"))
+            .collect()
+    });
+    let db = &handles[0];
+    assert_eq!(db.schema_version().expect("version"), 3);
+    let photos = BucketRecord {
+        id: 1,
+        name: "photos".into(),
+        namespace_id: 1,
+        encryption: true,
+        wrapped_key: Some(vec![0x22; 40]),
+        kms_key_id: None,
+        created: 1_700_000_002,
+        row_version: 3,
+    };
+    let public = BucketRecord {
+        id: 2,
+        name: "public".into(),
+        encryption: false,
+        wrapped_key: None,
+        created: 1_700_000_003,
+        row_version: 1,
+        ..photos.clone()
+    };
+    let imported = BucketRecord {
+        id: 5,
+        name: "imported".into(),
+        wrapped_key: Some(vec![0x55; 40]),
+        created: 1_700_000_004,
+        row_version: 1,
+        ..photos.clone()
+    };
+    assert_eq!(
+        read(&handles[1], |tx| tx.buckets(None)),
+        vec![photos.clone(), public, imported]
+    );
+    let o = read(db, |tx| tx.object(1, "a/1")).expect("object kept");
+    assert_eq!((o.size, o.envelope), (10, Some(vec![0xe0; 60])));
+    assert_eq!(read(db, |tx| tx.object_count(2)), 1);
+
+    // Ids continue above the deleted buckets; an SSE-KMS bucket has a longer wrapped key.
+    let next = write(&handles[2], |tx| {
+        tx.insert_bucket(&NewBucket {
+            wrapped_key: Some(vec![0x7c; 120]),
+            kms_key_id: Some("0a0a0a0a-0000-4000-8000-00000000000a".into()),
+            ..new_bucket(1, "sse-kms")
+        })
+    });
+    assert_eq!(next, 8);
+    let mut tx = db.write().expect("begin");
+    let e = tx
+        .update_bucket(&BucketRecord {
+            wrapped_key: Some(vec![1; 41]),
+            ..photos.clone()
+        })
+        .expect_err("41 bytes without a CMK");
+    drop(tx);
+    let text = format!("{e}");
+    assert!(matches!(e, MetaError::Database(_)), "{text}");
+    assert!(text.contains("buckets_key_iff_encrypted"), "{text}");
+    assert_eq!(
+        write(db, |tx| tx.update_bucket(&BucketRecord {
+            wrapped_key: Some(vec![0x6b; 150]),
+            kms_key_id: Some("0a0a0a0a-0000-4000-8000-00000000000a".into()),
+            ..photos.clone()
+        })),
+        4
+    );
+
+    // The key management service's tables work on the migrated database.
+    let k = kms_key("0a0a0a0a-0000-4000-8000-00000000000a", "alias/migrated", 1);
+    write(&handles[1], |tx| {
+        tx.insert_kms_key(&k)?;
+        tx.insert_kms_version(&KmsVersionRecord {
+            key_id: k.key_id.clone(),
+            version: 1,
+            material: Some(vec![0x4d; 60]),
+            created_ms: 1,
+            encryptions: 0,
+        })?;
+        tx.put_kms_registration(&KmsRegistration {
+            key_id: k.key_id.clone(),
+            resource: "bucket:photos".into(),
+            version: 1,
+            description: String::new(),
+            created_ms: 1,
+            updated_ms: 1,
+        })
+    });
+    assert_eq!(
+        read(db, |tx| tx.kms_key(KmsBy::Alias("alias/migrated"))),
+        Some(k.clone())
+    );
+    // Versions go with their CMK (no method deletes a CMK: this is the schema's cascade);
+    // registrations hold it.
+    let e = c
+        .execute("DELETE FROM kms_keys", &[])
+        .expect_err("registered");
+    assert_eq!(
+        e.as_db_error().and_then(|d| d.constraint()),
+        Some("kms_registrations_key_fkey"),
+        "{e:?}"
+    );
+    c.batch_execute("DELETE FROM kms_registrations; DELETE FROM kms_keys")
+        .expect("delete");
+    assert_eq!(read(db, |tx| tx.kms_versions(&k.key_id)), vec![]);
+}
+
+fn audit(seq: u64, request_id: &str) -> KmsAuditRecord {
+    KmsAuditRecord {
+        seq,
+        time_ms: 1_700_000_000_000 + seq,
+        actor: "node".into(),
+        operation: "encrypt".into(),
+        key_id: None,
+        version: None,
+        request_id: request_id.into(),
+        outcome: "ok".into(),
+        detail: String::new(),
+        mac: vec![seq as u8; 32],
+    }
+}
+
+/// A write transaction that reads something else first, so that it does not queue on the
+/// audit head (as a transaction that starts by reading the head does) and its snapshot is
+/// taken; and the head it then reads.
+fn begin_behind_the_head(db: &PostgresMetadata) -> (Box<dyn WriteTx + '_>, KmsAuditHead) {
+    let mut tx = db.write().expect("begin");
+    tx.kms_keys().expect("read");
+    let head = tx.kms_audit_head().expect("head");
+    (tx, head)
+}
+
+/// Two nodes appending to the audit trail after reading the same head: the second one's
+/// append is a retryable conflict — whether the first one committed before it appended (its
+/// snapshot predates the new head, or the head row itself) or while it waited for the head's
+/// row lock — and the trail never forks. A record beyond the head (a taken seq) conflicts too.
+#[test]
+fn audit_appenders_on_two_nodes_conflict_instead_of_forking() {
+    let url = fresh_database();
+    let (a, b) = (open(&url), open(&url));
+    // Each transaction reads something else first, so that it does not queue on the head
+    // (which a transaction that starts by reading the head does) and its snapshot is taken.
+
+    // No head row yet: both insert it.
+    let (mut tx, head) = begin_behind_the_head(&a);
+    assert_eq!(head.seq, 0);
+    write(&b, |tx| tx.append_kms_audit(&audit(1, "b1")));
+    let e = tx.append_kms_audit(&audit(1, "a1")).expect_err("stale");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    assert!(tx.commit().is_err());
+
+    // A head row: both update it.
+    let (mut tx, head) = begin_behind_the_head(&a);
+    assert_eq!(head.seq, 1);
+    write(&b, |tx| tx.append_kms_audit(&audit(2, "b2")));
+    let e = tx.append_kms_audit(&audit(2, "a2")).expect_err("stale");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    drop(tx);
+
+    // Both append before either commits: the second waits for the head's row lock.
+    let (mut first, head) = begin_behind_the_head(&a);
+    assert_eq!(head.seq, 2);
+    first.append_kms_audit(&audit(3, "a3")).expect("append");
+    let second = std::thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let (mut tx, head) = begin_behind_the_head(&b);
+            assert_eq!(head.seq, 2, "the uncommitted append is not visible");
+            tx.append_kms_audit(&audit(3, "b3"))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        first.commit().expect("commit");
+        waiting.join().expect("thread")
+    });
+    let e = second.expect_err("lost the race");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+
+    // A record beyond the head (written behind dare's back): its seq is taken.
+    let mut c = server().client(database_of(&url));
+    c.execute(
+        "INSERT INTO kms_audit (seq, time_ms, actor, operation, request_id, outcome, detail, \
+         mac) VALUES (4, 0, 'x', 'x', 'x', 'x', '', decode(repeat('00', 32), 'hex'))",
+        &[],
+    )
+    .expect("insert");
+    let mut tx = a.write().expect("begin");
+    let e = tx.append_kms_audit(&audit(4, "a4")).expect_err("taken");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    drop(tx);
+
+    let trail: Vec<String> = read(&a, |tx| tx.kms_audit(0, 10))
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(trail, ["b1", "b2", "a3", "x"]);
+    assert_eq!(
+        read(&b, |tx| tx.kms_audit_head()),
+        KmsAuditHead {
+            seq: 3,
+            mac: vec![3; 32]
+        }
     );
 }
 
@@ -596,6 +868,53 @@ fn constraint_errors_quote_no_record_contents() {
         !text.contains("SECRET") && !text.contains("5345435245"),
         "{text}"
     );
+}
+
+/// A CMK row with a state, origin or return state of a name this build does not know, or import
+/// parameters partly NULL (written by another program, the constraints dropped): `Corrupt`,
+/// naming the column.
+#[test]
+fn damaged_kms_rows_are_corrupt() {
+    let url = fresh_database();
+    let db = open(&url);
+    let mut c = server().client(database_of(&url));
+    c.batch_execute(
+        "ALTER TABLE kms_keys DROP CONSTRAINT kms_keys_state_valid, \
+         DROP CONSTRAINT kms_keys_origin_valid, DROP CONSTRAINT kms_keys_state_before_valid, \
+         DROP CONSTRAINT kms_keys_import_whole, DROP CONSTRAINT kms_keys_alias_iff_live",
+    )
+    .expect("drop constraints");
+    let damages = [
+        ("state", "state = 'melted'"),
+        ("origin", "origin = 'found'"),
+        ("state_before", "state_before = 'thawed'"),
+        (
+            "import_token_id",
+            "import_token_id = decode(repeat('00', 32), 'hex')",
+        ),
+    ];
+    for (i, (column, damage)) in damages.iter().enumerate() {
+        let id = format!("k{i}");
+        write(&db, |tx| {
+            tx.insert_kms_key(&kms_key(&id, &format!("alias/{id}"), i as u64))
+        });
+        c.execute(
+            &format!("UPDATE kms_keys SET {damage} WHERE key_id = $1"),
+            &[&id],
+        )
+        .expect("damage");
+        for e in [
+            dare_metadata::read_with(&db, |tx| tx.kms_key(KmsBy::Id(&id))).expect_err("by id"),
+            dare_metadata::read_with(&db, |tx| tx.kms_keys()).expect_err("listed"),
+        ] {
+            assert!(
+                matches!(e, MetaError::Corrupt(ref m) if m.contains(column)),
+                "{damage}: {e:?}"
+            );
+        }
+        c.execute("DELETE FROM kms_keys WHERE key_id = $1", &[&id])
+            .expect("remove");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

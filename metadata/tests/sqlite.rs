@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dare_metadata::{
-    MetaError, Metadata, NameRange, NewBucket, SqliteMetadata, SqliteOptions, TaskKind, TaskRecord,
-    TaskState, read_with,
+    BucketRecord, By, KmsAuditRecord, KmsBy, KmsRegistration, KmsVersionRecord, MetaError,
+    Metadata, NameRange, NewBucket, SqliteMetadata, SqliteOptions, TaskKind, TaskRecord, TaskState,
+    read_with,
 };
 use tempfile::TempDir;
 
-use suite::{Fixture, object, put, read, seed_bucket, write};
+use suite::{Fixture, kms_key, object, put, read, seed_bucket, write};
 
 fn opts() -> SqliteOptions {
     SqliteOptions::default()
@@ -103,7 +104,7 @@ fn fill(db: &dyn Metadata, n: usize) -> u64 {
 #[test]
 fn create_then_open() {
     let (_dir, path, db) = new_db();
-    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 2);
+    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 3);
     assert_eq!(
         db.schema_version().expect("version"),
         SqliteMetadata::SCHEMA_VERSION
@@ -187,15 +188,16 @@ fn version_1_tasks() -> Vec<TaskRecord> {
 }
 
 /// A database of schema version 1 is migrated once by `open` (migration 2: the task lease
-/// columns): its rows are kept, existing tasks get a free lease with token 0, the new columns
-/// take values and keep their rules, and opening again migrates nothing.
+/// columns; migration 3: the key management service): its rows are kept, existing tasks get a
+/// free lease with token 0, the new columns take values and keep their rules, and opening
+/// again migrates nothing.
 #[test]
-fn a_version_1_database_is_migrated_to_version_2() {
+fn a_version_1_database_is_migrated_to_the_latest_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("dare.db");
     write_version_1_database(&path);
     let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), 3);
     let tasks = version_1_tasks();
     assert_eq!(read(&db, |tx| tx.tasks()), tasks);
     let store = read(&db, |tx| tx.store()).expect("store row kept");
@@ -225,7 +227,7 @@ fn a_version_1_database_is_migrated_to_version_2() {
     drop(db);
 
     let again = SqliteMetadata::open(&path, opts()).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 2);
+    assert_eq!(again.schema_version().expect("version"), 3);
     assert_eq!(
         read(&again, |tx| tx.task(2)),
         Some(TaskRecord {
@@ -235,8 +237,9 @@ fn a_version_1_database_is_migrated_to_version_2() {
     );
 }
 
-/// A backup made at schema version 1 is restored into a version-2 database: it is migrated
-/// in a private copy first, so the restored database is at version 2 with the lease columns.
+/// A backup made at schema version 1 is restored into a version-3 database: it is migrated
+/// in a private copy first, so the restored database is at version 3 with the lease columns
+/// and the key management service's tables.
 #[test]
 fn a_version_1_backup_is_migrated_when_restored() {
     let (dir, path, db) = new_db();
@@ -244,12 +247,292 @@ fn a_version_1_backup_is_migrated_when_restored() {
     let old = dir.path().join("v1.bak");
     write_version_1_database(&old);
     SqliteMetadata::restore(&old, &path, opts()).expect("restore");
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), 3);
+    assert_eq!(read(&db, |tx| tx.kms_keys()), vec![]);
     assert_eq!(read(&db, |tx| tx.tasks()), version_1_tasks());
     assert!(
         read(&db, |tx| tx.buckets(None)).is_empty(),
         "the backup's rows, not ours"
     );
+}
+
+/// Writes a database as a build of schema version 2 made it (`schema_v1.sql`,
+/// `schema_v2.sql` and the version row, in WAL mode): a store row, master key 1, rotation key
+/// 1, namespace 1, buckets 1 (encrypted), 2 (in clear) and 5 (encrypted, an imported id),
+/// with buckets 6 and 7 deleted since (the id counter is at 7), objects in buckets 1 and 2,
+/// and a task holding its lease.
+fn write_version_2_database(path: &Path) {
+    let c = rusqlite::Connection::open(path).expect("raw open");
+    c.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    c.pragma_update(None, "foreign_keys", "ON")
+        .expect("foreign keys");
+    c.execute_batch(include_str!("../src/sqlite/schema_v1.sql"))
+        .expect("schema 1");
+    c.execute_batch(include_str!("../src/sqlite/schema_v2.sql"))
+        .expect("schema 2");
+    c.execute_batch(
+        "INSERT INTO dare_schema (id, version) VALUES (1, 2);
+         INSERT INTO store (id, store_id, chunk_shift, root_of_trust, rt_data_key,
+             active_master, active_rotation, key_epoch, created, row_version)
+         VALUES (1, zeroblob(16), 16, 'root-key-file', x'a5a5', 1, 1, 3, 1700000000, 9);
+         INSERT INTO master_keys (version, state, wrapped, created, retired)
+         VALUES (1, 'active', x'0101', 1700000000, NULL);
+         INSERT INTO rotation_keys (version, master_version, wrapped, created, row_version)
+         VALUES (1, 1, zeroblob(40), 1700000000, 1);
+         INSERT INTO namespaces (id, name, encryption, master_version, wrapped_key, created,
+             row_version)
+         VALUES (1, 'ns', 1, 1, zeroblob(40), 1700000001, 1);
+         INSERT INTO buckets (id, name, namespace_id, encryption, wrapped_key, created,
+             row_version)
+         VALUES (1, 'photos', 1, 1, randomblob(40), 1700000002, 3),
+                (2, 'public', 1, 0, NULL, 1700000003, 1),
+                (5, 'imported', 1, 1, randomblob(40), 1700000004, 1),
+                (7, 'deleted-later', 1, 0, NULL, 1700000005, 1);
+         DELETE FROM buckets WHERE id = 7;
+         INSERT INTO objects (bucket_id, name, object_id, size, created_ms, etag, format,
+             suite, chunk_shift, nonce_prefix, envelope_kind, envelope, meta, row_version)
+         VALUES (1, CAST('a/1' AS BLOB), randomblob(16), 10, 1700000002000, 'e1', 2, 1, 16,
+                 randomblob(7), 2, randomblob(60), randomblob(29), 1),
+                (1, CAST('a/2' AS BLOB), randomblob(16), 20, 1700000002001, 'e2', 2, 1, 16,
+                 randomblob(7), 2, randomblob(60), randomblob(29), 2),
+                (1, CAST('b' AS BLOB), randomblob(16), 30, 1700000002002, 'e3', 2, 1, 16,
+                 randomblob(7), 2, randomblob(60), randomblob(29), 1),
+                (2, CAST('readme' AS BLOB), randomblob(16), 5, 1700000003000, 'e4', 2, 0, 16,
+                 zeroblob(7), NULL, NULL, x'00', 1);
+         INSERT INTO tasks (id, kind, state, step, started, ended, outcome, error,
+             previous_master, new_master, new_rotation, master_attempts, row_version,
+             lease_owner, lease_expires, lease_token)
+         VALUES (1, 'rotation', 'running', 2, 1700000100, NULL, NULL, NULL, 1, 2, 2, 1, 4,
+                 'node-a:1:beef', 1700000100500, 3);",
+    )
+    .expect("version 2 rows");
+    let counter: i64 = c
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'buckets'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("bucket id counter");
+    assert_eq!(counter, 7);
+}
+
+/// A database of schema version 2 is migrated once by `open` to version 3 (the key management
+/// service's tables; `buckets` rebuilt with `kms_key_id`): every bucket keeps its row, id and
+/// wrapped key, every object row stays (and still names its bucket), ids of deleted buckets
+/// are not handed out again, the new column and tables work with their rules, and opening
+/// again migrates nothing.
+#[test]
+fn a_version_2_database_is_migrated_to_version_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dare.db");
+    write_version_2_database(&path);
+    let (buckets_before, objects_before, tasks_before) = {
+        let c = rusqlite::Connection::open(&path).expect("raw open");
+        let rows = |sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut stmt = c.prepare(sql).expect("prepare");
+            let n = stmt.column_count();
+            stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        (
+            rows(
+                "SELECT id, name, namespace_id, encryption, wrapped_key, created, row_version \
+                  FROM buckets ORDER BY id",
+            ),
+            rows("SELECT * FROM objects ORDER BY bucket_id, name"),
+            rows("SELECT * FROM tasks"),
+        )
+    };
+    assert_eq!((buckets_before.len(), objects_before.len()), (3, 4));
+
+    let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
+    assert_eq!(db.schema_version().expect("version"), 3);
+    db.check_integrity()
+        .expect("integrity and foreign keys after the migration");
+    {
+        let c = rusqlite::Connection::open(&path).expect("raw open");
+        let rows = |sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut stmt = c.prepare(sql).expect("prepare");
+            let n = stmt.column_count();
+            stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        assert_eq!(
+            rows(
+                "SELECT id, name, namespace_id, encryption, wrapped_key, created, row_version \
+                  FROM buckets ORDER BY id"
+            ),
+            buckets_before
+        );
+        assert_eq!(
+            rows("SELECT * FROM objects ORDER BY bucket_id, name"),
+            objects_before
+        );
+        assert_eq!(rows("SELECT * FROM tasks"), tasks_before);
+        // The index on namespace_id is back; the copy is gone.
+        let names: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'buckets' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("schema");
+        assert!(
+            names.contains(&"buckets_by_namespace".to_owned()),
+            "{names:?}"
+        );
+        let copies: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'buckets_v2_rows'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(copies, 0);
+    }
+    let buckets = read(&db, |tx| tx.buckets(None));
+    assert_eq!(
+        buckets
+            .iter()
+            .map(|b| (b.id, b.kms_key_id.clone()))
+            .collect::<Vec<_>>(),
+        vec![(1, None), (2, None), (5, None)]
+    );
+    assert_eq!(read(&db, |tx| tx.object_count(1)), 3);
+    assert_eq!(
+        read(&db, |tx| tx.objects(2, NameRange::default(), 10))[0].name,
+        "readme"
+    );
+
+    // Bucket ids continue above the deleted ones.
+    let next = write(&db, |tx| {
+        tx.insert_bucket(&NewBucket {
+            id: None,
+            name: "sse-kms".into(),
+            namespace_id: 1,
+            encryption: true,
+            wrapped_key: Some(vec![0x7c; 120]),
+            kms_key_id: Some("0a0a0a0a-0000-4000-8000-00000000000a".into()),
+            created: 1_700_000_010,
+        })
+    });
+    assert_eq!(next, 8, "a deleted bucket's id was handed out again");
+    // The rebuilt table keeps its rules: 40 bytes without a CMK, foreign keys enforced.
+    let photos = read(&db, |tx| tx.bucket(By::Id(1))).expect("photos");
+    let mut tx = db.write().expect("begin");
+    let e = tx
+        .update_bucket(&BucketRecord {
+            wrapped_key: Some(vec![1; 41]),
+            ..photos.clone()
+        })
+        .expect_err("41 bytes without a CMK");
+    assert!(matches!(e, MetaError::Database(_)), "{e:?}");
+    let e = tx
+        .insert_bucket(&NewBucket {
+            id: None,
+            name: "orphan".into(),
+            namespace_id: 99,
+            encryption: false,
+            wrapped_key: None,
+            kms_key_id: None,
+            created: 1,
+        })
+        .expect_err("no namespace 99");
+    assert!(
+        matches!(
+            e,
+            MetaError::NotFound {
+                what: "namespace",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    drop(tx);
+    assert_eq!(write(&db, |tx| tx.delete_bucket(1)), 3);
+    assert_eq!(read(&db, |tx| tx.object_count(1)), 0);
+
+    // The key management service's tables work on the migrated database.
+    let k = kms_key("0a0a0a0a-0000-4000-8000-00000000000a", "alias/migrated", 1);
+    write(&db, |tx| {
+        tx.insert_kms_key(&k)?;
+        tx.insert_kms_version(&KmsVersionRecord {
+            key_id: k.key_id.clone(),
+            version: 1,
+            material: Some(vec![0x4d; 60]),
+            created_ms: 1,
+            encryptions: 0,
+        })?;
+        tx.put_kms_registration(&KmsRegistration {
+            key_id: k.key_id.clone(),
+            resource: "bucket:sse-kms".into(),
+            version: 1,
+            description: String::new(),
+            created_ms: 1,
+            updated_ms: 1,
+        })?;
+        tx.append_kms_audit(&KmsAuditRecord {
+            seq: 1,
+            time_ms: 1,
+            actor: "test".into(),
+            operation: "createKey".into(),
+            key_id: Some(k.key_id.clone()),
+            version: Some(1),
+            request_id: "r1".into(),
+            outcome: "ok".into(),
+            detail: String::new(),
+            mac: vec![0; 32],
+        })
+    });
+    assert_eq!(
+        read(&db, |tx| tx.kms_key(KmsBy::Alias("alias/migrated"))),
+        Some(k.clone())
+    );
+    // Versions go with their CMK (no method deletes a CMK: this is the schema's cascade);
+    // registrations hold it.
+    {
+        let c = rusqlite::Connection::open(&path).expect("raw open");
+        c.pragma_update(None, "foreign_keys", "ON")
+            .expect("foreign keys");
+        let e = c
+            .execute("DELETE FROM kms_keys WHERE key_id = ?1", [&k.key_id])
+            .expect_err("registered");
+        assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
+        c.execute_batch("DELETE FROM kms_registrations; DELETE FROM kms_keys")
+            .expect("delete");
+        let left: i64 = c
+            .query_row("SELECT count(*) FROM kms_versions", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 0, "versions outlived their CMK");
+        let audit: i64 = c
+            .query_row("SELECT count(*) FROM kms_audit", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(audit, 1, "the audit trail outlives keys");
+    }
+    drop(db);
+    let again = SqliteMetadata::open(&path, opts()).expect("reopen");
+    assert_eq!(again.schema_version().expect("version"), 3);
+    assert_eq!(read(&again, |tx| tx.buckets(None)).len(), 3);
+}
+
+/// A backup made at schema version 2, with objects, is migrated in a private copy when
+/// restored: its buckets and objects are what the restored database holds.
+#[test]
+fn a_version_2_backup_is_migrated_when_restored() {
+    let (dir, path, db) = new_db();
+    seed_bucket(&db);
+    let old = dir.path().join("v2.bak");
+    write_version_2_database(&old);
+    SqliteMetadata::restore(&old, &path, opts()).expect("restore");
+    assert_eq!(db.schema_version().expect("version"), 3);
+    db.check_integrity().expect("integrity");
+    let ids: Vec<u64> = read(&db, |tx| tx.buckets(None))
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ids, [1, 2, 5]);
+    assert_eq!(read(&db, |tx| tx.object_count(1)), 3);
 }
 
 #[test]
@@ -472,6 +755,7 @@ fn damaged_rows_are_corrupt() {
                 namespace_id: ns,
                 encryption: false,
                 wrapped_key: None,
+                kms_key_id: None,
                 created: 1,
             })
         });
@@ -490,6 +774,48 @@ fn damaged_rows_are_corrupt() {
         let e =
             read_with(&db, |tx| tx.objects(bucket, NameRange::default(), 10)).expect_err("bad row");
         assert!(matches!(e, MetaError::Corrupt(_)), "{values}: {e:?}");
+    }
+}
+
+/// A CMK row with a state, origin or return state of a name this build does not know, or import
+/// parameters partly NULL, can only come from a damaged or foreign file: `Corrupt`, naming the
+/// column, whichever way the key is read.
+#[test]
+fn damaged_kms_rows_are_corrupt() {
+    let (_dir, path, db) = new_db();
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    let damages = [
+        ("state", "state = 'melted'"),
+        ("origin", "origin = 'found'"),
+        ("state_before", "state_before = 'thawed'"),
+        ("import_token_id", "import_token_id = zeroblob(32)"),
+        ("rotation_days", "rotation_days = -1"),
+    ];
+    for (i, (column, damage)) in damages.iter().enumerate() {
+        let id = format!("k{i}");
+        write(&db, |tx| {
+            tx.insert_kms_key(&kms_key(&id, &format!("alias/{id}"), i as u64))
+        });
+        raw.execute(
+            &format!("UPDATE kms_keys SET {damage} WHERE key_id = ?1"),
+            [&id],
+        )
+        .expect("damage");
+        for e in [
+            read_with(&db, |tx| tx.kms_key(KmsBy::Id(&id))).expect_err("by id"),
+            read_with(&db, |tx| tx.kms_key(KmsBy::Alias(&format!("alias/{id}"))))
+                .expect_err("by alias"),
+            read_with(&db, |tx| tx.kms_keys()).expect_err("listed"),
+        ] {
+            assert!(
+                matches!(e, MetaError::Corrupt(ref m) if m.contains(column)),
+                "{damage}: {e:?}"
+            );
+        }
+        raw.execute("DELETE FROM kms_keys WHERE key_id = ?1", [&id])
+            .expect("remove");
     }
 }
 
@@ -562,6 +888,7 @@ fn checkpoint_shreds_a_deleted_buckets_key() {
             namespace_id: ns,
             encryption: true,
             wrapped_key: Some(key.clone()),
+            kms_key_id: None,
             created: 1,
         })
     });
@@ -589,6 +916,135 @@ fn checkpoint_shreds_a_deleted_buckets_key() {
         !contains(&fs::read(&path).expect("read"), &key),
         "the deleted bucket's wrapped key is still in the database file"
     );
+}
+
+/// Deleting a CMK's versions removes their material from the file: after the commit the WAL
+/// holds the pages with the rows zeroed, and after a checkpoint neither file holds it.
+#[test]
+fn deleting_kms_versions_shreds_their_material() {
+    let (_dir, path, db) = new_db();
+    let k = kms_key("0a0a0a0a-0000-4000-8000-00000000000a", "alias/doomed", 1);
+    let material: Vec<u8> = (0..60u8).map(|i| i.wrapping_mul(53) ^ 0x3c).collect();
+    let kept: Vec<u8> = (0..60u8).map(|i| i.wrapping_mul(29) ^ 0xa7).collect();
+    write(&db, |tx| {
+        tx.insert_kms_key(&k)?;
+        for (version, m) in [(1, &material), (2, &kept)] {
+            tx.insert_kms_version(&KmsVersionRecord {
+                key_id: k.key_id.clone(),
+                version,
+                material: Some(m.clone()),
+                created_ms: 1,
+                encryptions: 0,
+            })?;
+        }
+        Ok(())
+    });
+    db.checkpoint().expect("checkpoint");
+    assert!(contains(&fs::read(&path).expect("read"), &material));
+
+    write(&db, |tx| {
+        // Version 2 stays (its material re-imported): only version 1's material must go.
+        let v2 = tx.kms_versions(&k.key_id)?.remove(1);
+        assert_eq!(tx.delete_kms_versions(&k.key_id)?, 2);
+        tx.insert_kms_version(&v2)
+    });
+    let wal = side(&path, "-wal");
+    assert!(!contains(&fs::read(&wal).expect("read wal"), &material));
+    db.checkpoint().expect("checkpoint");
+    let file = fs::read(&path).expect("read");
+    assert!(
+        !contains(&file, &material),
+        "deleted key material is still in the database file"
+    );
+    assert!(contains(&file, &kept));
+}
+
+/// An audit record beyond the head (written behind dare's back) takes its seq: appending that
+/// seq is a retryable conflict, and nothing of the append stays.
+#[test]
+fn an_audit_record_beyond_the_head_is_a_conflict() {
+    let (_dir, path, db) = new_db();
+    rusqlite::Connection::open(&path)
+        .and_then(|c| {
+            c.execute(
+                "INSERT INTO kms_audit (seq, time_ms, actor, operation, request_id, outcome, \
+                 detail, mac) VALUES (1, 0, 'x', 'x', 'x', 'x', '', zeroblob(32))",
+                [],
+            )
+        })
+        .expect("insert");
+    let record = KmsAuditRecord {
+        seq: 1,
+        time_ms: 1,
+        actor: "test".into(),
+        operation: "encrypt".into(),
+        key_id: None,
+        version: None,
+        request_id: "r1".into(),
+        outcome: "ok".into(),
+        detail: String::new(),
+        mac: vec![1; 32],
+    };
+    let mut tx = db.write().expect("begin");
+    let e = tx.append_kms_audit(&record).expect_err("taken");
+    assert!(
+        matches!(e, MetaError::Conflict(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    drop(tx);
+    assert_eq!(read(&db, |tx| tx.kms_audit_head()).seq, 0);
+}
+
+/// The key management service's rows are part of a backup, and a restore brings them back
+/// as they were (audit head included).
+#[test]
+fn kms_rows_survive_backup_and_restore() {
+    let (dir, path, db) = new_db();
+    let k = kms_key("0a0a0a0a-0000-4000-8000-00000000000a", "alias/kept", 1);
+    let audit = |seq: u64| KmsAuditRecord {
+        seq,
+        time_ms: seq,
+        actor: "test".into(),
+        operation: "encrypt".into(),
+        key_id: Some(k.key_id.clone()),
+        version: Some(1),
+        request_id: format!("r{seq}"),
+        outcome: "ok".into(),
+        detail: String::new(),
+        mac: vec![seq as u8; 32],
+    };
+    write(&db, |tx| {
+        tx.insert_kms_key(&k)?;
+        tx.insert_kms_version(&KmsVersionRecord {
+            key_id: k.key_id.clone(),
+            version: 1,
+            material: Some(vec![0x4d; 60]),
+            created_ms: 1,
+            encryptions: 5,
+        })?;
+        tx.append_kms_audit(&audit(1))
+    });
+    let bak = dir.path().join("kms.bak");
+    db.backup(&bak).expect("backup");
+    let snapshot = |db: &SqliteMetadata| {
+        read(db, |tx| {
+            Ok((
+                tx.kms_keys()?,
+                tx.kms_versions(&k.key_id)?,
+                tx.kms_audit(0, 100)?,
+                tx.kms_audit_head()?,
+            ))
+        })
+    };
+    let backed_up = snapshot(&db);
+    write(&db, |tx| {
+        tx.delete_kms_versions(&k.key_id)?;
+        tx.append_kms_audit(&audit(2))
+    });
+    assert_ne!(snapshot(&db), backed_up);
+    SqliteMetadata::restore(&bak, &path, opts()).expect("restore");
+    assert_eq!(snapshot(&db), backed_up);
+    db.check_integrity().expect("integrity");
 }
 
 #[test]

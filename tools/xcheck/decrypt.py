@@ -161,8 +161,10 @@ class Store:
         except sqlite3.Error as e:
             raise Refused(f"{db}: {e}") from None
         # Version 2 added only the task lease columns (METADATA.md), which this reader does
-        # not use; every table it reads is as in version 1.
-        need(version in (1, 2), f"metadata schema version {version} not supported")
+        # not use; version 3 the key management service's tables (METADATA.md §9), which it
+        # does not read either, and buckets.kms_key_id (an SSE-KMS bucket, refused below).
+        # Every other column it reads is as in version 1.
+        need(version in (1, 2, 3), f"metadata schema version {version} not supported")
         self.store = self.one("SELECT * FROM store WHERE id = 1", (), "store row")
         self.store_id = self.store["store_id"]
         need(isinstance(self.store_id, bytes) and len(self.store_id) == 16, "store_id is not 16 bytes")
@@ -242,6 +244,11 @@ class Store:
         need(b["namespace_id"] == ns_id,
              f"envelope names namespace {ns_id}, bucket {bucket_id} is in namespace {b['namespace_id']}")
         need(b["wrapped_key"] is not None, f"bucket {bucket_id} has no bucket key (not encrypted)")
+        # METADATA.md §2: an SSE-KMS bucket's key is wrapped by a CMK of the key management
+        # service (KMS.md), not by its namespace key; this reader does not implement the KMS.
+        cmk = b["kms_key_id"] if "kms_key_id" in b.keys() else None
+        need(cmk is None, f"bucket {bucket_id} is an SSE-KMS bucket (CMK {cmk}): its key is "
+             "wrapped by the key management service, which this reader does not implement")
         bk = unwrap(nk, b["wrapped_key"], f"bucket key {bucket_id}")
         vbk = vbk_of(rk, ns_id, bucket_id, r, bk)
         dk = unwrap(vbk, env[20:60], "data key")

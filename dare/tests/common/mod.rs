@@ -97,6 +97,37 @@ macro_rules! forward_read {
         fn object_count(&mut self, b: u64) -> Result<u64, MetaError> {
             self.inner.object_count(b)
         }
+        fn kms_key(
+            &mut self,
+            by: dare_metadata::KmsBy<'_>,
+        ) -> Result<Option<dare_metadata::KmsKeyRecord>, MetaError> {
+            self.inner.kms_key(by)
+        }
+        fn kms_keys(&mut self) -> Result<Vec<dare_metadata::KmsKeyRecord>, MetaError> {
+            self.inner.kms_keys()
+        }
+        fn kms_versions(
+            &mut self,
+            key_id: &str,
+        ) -> Result<Vec<dare_metadata::KmsVersionRecord>, MetaError> {
+            self.inner.kms_versions(key_id)
+        }
+        fn kms_registrations(
+            &mut self,
+            key_id: &str,
+        ) -> Result<Vec<dare_metadata::KmsRegistration>, MetaError> {
+            self.inner.kms_registrations(key_id)
+        }
+        fn kms_audit(
+            &mut self,
+            after_seq: u64,
+            limit: usize,
+        ) -> Result<Vec<dare_metadata::KmsAuditRecord>, MetaError> {
+            self.inner.kms_audit(after_seq, limit)
+        }
+        fn kms_audit_head(&mut self) -> Result<dare_metadata::KmsAuditHead, MetaError> {
+            self.inner.kms_audit_head()
+        }
     };
 }
 
@@ -173,6 +204,36 @@ impl WriteTx for HookedTx<'_> {
         env: &[u8],
     ) -> Result<bool, MetaError> {
         self.inner.swap_envelope(b, name, id, rv, kind, env)
+    }
+    fn update_bucket(&mut self, b: &dare_metadata::BucketRecord) -> Result<u64, MetaError> {
+        self.inner.update_bucket(b)
+    }
+    fn insert_kms_key(&mut self, k: &dare_metadata::KmsKeyRecord) -> Result<(), MetaError> {
+        self.inner.insert_kms_key(k)
+    }
+    fn update_kms_key(&mut self, k: &dare_metadata::KmsKeyRecord) -> Result<u64, MetaError> {
+        self.inner.update_kms_key(k)
+    }
+    fn insert_kms_version(&mut self, v: &dare_metadata::KmsVersionRecord) -> Result<(), MetaError> {
+        self.inner.insert_kms_version(v)
+    }
+    fn update_kms_version(&mut self, v: &dare_metadata::KmsVersionRecord) -> Result<(), MetaError> {
+        self.inner.update_kms_version(v)
+    }
+    fn delete_kms_versions(&mut self, key_id: &str) -> Result<u64, MetaError> {
+        self.inner.delete_kms_versions(key_id)
+    }
+    fn put_kms_registration(
+        &mut self,
+        r: &dare_metadata::KmsRegistration,
+    ) -> Result<(), MetaError> {
+        self.inner.put_kms_registration(r)
+    }
+    fn delete_kms_registration(&mut self, key_id: &str, resource: &str) -> Result<bool, MetaError> {
+        self.inner.delete_kms_registration(key_id, resource)
+    }
+    fn append_kms_audit(&mut self, r: &dare_metadata::KmsAuditRecord) -> Result<(), MetaError> {
+        self.inner.append_kms_audit(r)
     }
     fn commit(self: Box<Self>) -> Result<(), MetaError> {
         // A failing hook takes the commit with it: the transaction rolls back when dropped.

@@ -19,6 +19,9 @@ pub(super) struct Doing<'a> {
     pub(super) name: &'a str,
     /// The id (or version) of the row being inserted.
     pub(super) id: Option<u64>,
+    /// The alias of the CMK being written (the `name` of [`MetaError::AlreadyExists`]
+    /// `{ what: "kms alias" }`; `name` is then its key id).
+    pub(super) alias: &'a str,
     /// What a failed foreign key means here.
     pub(super) foreign_key: ForeignKey,
 }
@@ -28,6 +31,7 @@ impl Doing<'_> {
     pub(super) const NOTHING: Doing<'static> = Doing {
         name: "",
         id: None,
+        alias: "",
         foreign_key: ForeignKey::Unexpected,
     };
 }
@@ -41,6 +45,12 @@ pub(super) enum ForeignKey {
         what: &'static str,
         /// Its id or version.
         id: u64,
+    },
+    /// The row names a parent by the name it was given ([`Doing::name`]: a CMK's key id)
+    /// that does not exist: [`MetaError::NotFound`].
+    MissingNamed {
+        /// `"kms key"`.
+        what: &'static str,
     },
     /// The row to delete still has children: [`MetaError::InUse`].
     HasChildren(&'static str),
@@ -144,6 +154,10 @@ pub(super) fn map_err(
                 what,
                 name: id.to_string(),
             },
+            ForeignKey::MissingNamed { what } => MetaError::NotFound {
+                what,
+                name: doing.name.to_owned(),
+            },
             ForeignKey::HasChildren(why) => MetaError::InUse(why),
             ForeignKey::Concurrent(what) => MetaError::Conflict(what),
             ForeignKey::Unexpected => MetaError::Database(server_message(db)),
@@ -215,6 +229,22 @@ fn unique_failure(db: &DbError, doing: Doing<'_>) -> MetaError {
             name: "store row".to_owned(),
         },
         "tasks_one_open_per_kind" => MetaError::InUse("another task of this kind is not finished"),
+        "kms_keys_pkey" => by_name("kms key"),
+        "kms_keys_alias_key" => MetaError::AlreadyExists {
+            what: "kms alias",
+            name: doing.alias.to_owned(),
+        },
+        "kms_versions_pkey" => MetaError::AlreadyExists {
+            what: "kms key version",
+            name: format!("{} version {}", doing.name, doing.id.unwrap_or_default()),
+        },
+        // A taken seq: another writer's record. The head's check normally refuses a stale
+        // appender first (its UPDATE or INSERT of the head row); this catches a record that
+        // is there without its head (written behind dare's back).
+        "kms_audit_pkey" | "kms_audit_head_pkey" => MetaError::Conflict(KMS_AUDIT_TAKEN),
         _ => MetaError::Database(server_message(db)),
     }
 }
+
+/// What a taken audit sequence number conflicts on (a retry reads the head again).
+pub(super) const KMS_AUDIT_TAKEN: &str = "kms audit head (another writer appended first)";

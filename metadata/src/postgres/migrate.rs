@@ -19,6 +19,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("schema_v1.sql")),
     // The task lease: owner, expiry, fencing token (KEYS.md §8.2).
     (2, include_str!("schema_v2.sql")),
+    // The key management service's tables; `buckets.kms_key_id` (SSE-KMS).
+    (3, include_str!("schema_v3.sql")),
 ];
 
 /// The newest schema version.
@@ -178,8 +180,9 @@ mod tests {
         const NEXT: &[(u32, &str)] = &[
             MIGRATIONS[0],
             MIGRATIONS[1],
+            MIGRATIONS[2],
             // Fails if run twice.
-            (3, "CREATE TABLE added_in_v3 (x integer NOT NULL)"),
+            (4, "CREATE TABLE added_in_v4 (x integer NOT NULL)"),
         ];
         let server = PgServer::start();
         let url = server.create_database("migrate");
@@ -204,10 +207,10 @@ mod tests {
             r.expect("upgrade");
         }
         let mut c = connect();
-        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(3));
+        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(4));
         let tables: i64 = c
             .query_one(
-                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v3'",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v4'",
                 &[],
             )
             .expect("count")
@@ -218,8 +221,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 3,
-                    supported: 2
+                    found: 4,
+                    supported: 3
                 }
             ),
             "{e:?}"

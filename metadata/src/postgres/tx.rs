@@ -24,12 +24,16 @@ use postgres::Row;
 use postgres::types::ToSql;
 
 use super::Pooled;
-use super::error::{Doing, ForeignKey, Phase, connection_lost, map_err};
+use super::error::{Doing, ForeignKey, KMS_AUDIT_TAKEN, Phase, connection_lost, map_err};
 use super::rows::{
-    self, bucket_columns, int, master_key_columns, namespace_columns, object_columns, opt_int,
-    rotation_key_columns, store_columns, task_columns,
+    self, bucket_columns, int, kms_audit_columns, kms_key_columns, kms_key_written_columns,
+    kms_registration_columns, kms_version_columns, master_key_columns, namespace_columns,
+    object_columns, opt_int, rotation_key_columns, store_columns, task_columns,
 };
 use crate::MetaError;
+use crate::kms::{
+    KmsAuditHead, KmsAuditRecord, KmsBy, KmsKeyRecord, KmsRegistration, KmsVersionRecord,
+};
 use crate::records::{
     BucketRecord, MasterKeyRecord, NameBounds, NameRange, NamespaceRecord, NewBucket, NewNamespace,
     NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState, bump,
@@ -431,6 +435,180 @@ impl ReadTx for PgTx<'_> {
         self.one(SQL, &[&bucket_id], rows::count, Doing::NOTHING)?
             .ok_or_else(|| MetaError::Database("count(*) returned no row".into()))
     }
+
+    fn kms_key(&mut self, by: KmsBy<'_>) -> Result<Option<KmsKeyRecord>, MetaError> {
+        const BY_ID: &str = concat!(
+            "SELECT ",
+            kms_key_columns!(),
+            " FROM kms_keys WHERE key_id = $1"
+        );
+        const BY_ALIAS: &str = concat!(
+            "SELECT ",
+            kms_key_columns!(),
+            " FROM kms_keys WHERE alias = $1"
+        );
+        match by {
+            KmsBy::Id(id) => self.one(BY_ID, &[&id], rows::kms_key, Doing::NOTHING),
+            KmsBy::Alias(alias) => self.one(BY_ALIAS, &[&alias], rows::kms_key, Doing::NOTHING),
+        }
+    }
+
+    fn kms_keys(&mut self) -> Result<Vec<KmsKeyRecord>, MetaError> {
+        // key_id is COLLATE "C": ties on the creation time are broken by its bytes.
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_key_columns!(),
+            " FROM kms_keys ORDER BY created_ms, key_id"
+        );
+        self.all(SQL, &[], rows::kms_key)
+    }
+
+    fn kms_versions(&mut self, key_id: &str) -> Result<Vec<KmsVersionRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_version_columns!(),
+            " FROM kms_versions WHERE key_id = $1 ORDER BY version"
+        );
+        self.all(SQL, &[&key_id], rows::kms_version)
+    }
+
+    fn kms_registrations(&mut self, key_id: &str) -> Result<Vec<KmsRegistration>, MetaError> {
+        // resource is COLLATE "C": ordered by the bytes of the UTF-8.
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_registration_columns!(),
+            " FROM kms_registrations WHERE key_id = $1 ORDER BY resource"
+        );
+        self.all(SQL, &[&key_id], rows::kms_registration)
+    }
+
+    fn kms_audit(
+        &mut self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<KmsAuditRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_audit_columns!(),
+            " FROM kms_audit WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        // No record has a seq above i64::MAX.
+        let Ok(after_seq) = i64::try_from(after_seq) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.all(SQL, &[&after_seq, &limit], rows::kms_audit)
+    }
+
+    fn kms_audit_head(&mut self) -> Result<KmsAuditHead, MetaError> {
+        const SQL: &str = "SELECT seq, mac FROM kms_audit_head WHERE id = 1";
+        const LOCK: &str = "LOCK TABLE kms_audit_head IN SHARE ROW EXCLUSIVE MODE";
+        if self.write && !self.started {
+            // As for the store row: appenders that start by reading the head queue behind
+            // each other before their snapshot is taken, instead of conflicting.
+            self.exec(LOCK, &[], Doing::NOTHING)?;
+        }
+        Ok(self
+            .one(SQL, &[], rows::kms_audit_head, Doing::NOTHING)?
+            .unwrap_or(KmsAuditHead {
+                seq: 0,
+                mac: Vec::new(),
+            }))
+    }
+}
+
+/// A CMK's values for the statements that write it: parameters 1..=22, the columns of
+/// [`kms_key_written_columns`] in that order (every column but `created_ms` and
+/// `row_version`), checked and converted once for the insert and the update.
+struct KmsKeyValues<'k> {
+    k: &'k KmsKeyRecord,
+    state: &'static str,
+    origin: &'static str,
+    rotation_days: i64,
+    last_rotation_ms: i64,
+    rotations: i64,
+    last_manual_rotation_ms: Option<i64>,
+    deletion_due_ms: Option<i64>,
+    state_before: Option<&'static str>,
+    material_expires_ms: Option<i64>,
+    min_decryption_version: i64,
+    import_token_id: Option<&'k [u8]>,
+    import_algorithm: Option<&'k str>,
+    import_private_key: Option<&'k [u8]>,
+    import_public_key: Option<&'k [u8]>,
+    import_expires_ms: Option<i64>,
+    deleted_ms: Option<i64>,
+}
+
+impl<'k> KmsKeyValues<'k> {
+    fn new(k: &'k KmsKeyRecord) -> Result<Self, MetaError> {
+        let import = k.import.as_ref();
+        Ok(KmsKeyValues {
+            k,
+            state: k.state.as_str(),
+            origin: k.origin.as_str(),
+            rotation_days: i64::from(k.rotation_days),
+            last_rotation_ms: int(k.last_rotation_ms, "kms key last rotation time")?,
+            rotations: i64::from(k.rotations),
+            last_manual_rotation_ms: opt_int(
+                k.last_manual_rotation_ms,
+                "kms key last manual rotation time",
+            )?,
+            deletion_due_ms: opt_int(k.deletion_due_ms, "kms key deletion time")?,
+            state_before: k.state_before.map(|s| s.as_str()),
+            material_expires_ms: opt_int(k.material_expires_ms, "kms key material expiry")?,
+            min_decryption_version: i64::from(k.min_decryption_version),
+            import_token_id: import.map(|i| &i.token_id[..]),
+            import_algorithm: import.map(|i| i.algorithm.as_str()),
+            import_private_key: import.map(|i| &i.sealed_private_key[..]),
+            import_public_key: import.map(|i| &i.public_key[..]),
+            import_expires_ms: opt_int(
+                import.map(|i| i.expires_ms),
+                "kms key import parameters expiry",
+            )?,
+            deleted_ms: opt_int(k.deleted_ms, "kms key deletion time")?,
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 22] {
+        let k = self.k;
+        [
+            &k.key_id,
+            &k.alias,
+            &k.description,
+            &self.state,
+            &self.origin,
+            &k.default_key,
+            &k.rotation_enabled,
+            &self.rotation_days,
+            &self.last_rotation_ms,
+            &self.rotations,
+            &self.last_manual_rotation_ms,
+            &self.deletion_due_ms,
+            &self.state_before,
+            &self.material_expires_ms,
+            &k.material_fingerprint,
+            &self.min_decryption_version,
+            &self.import_token_id,
+            &self.import_algorithm,
+            &self.import_private_key,
+            &self.import_public_key,
+            &self.import_expires_ms,
+            &self.deleted_ms,
+        ]
+    }
+
+    /// What a failed statement names: the key id, and the alias if a unique alias failed.
+    fn doing(&self) -> Doing<'k> {
+        Doing {
+            name: &self.k.key_id,
+            alias: self.k.alias.as_deref().unwrap_or(""),
+            ..Doing::NOTHING
+        }
+    }
 }
 
 impl WriteTx for PgTx<'_> {
@@ -600,6 +778,7 @@ impl WriteTx for PgTx<'_> {
                 what: "master key",
                 id: u64::from(n.master_version),
             },
+            ..Doing::NOTHING
         };
         let master_version = i64::from(n.master_version);
         let created = int(n.created, "namespace creation time")?;
@@ -668,10 +847,10 @@ impl WriteTx for PgTx<'_> {
 
     fn insert_bucket(&mut self, b: &NewBucket) -> Result<u64, MetaError> {
         const NEW: &str = "INSERT INTO buckets (name, namespace_id, encryption, wrapped_key, \
-             created, row_version) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id";
+             kms_key_id, created, row_version) VALUES ($1, $2, $3, $4, $5, $6, 1) RETURNING id";
         const IMPORTED: &str = "INSERT INTO buckets (name, namespace_id, encryption, \
-             wrapped_key, created, row_version, id) VALUES ($1, $2, $3, $4, $5, 1, $6) \
-             RETURNING id";
+             wrapped_key, kms_key_id, created, row_version, id) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7) RETURNING id";
         const LOCK: &str = "LOCK TABLE buckets IN SHARE ROW EXCLUSIVE MODE";
         const BUMP: &str = bump_sequence!("buckets");
         let doing = Doing {
@@ -681,21 +860,23 @@ impl WriteTx for PgTx<'_> {
                 what: "namespace",
                 id: b.namespace_id,
             },
+            ..Doing::NOTHING
         };
         let namespace_id = int(b.namespace_id, "namespace id")?;
         let created = int(b.created, "bucket creation time")?;
-        let p: [&(dyn ToSql + Sync); 5] = [
+        let p: [&(dyn ToSql + Sync); 6] = [
             &b.name,
             &namespace_id,
             &b.encryption,
             &b.wrapped_key,
+            &b.kms_key_id,
             &created,
         ];
         match opt_int(b.id, "bucket id")? {
             None => self.insert(NEW, &p, doing),
             Some(id) => {
-                let [a, b, c, d, e] = p;
-                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, e, &id], id, doing)
+                let [a, b, c, d, e, f] = p;
+                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, e, f, &id], id, doing)
             }
         }
     }
@@ -885,6 +1066,208 @@ impl WriteTx for PgTx<'_> {
             Doing::NOTHING,
         )?;
         Ok(changed == 1)
+    }
+
+    fn update_bucket(&mut self, b: &BucketRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE buckets SET wrapped_key = $1, kms_key_id = $2, \
+             row_version = $3 WHERE id = $4 AND row_version = $5";
+        let next = bump(b.row_version)?;
+        let changed = self.exec(
+            SQL,
+            &[
+                &b.wrapped_key,
+                &b.kms_key_id,
+                &int(next, "bucket row version")?,
+                &int(b.id, "bucket id")?,
+                &int(b.row_version, "bucket row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("bucket"));
+        }
+        Ok(next)
+    }
+
+    fn insert_kms_key(&mut self, k: &KmsKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO kms_keys (",
+            kms_key_written_columns!(),
+            ", created_ms, row_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ",
+            "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+        );
+        let values = KmsKeyValues::new(k)?;
+        let created_ms = int(k.created_ms, "kms key creation time")?;
+        let row_version = int(k.row_version, "kms key row version")?;
+        let mut p = values.params().to_vec();
+        p.extend([&created_ms as &(dyn ToSql + Sync), &row_version]);
+        self.exec(SQL, &p, values.doing())?;
+        Ok(())
+    }
+
+    fn update_kms_key(&mut self, k: &KmsKeyRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE kms_keys SET alias = $2, description = $3, state = $4, \
+             origin = $5, default_key = $6, rotation_enabled = $7, rotation_days = $8, \
+             last_rotation_ms = $9, rotations = $10, last_manual_rotation_ms = $11, \
+             deletion_due_ms = $12, state_before = $13, material_expires_ms = $14, \
+             material_fingerprint = $15, min_decryption_version = $16, import_token_id = $17, \
+             import_algorithm = $18, import_private_key = $19, import_public_key = $20, \
+             import_expires_ms = $21, deleted_ms = $22, row_version = $23 \
+             WHERE key_id = $1 AND row_version = $24";
+        let values = KmsKeyValues::new(k)?;
+        let next = bump(k.row_version)?;
+        let sql_next = int(next, "kms key row version")?;
+        let row_version = int(k.row_version, "kms key row version")?;
+        let mut p = values.params().to_vec();
+        p.extend([&sql_next as &(dyn ToSql + Sync), &row_version]);
+        let changed = self.exec(SQL, &p, values.doing())?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("kms key"));
+        }
+        Ok(next)
+    }
+
+    fn insert_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO kms_versions (",
+            kms_version_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5)"
+        );
+        let doing = Doing {
+            name: &v.key_id,
+            id: Some(u64::from(v.version)),
+            foreign_key: ForeignKey::MissingNamed { what: "kms key" },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            &[
+                &v.key_id,
+                &i64::from(v.version),
+                &v.material,
+                &int(v.created_ms, "kms key version creation time")?,
+                &int(v.encryptions, "kms key version encryptions")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn update_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError> {
+        const SQL: &str = "UPDATE kms_versions SET material = $1, encryptions = $2 \
+             WHERE key_id = $3 AND version = $4";
+        let changed = self.exec(
+            SQL,
+            &[
+                &v.material,
+                &int(v.encryptions, "kms key version encryptions")?,
+                &v.key_id,
+                &i64::from(v.version),
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "kms key version",
+                name: format!("{} version {}", v.key_id, v.version),
+            });
+        }
+        Ok(())
+    }
+
+    fn delete_kms_versions(&mut self, key_id: &str) -> Result<u64, MetaError> {
+        // PostgreSQL never overwrites a row in place: the UPDATE writes new row versions
+        // without the material and the DELETE marks those dead, but the old row versions,
+        // material included, stay in the table's pages until VACUUM reclaims them (and in the
+        // WAL and its archives until they are recycled). The UPDATE is no stronger than the
+        // DELETE; it keeps both backends' steps alike. METADATA.md §7.7 and §9 state the
+        // limitation (run `VACUUM kms_versions` after deleting material).
+        const CLEAR: &str =
+            "UPDATE kms_versions SET material = NULL WHERE key_id = $1 AND material IS NOT NULL";
+        const DELETE: &str = "DELETE FROM kms_versions WHERE key_id = $1";
+        self.exec(CLEAR, &[&key_id], Doing::NOTHING)?;
+        self.exec(DELETE, &[&key_id], Doing::NOTHING)
+    }
+
+    fn put_kms_registration(&mut self, r: &KmsRegistration) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO kms_registrations (",
+            kms_registration_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6) ",
+            "ON CONFLICT (key_id, resource) DO UPDATE SET version = excluded.version, ",
+            "description = excluded.description, created_ms = excluded.created_ms, ",
+            "updated_ms = excluded.updated_ms"
+        );
+        let doing = Doing {
+            name: &r.key_id,
+            foreign_key: ForeignKey::MissingNamed { what: "kms key" },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            &[
+                &r.key_id,
+                &r.resource,
+                &i64::from(r.version),
+                &r.description,
+                &int(r.created_ms, "kms registration time")?,
+                &int(r.updated_ms, "kms registration change time")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn delete_kms_registration(&mut self, key_id: &str, resource: &str) -> Result<bool, MetaError> {
+        const SQL: &str = "DELETE FROM kms_registrations WHERE key_id = $1 AND resource = $2";
+        Ok(self.exec(SQL, &[&key_id, &resource], Doing::NOTHING)? == 1)
+    }
+
+    fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError> {
+        // The head moves first, and only from `r.seq - 1`: a stale appender changes nothing.
+        // Two appenders that read the same head: the second one's UPDATE waits for the first
+        // to commit, then fails with a serialization failure (the row changed after its
+        // snapshot); for the first record, its INSERT ... ON CONFLICT does (a conflicting
+        // row its snapshot cannot see). Both are Conflict, retryable.
+        const FIRST: &str = "INSERT INTO kms_audit_head (id, seq, mac) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING";
+        const NEXT: &str = "UPDATE kms_audit_head SET seq = $1, mac = $2 WHERE id = 1 AND seq = $3";
+        const RECORD: &str = concat!(
+            "INSERT INTO kms_audit (",
+            kms_audit_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        let seq = int(r.seq, "kms audit seq")?;
+        let moved = match seq {
+            0 => {
+                return Err(MetaError::Database(
+                    "kms audit seq 0: records are numbered from 1".into(),
+                ));
+            }
+            1 => self.exec(FIRST, &[&seq, &r.mac], Doing::NOTHING)?,
+            _ => self.exec(NEXT, &[&seq, &r.mac, &(seq - 1)], Doing::NOTHING)?,
+        };
+        if moved == 0 {
+            return Err(MetaError::Conflict(KMS_AUDIT_TAKEN));
+        }
+        // A taken seq is a conflict too (postgres/error.rs).
+        self.exec(
+            RECORD,
+            &[
+                &seq,
+                &int(r.time_ms, "kms audit time")?,
+                &r.actor,
+                &r.operation,
+                &r.key_id,
+                &r.version.map(i64::from),
+                &r.request_id,
+                &r.outcome,
+                &r.detail,
+                &r.mac,
+            ],
+            Doing::NOTHING,
+        )?;
+        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), MetaError> {

@@ -17,6 +17,9 @@ pub(super) struct Doing<'a> {
     pub(super) name: &'a str,
     /// The id (or version) of the row being inserted.
     pub(super) id: Option<u64>,
+    /// The alias of the CMK being written (the `name` of [`MetaError::AlreadyExists`]
+    /// `{ what: "kms alias" }`; `name` is then its key id).
+    pub(super) alias: &'a str,
     /// What a failed foreign key means here.
     pub(super) foreign_key: ForeignKey,
 }
@@ -26,6 +29,7 @@ impl Doing<'_> {
     pub(super) const NOTHING: Doing<'static> = Doing {
         name: "",
         id: None,
+        alias: "",
         foreign_key: ForeignKey::Unexpected,
     };
 }
@@ -39,6 +43,12 @@ pub(super) enum ForeignKey {
         what: &'static str,
         /// Its id or version.
         id: u64,
+    },
+    /// The row names a parent by the name it was given ([`Doing::name`]: a CMK's key id)
+    /// that does not exist: [`MetaError::NotFound`].
+    MissingNamed {
+        /// `"kms key"`.
+        what: &'static str,
     },
     /// The row to delete still has children: [`MetaError::InUse`].
     HasChildren(&'static str),
@@ -74,6 +84,10 @@ pub(super) fn map_err(e: rusqlite::Error, waited: Duration, doing: Doing<'_>) ->
                 ForeignKey::MissingParent { what, id } => MetaError::NotFound {
                     what,
                     name: id.to_string(),
+                },
+                ForeignKey::MissingNamed { what } => MetaError::NotFound {
+                    what,
+                    name: doing.name.to_owned(),
                 },
                 ForeignKey::HasChildren(why) => MetaError::InUse(why),
                 ForeignKey::Unexpected => MetaError::Database(message),
@@ -112,9 +126,24 @@ fn unique_failure(message: &str, doing: Doing<'_>) -> MetaError {
         },
         // The partial unique index tasks_one_open_per_kind.
         "tasks.kind" => MetaError::InUse("another task of this kind is not finished"),
+        "kms_keys.key_id" => by_name("kms key"),
+        "kms_keys.alias" => MetaError::AlreadyExists {
+            what: "kms alias",
+            name: doing.alias.to_owned(),
+        },
+        "kms_versions.key_id, kms_versions.version" => MetaError::AlreadyExists {
+            what: "kms key version",
+            name: format!("{} version {}", doing.name, doing.id.unwrap_or_default()),
+        },
+        // A taken seq: another writer's record. The head's check normally refuses a stale
+        // appender first; this catches a record that is there without its head.
+        "kms_audit.seq" | "kms_audit_head.id" => MetaError::Conflict(KMS_AUDIT_TAKEN),
         _ => MetaError::Database(message.to_owned()),
     }
 }
+
+/// What a taken audit sequence number conflicts on (a retry reads the head again).
+pub(super) const KMS_AUDIT_TAKEN: &str = "kms audit head (another writer appended first)";
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,9 @@
 //!
 //! Migration *n* is the SQL of `schema_v<n>.sql`, run with the `UPDATE dare_schema` that
 //! records it in one transaction, so a database is always exactly at one version. A new
-//! version is one more entry in [`MIGRATIONS`] (and its file). Version 2 adds the task lease.
+//! version is one more entry in [`MIGRATIONS`] (and its file). Version 2 adds the task lease;
+//! version 3 the key management service's tables and `buckets.kms_key_id` (it rebuilds
+//! `buckets`, whose CHECK changes: see `schema_v3.sql`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +19,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("schema_v1.sql")),
     // The task lease: owner, expiry, fencing token (KEYS.md §8.2).
     (2, include_str!("schema_v2.sql")),
+    // The key management service's tables; `buckets.kms_key_id` (SSE-KMS).
+    (3, include_str!("schema_v3.sql")),
 ];
 
 /// The newest schema version.
@@ -157,7 +161,8 @@ mod tests {
         const NEXT: &[(u32, &str)] = &[
             MIGRATIONS[0],
             MIGRATIONS[1],
-            (3, "CREATE TABLE added_in_v3 (x INTEGER NOT NULL)"),
+            MIGRATIONS[2],
+            (4, "CREATE TABLE added_in_v4 (x INTEGER NOT NULL)"),
         ];
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
@@ -184,10 +189,10 @@ mod tests {
             r.expect("upgrade");
         }
         let c = Connection::open(&path).expect("open");
-        assert_eq!(stored_version(&c, &path, wait).expect("version"), 3);
+        assert_eq!(stored_version(&c, &path, wait).expect("version"), 4);
         let tables: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v3'",
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v4'",
                 [],
                 |r| r.get(0),
             )
@@ -200,8 +205,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 3,
-                    supported: 2
+                    found: 4,
+                    supported: 3
                 }
             ),
             "{e:?}"

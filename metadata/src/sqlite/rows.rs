@@ -10,14 +10,19 @@ use rusqlite::Row;
 use rusqlite::types::ValueRef;
 
 use crate::MetaError;
+use crate::kms::{
+    KmsAuditHead, KmsAuditRecord, KmsImportParams, KmsKeyRecord, KmsKeyState, KmsOrigin,
+    KmsRegistration, KmsVersionRecord,
+};
 use crate::records::{
     BucketRecord, MasterKeyRecord, MasterState, NamespaceRecord, ObjectRecord, RotationKeyRecord,
     StoreRecord, TaskKind, TaskRecord, TaskState,
 };
 
 pub(super) use crate::columns::{
-    bucket_columns, master_key_columns, namespace_columns, object_columns, rotation_key_columns,
-    store_columns, task_columns,
+    bucket_columns, kms_audit_columns, kms_key_columns, kms_key_written_columns,
+    kms_registration_columns, kms_version_columns, master_key_columns, namespace_columns,
+    object_columns, rotation_key_columns, store_columns, task_columns,
 };
 
 /// A u64 for a statement; [`MetaError::Database`] above `i64::MAX` (the caller sent an
@@ -90,8 +95,9 @@ pub(super) fn bucket(r: &Row<'_>) -> Result<BucketRecord, MetaError> {
         namespace_id: num(r, 2)?,
         encryption: flag(r, 3)?,
         wrapped_key: opt_blob(r, 4)?.map(<[u8]>::to_vec),
-        created: num(r, 5)?,
-        row_version: num(r, 6)?,
+        kms_key_id: opt_text(r, 5)?.map(str::to_owned),
+        created: num(r, 6)?,
+        row_version: num(r, 7)?,
     })
 }
 
@@ -135,6 +141,109 @@ pub(super) fn object(r: &Row<'_>) -> Result<ObjectRecord, MetaError> {
         envelope: opt_blob(r, 11)?.map(<[u8]>::to_vec),
         meta: blob(r, 12)?.to_vec(),
         row_version: num(r, 13)?,
+    })
+}
+
+/// The record of a `kms_keys` row.
+pub(super) fn kms_key(r: &Row<'_>) -> Result<KmsKeyRecord, MetaError> {
+    Ok(KmsKeyRecord {
+        key_id: text(r, 0)?.to_owned(),
+        alias: opt_text(r, 1)?.map(str::to_owned),
+        description: text(r, 2)?.to_owned(),
+        state: KmsKeyState::parse(text(r, 3)?)
+            .ok_or_else(|| bad(r, 3, "holds an unknown state"))?,
+        origin: KmsOrigin::parse(text(r, 4)?)
+            .ok_or_else(|| bad(r, 4, "holds an unknown origin"))?,
+        default_key: flag(r, 5)?,
+        created_ms: num(r, 6)?,
+        rotation_enabled: flag(r, 7)?,
+        rotation_days: num(r, 8)?,
+        last_rotation_ms: num(r, 9)?,
+        rotations: num(r, 10)?,
+        last_manual_rotation_ms: opt_num(r, 11)?,
+        deletion_due_ms: opt_num(r, 12)?,
+        state_before: opt_text(r, 13)?
+            .map(|s| KmsKeyState::parse(s).ok_or_else(|| bad(r, 13, "holds an unknown state")))
+            .transpose()?,
+        material_expires_ms: opt_num(r, 14)?,
+        material_fingerprint: opt_blob(r, 15)?.map(<[u8]>::to_vec),
+        min_decryption_version: num(r, 16)?,
+        import: kms_import(r, 17)?,
+        deleted_ms: opt_num(r, 22)?,
+        row_version: num(r, 23)?,
+    })
+}
+
+/// The import parameters in the five columns from `i`: all NULL (none) or none NULL.
+fn kms_import(r: &Row<'_>, i: usize) -> Result<Option<KmsImportParams>, MetaError> {
+    let token_id = opt_blob(r, i)?;
+    let algorithm = opt_text(r, i + 1)?;
+    let sealed_private_key = opt_blob(r, i + 2)?;
+    let public_key = opt_blob(r, i + 3)?;
+    let expires_ms = opt_num(r, i + 4)?;
+    match (
+        token_id,
+        algorithm,
+        sealed_private_key,
+        public_key,
+        expires_ms,
+    ) {
+        (None, None, None, None, None) => Ok(None),
+        (Some(t), Some(a), Some(k), Some(p), Some(e)) => Ok(Some(KmsImportParams {
+            token_id: t.to_vec(),
+            algorithm: a.to_owned(),
+            sealed_private_key: k.to_vec(),
+            public_key: p.to_vec(),
+            expires_ms: e,
+        })),
+        _ => Err(bad(r, i, "and the other import columns are partly NULL")),
+    }
+}
+
+/// The record of a `kms_versions` row.
+pub(super) fn kms_version(r: &Row<'_>) -> Result<KmsVersionRecord, MetaError> {
+    Ok(KmsVersionRecord {
+        key_id: text(r, 0)?.to_owned(),
+        version: num(r, 1)?,
+        material: opt_blob(r, 2)?.map(<[u8]>::to_vec),
+        created_ms: num(r, 3)?,
+        encryptions: num(r, 4)?,
+    })
+}
+
+/// The record of a `kms_registrations` row.
+pub(super) fn kms_registration(r: &Row<'_>) -> Result<KmsRegistration, MetaError> {
+    Ok(KmsRegistration {
+        key_id: text(r, 0)?.to_owned(),
+        resource: text(r, 1)?.to_owned(),
+        version: num(r, 2)?,
+        description: text(r, 3)?.to_owned(),
+        created_ms: num(r, 4)?,
+        updated_ms: num(r, 5)?,
+    })
+}
+
+/// The record of a `kms_audit` row.
+pub(super) fn kms_audit(r: &Row<'_>) -> Result<KmsAuditRecord, MetaError> {
+    Ok(KmsAuditRecord {
+        seq: num(r, 0)?,
+        time_ms: num(r, 1)?,
+        actor: text(r, 2)?.to_owned(),
+        operation: text(r, 3)?.to_owned(),
+        key_id: opt_text(r, 4)?.map(str::to_owned),
+        version: opt_num(r, 5)?,
+        request_id: text(r, 6)?.to_owned(),
+        outcome: text(r, 7)?.to_owned(),
+        detail: text(r, 8)?.to_owned(),
+        mac: blob(r, 9)?.to_vec(),
+    })
+}
+
+/// The `kms_audit_head` row (`seq, mac`).
+pub(super) fn kms_audit_head(r: &Row<'_>) -> Result<KmsAuditHead, MetaError> {
+    Ok(KmsAuditHead {
+        seq: num(r, 0)?,
+        mac: blob(r, 1)?.to_vec(),
     })
 }
 

@@ -7,15 +7,20 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{Params, Row, params};
+use rusqlite::types::ToSql;
+use rusqlite::{Params, Row, params, params_from_iter};
 
 use super::PooledConn;
-use super::error::{Doing, ForeignKey, map_err};
+use super::error::{Doing, ForeignKey, KMS_AUDIT_TAKEN, map_err};
 use super::rows::{
-    self, bucket_columns, int, master_key_columns, namespace_columns, object_columns, opt_int,
-    rotation_key_columns, store_columns, task_columns,
+    self, bucket_columns, int, kms_audit_columns, kms_key_columns, kms_key_written_columns,
+    kms_registration_columns, kms_version_columns, master_key_columns, namespace_columns,
+    object_columns, opt_int, rotation_key_columns, store_columns, task_columns,
 };
 use crate::MetaError;
+use crate::kms::{
+    KmsAuditHead, KmsAuditRecord, KmsBy, KmsKeyRecord, KmsRegistration, KmsVersionRecord,
+};
 use crate::records::{
     BucketRecord, MasterKeyRecord, NameBounds, NameRange, NamespaceRecord, NewBucket, NewNamespace,
     NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState, bump,
@@ -321,6 +326,167 @@ impl ReadTx for SqliteTx<'_> {
             .map_err(e)?;
         u64::try_from(n).map_err(|_| MetaError::Corrupt("negative object count".into()))
     }
+
+    fn kms_key(&mut self, by: KmsBy<'_>) -> Result<Option<KmsKeyRecord>, MetaError> {
+        const BY_ID: &str = concat!(
+            "SELECT ",
+            kms_key_columns!(),
+            " FROM kms_keys WHERE key_id = ?1"
+        );
+        const BY_ALIAS: &str = concat!(
+            "SELECT ",
+            kms_key_columns!(),
+            " FROM kms_keys WHERE alias = ?1"
+        );
+        match by {
+            KmsBy::Id(id) => self.one(BY_ID, [id], rows::kms_key),
+            KmsBy::Alias(alias) => self.one(BY_ALIAS, [alias], rows::kms_key),
+        }
+    }
+
+    fn kms_keys(&mut self) -> Result<Vec<KmsKeyRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_key_columns!(),
+            " FROM kms_keys ORDER BY created_ms, key_id"
+        );
+        self.all(SQL, [], rows::kms_key)
+    }
+
+    fn kms_versions(&mut self, key_id: &str) -> Result<Vec<KmsVersionRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_version_columns!(),
+            " FROM kms_versions WHERE key_id = ?1 ORDER BY version"
+        );
+        self.all(SQL, [key_id], rows::kms_version)
+    }
+
+    fn kms_registrations(&mut self, key_id: &str) -> Result<Vec<KmsRegistration>, MetaError> {
+        // TEXT in the BINARY collation: ordered by the bytes of the UTF-8.
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_registration_columns!(),
+            " FROM kms_registrations WHERE key_id = ?1 ORDER BY resource"
+        );
+        self.all(SQL, [key_id], rows::kms_registration)
+    }
+
+    fn kms_audit(
+        &mut self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<KmsAuditRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            kms_audit_columns!(),
+            " FROM kms_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        );
+        // No record has a seq above i64::MAX.
+        let Ok(after_seq) = i64::try_from(after_seq) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.all(SQL, params![after_seq, limit], rows::kms_audit)
+    }
+
+    fn kms_audit_head(&mut self) -> Result<KmsAuditHead, MetaError> {
+        const SQL: &str = "SELECT seq, mac FROM kms_audit_head WHERE id = 1";
+        Ok(self
+            .one(SQL, [], rows::kms_audit_head)?
+            .unwrap_or(KmsAuditHead {
+                seq: 0,
+                mac: Vec::new(),
+            }))
+    }
+}
+
+/// A CMK's values for the statements that write it: parameters 1..=22, the columns of
+/// [`kms_key_written_columns`] in that order (every column but `created_ms` and
+/// `row_version`), checked and converted once for the insert and the update.
+struct KmsKeyValues<'k> {
+    k: &'k KmsKeyRecord,
+    state: &'static str,
+    origin: &'static str,
+    last_rotation_ms: i64,
+    last_manual_rotation_ms: Option<i64>,
+    deletion_due_ms: Option<i64>,
+    state_before: Option<&'static str>,
+    material_expires_ms: Option<i64>,
+    import_token_id: Option<&'k [u8]>,
+    import_algorithm: Option<&'k str>,
+    import_private_key: Option<&'k [u8]>,
+    import_public_key: Option<&'k [u8]>,
+    import_expires_ms: Option<i64>,
+    deleted_ms: Option<i64>,
+}
+
+impl<'k> KmsKeyValues<'k> {
+    fn new(k: &'k KmsKeyRecord) -> Result<Self, MetaError> {
+        let import = k.import.as_ref();
+        Ok(KmsKeyValues {
+            k,
+            state: k.state.as_str(),
+            origin: k.origin.as_str(),
+            last_rotation_ms: int(k.last_rotation_ms, "kms key last rotation time")?,
+            last_manual_rotation_ms: opt_int(
+                k.last_manual_rotation_ms,
+                "kms key last manual rotation time",
+            )?,
+            deletion_due_ms: opt_int(k.deletion_due_ms, "kms key deletion time")?,
+            state_before: k.state_before.map(|s| s.as_str()),
+            material_expires_ms: opt_int(k.material_expires_ms, "kms key material expiry")?,
+            import_token_id: import.map(|i| &i.token_id[..]),
+            import_algorithm: import.map(|i| i.algorithm.as_str()),
+            import_private_key: import.map(|i| &i.sealed_private_key[..]),
+            import_public_key: import.map(|i| &i.public_key[..]),
+            import_expires_ms: opt_int(
+                import.map(|i| i.expires_ms),
+                "kms key import parameters expiry",
+            )?,
+            deleted_ms: opt_int(k.deleted_ms, "kms key deletion time")?,
+        })
+    }
+
+    fn params(&self) -> [&dyn ToSql; 22] {
+        let k = self.k;
+        [
+            &k.key_id,
+            &k.alias,
+            &k.description,
+            &self.state,
+            &self.origin,
+            &k.default_key,
+            &k.rotation_enabled,
+            &k.rotation_days,
+            &self.last_rotation_ms,
+            &k.rotations,
+            &self.last_manual_rotation_ms,
+            &self.deletion_due_ms,
+            &self.state_before,
+            &self.material_expires_ms,
+            &k.material_fingerprint,
+            &k.min_decryption_version,
+            &self.import_token_id,
+            &self.import_algorithm,
+            &self.import_private_key,
+            &self.import_public_key,
+            &self.import_expires_ms,
+            &self.deleted_ms,
+        ]
+    }
+
+    /// What a failed statement names: the key id, and the alias if a unique alias failed.
+    fn doing(&self) -> Doing<'k> {
+        Doing {
+            name: &self.k.key_id,
+            alias: self.k.alias.as_deref().unwrap_or(""),
+            ..Doing::NOTHING
+        }
+    }
 }
 
 impl WriteTx for SqliteTx<'_> {
@@ -488,6 +654,7 @@ impl WriteTx for SqliteTx<'_> {
                 what: "master key",
                 id: u64::from(n.master_version),
             },
+            ..Doing::NOTHING
         };
         self.insert(
             SQL,
@@ -554,7 +721,7 @@ impl WriteTx for SqliteTx<'_> {
         const SQL: &str = concat!(
             "INSERT INTO buckets (",
             bucket_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)"
         );
         let doing = Doing {
             name: &b.name,
@@ -563,6 +730,7 @@ impl WriteTx for SqliteTx<'_> {
                 what: "namespace",
                 id: b.namespace_id,
             },
+            ..Doing::NOTHING
         };
         self.insert(
             SQL,
@@ -572,6 +740,7 @@ impl WriteTx for SqliteTx<'_> {
                 int(b.namespace_id, "namespace id")?,
                 b.encryption,
                 b.wrapped_key,
+                b.kms_key_id,
                 int(b.created, "bucket creation time")?,
             ],
             doing,
@@ -745,6 +914,223 @@ impl WriteTx for SqliteTx<'_> {
             Doing::NOTHING,
         )?;
         Ok(changed == 1)
+    }
+
+    fn update_bucket(&mut self, b: &BucketRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE buckets SET wrapped_key = ?1, kms_key_id = ?2, \
+             row_version = ?3 WHERE id = ?4 AND row_version = ?5";
+        let next = bump(b.row_version)?;
+        let changed = self.exec(
+            SQL,
+            params![
+                b.wrapped_key,
+                b.kms_key_id,
+                int(next, "bucket row version")?,
+                int(b.id, "bucket id")?,
+                int(b.row_version, "bucket row version")?,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("bucket"));
+        }
+        Ok(next)
+    }
+
+    fn insert_kms_key(&mut self, k: &KmsKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO kms_keys (",
+            kms_key_written_columns!(),
+            ", created_ms, row_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ",
+            "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+        );
+        let values = KmsKeyValues::new(k)?;
+        let created_ms = int(k.created_ms, "kms key creation time")?;
+        let row_version = int(k.row_version, "kms key row version")?;
+        let extra: [&dyn ToSql; 2] = [&created_ms, &row_version];
+        self.exec(
+            SQL,
+            params_from_iter(values.params().into_iter().chain(extra)),
+            values.doing(),
+        )?;
+        Ok(())
+    }
+
+    fn update_kms_key(&mut self, k: &KmsKeyRecord) -> Result<u64, MetaError> {
+        const SQL: &str = "UPDATE kms_keys SET alias = ?2, description = ?3, state = ?4, \
+             origin = ?5, default_key = ?6, rotation_enabled = ?7, rotation_days = ?8, \
+             last_rotation_ms = ?9, rotations = ?10, last_manual_rotation_ms = ?11, \
+             deletion_due_ms = ?12, state_before = ?13, material_expires_ms = ?14, \
+             material_fingerprint = ?15, min_decryption_version = ?16, import_token_id = ?17, \
+             import_algorithm = ?18, import_private_key = ?19, import_public_key = ?20, \
+             import_expires_ms = ?21, deleted_ms = ?22, row_version = ?23 \
+             WHERE key_id = ?1 AND row_version = ?24";
+        let values = KmsKeyValues::new(k)?;
+        let next = bump(k.row_version)?;
+        let sql_next = int(next, "kms key row version")?;
+        let row_version = int(k.row_version, "kms key row version")?;
+        let extra: [&dyn ToSql; 2] = [&sql_next, &row_version];
+        let changed = self.exec(
+            SQL,
+            params_from_iter(values.params().into_iter().chain(extra)),
+            values.doing(),
+        )?;
+        if changed == 0 {
+            return Err(MetaError::Conflict("kms key"));
+        }
+        Ok(next)
+    }
+
+    fn insert_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO kms_versions (",
+            kms_version_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        );
+        let doing = Doing {
+            name: &v.key_id,
+            id: Some(u64::from(v.version)),
+            foreign_key: ForeignKey::MissingNamed { what: "kms key" },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![
+                v.key_id,
+                v.version,
+                v.material,
+                int(v.created_ms, "kms key version creation time")?,
+                int(v.encryptions, "kms key version encryptions")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn update_kms_version(&mut self, v: &KmsVersionRecord) -> Result<(), MetaError> {
+        const SQL: &str = "UPDATE kms_versions SET material = ?1, encryptions = ?2 \
+             WHERE key_id = ?3 AND version = ?4";
+        let changed = self.exec(
+            SQL,
+            params![
+                v.material,
+                int(v.encryptions, "kms key version encryptions")?,
+                v.key_id,
+                v.version,
+            ],
+            Doing::NOTHING,
+        )?;
+        if changed == 0 {
+            return Err(MetaError::NotFound {
+                what: "kms key version",
+                name: format!("{} version {}", v.key_id, v.version),
+            });
+        }
+        Ok(())
+    }
+
+    fn delete_kms_versions(&mut self, key_id: &str) -> Result<u64, MetaError> {
+        const SECURE_DELETE: &str = "PRAGMA secure_delete";
+        // Same length, so that SQLite rewrites each row in place (its overwrite of a cell
+        // whose size does not change) rather than writing a new cell and freeing the old one.
+        const ZERO: &str = "UPDATE kms_versions SET material = zeroblob(length(material)) \
+             WHERE key_id = ?1 AND material IS NOT NULL";
+        const DELETE: &str = "DELETE FROM kms_versions WHERE key_id = ?1";
+        // The material must not outlive the delete in the file. Every connection of dare
+        // turns secure_delete on, which zeroes a deleted row's bytes in its page; a database
+        // or connection without it (a setting is per connection, and FAST only zeroes what
+        // costs no extra I/O) would leave the deleted rows' bytes in the page's free space,
+        // so the material is overwritten with zeros first. Either way the old page images
+        // stay in the WAL until the next checkpoint (SqliteMetadata::checkpoint).
+        let e = self.e();
+        let secure: i64 = self
+            .conn
+            .prepare_cached(SECURE_DELETE)
+            .map_err(e)?
+            .query_row([], |r| r.get(0))
+            .map_err(e)?;
+        if secure != 1 {
+            self.exec(ZERO, [key_id], Doing::NOTHING)?;
+        }
+        let deleted = self.exec(DELETE, [key_id], Doing::NOTHING)?;
+        u64::try_from(deleted).map_err(|_| MetaError::Database("version count overflow".into()))
+    }
+
+    fn put_kms_registration(&mut self, r: &KmsRegistration) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO kms_registrations (",
+            kms_registration_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ",
+            "ON CONFLICT (key_id, resource) DO UPDATE SET version = excluded.version, ",
+            "description = excluded.description, created_ms = excluded.created_ms, ",
+            "updated_ms = excluded.updated_ms"
+        );
+        let doing = Doing {
+            name: &r.key_id,
+            foreign_key: ForeignKey::MissingNamed { what: "kms key" },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![
+                r.key_id,
+                r.resource,
+                r.version,
+                r.description,
+                int(r.created_ms, "kms registration time")?,
+                int(r.updated_ms, "kms registration change time")?,
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn delete_kms_registration(&mut self, key_id: &str, resource: &str) -> Result<bool, MetaError> {
+        const SQL: &str = "DELETE FROM kms_registrations WHERE key_id = ?1 AND resource = ?2";
+        Ok(self.exec(SQL, [key_id, resource], Doing::NOTHING)? == 1)
+    }
+
+    fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError> {
+        // The head moves first, and only from `r.seq - 1`: a stale appender changes nothing.
+        const FIRST: &str = "INSERT INTO kms_audit_head (id, seq, mac) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO NOTHING";
+        const NEXT: &str = "UPDATE kms_audit_head SET seq = ?1, mac = ?2 WHERE id = 1 AND seq = ?3";
+        const RECORD: &str = concat!(
+            "INSERT INTO kms_audit (",
+            kms_audit_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        );
+        let seq = int(r.seq, "kms audit seq")?;
+        let moved = match seq {
+            0 => {
+                return Err(MetaError::Database(
+                    "kms audit seq 0: records are numbered from 1".into(),
+                ));
+            }
+            1 => self.exec(FIRST, params![seq, r.mac], Doing::NOTHING)?,
+            _ => self.exec(NEXT, params![seq, r.mac, seq - 1], Doing::NOTHING)?,
+        };
+        if moved == 0 {
+            return Err(MetaError::Conflict(KMS_AUDIT_TAKEN));
+        }
+        // A taken seq (a record beyond the head) is a conflict too (sqlite/error.rs).
+        self.exec(
+            RECORD,
+            params![
+                seq,
+                int(r.time_ms, "kms audit time")?,
+                r.actor,
+                r.operation,
+                r.key_id,
+                r.version,
+                r.request_id,
+                r.outcome,
+                r.detail,
+                r.mac,
+            ],
+            Doing::NOTHING,
+        )?;
+        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), MetaError> {

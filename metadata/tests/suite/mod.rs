@@ -11,10 +11,12 @@
 
 use std::any::Any;
 
+mod kms;
 mod objects;
 mod records;
 mod transactions;
 
+pub use kms::*;
 pub use objects::*;
 pub use records::*;
 pub use transactions::*;
@@ -69,6 +71,15 @@ macro_rules! metadata_suite {
             one_open_task_per_kind,
             writers_on_threads_lose_nothing,
             writers_on_handles_lose_nothing,
+            kms_keys_round_trip,
+            kms_ids_and_aliases_are_unique,
+            kms_key_cas_conflicts_change_nothing,
+            kms_invalid_records_are_refused,
+            kms_versions_round_trip,
+            kms_registrations_round_trip,
+            kms_audit_appends_and_moves_the_head,
+            kms_audit_appenders_lose_nothing,
+            update_bucket_is_a_cas,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
@@ -167,6 +178,7 @@ fn new_bucket(namespace_id: u64, name: &str) -> NewBucket {
         namespace_id,
         encryption: true,
         wrapped_key: Some(vec![0x22; 40]),
+        kms_key_id: None,
         created: 1_700_000_300,
     }
 }

@@ -181,6 +181,7 @@ pub fn buckets_round_trip(f: &Fixture) {
         namespace_id: n1,
         encryption: true,
         wrapped_key: Some(vec![0x22; 40]),
+        kms_key_id: None,
         created: 1_700_000_300,
         row_version: 1,
     };
