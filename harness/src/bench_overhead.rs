@@ -347,7 +347,7 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
         .sizes
         .iter()
         .map(|s| {
-            let series = if s.cache_off { 3 } else { 2 };
+            let series = if s.cache_off { 4 } else { 3 };
             series * (2 * s.objects + s.ranges)
         })
         .sum();

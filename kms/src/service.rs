@@ -694,7 +694,10 @@ impl Kms {
                         op: "deleting it",
                     });
                 }
-                k.state_before = Some(k.state);
+                // What a cancellation restores is decided then (KMS.md §2.3); remembered
+                // only for keys that had material in use.
+                k.state_before = matches!(k.state, KmsKeyState::Enabled | KmsKeyState::Disabled)
+                    .then_some(k.state);
                 k.state = KmsKeyState::PendingDeletion;
                 k.deletion_due_ms = Some(self.clock.now_ms() + days * DAY_MS);
                 Self::save(tx, &mut k)?;

@@ -2,7 +2,9 @@
 //! plaintext and encrypted series interleaved request by request.
 //!
 //! The plaintext series writes to a bucket of a namespace created with encryption off; the
-//! encrypted series to a bucket of the (encrypted) default namespace. The "key cache off"
+//! encrypted series to a bucket of the (encrypted) default namespace; the SSE-KMS series to a
+//! bucket whose key the default customer master key wraps (docs/KMS.md §4.4), which must cost
+//! what the encrypted series costs: no call to the key service per object. The "key cache off"
 //! series goes through a second handle on the same store opened with
 //! [`CacheMode::Off`](dare::CacheMode::Off): every request unwraps and derives the whole key
 //! chain, as ECS derives the virtual wrapping key per request.
@@ -64,6 +66,9 @@ pub enum Series {
     /// An encrypted bucket with the key cache off: the whole chain unwrapped and derived per
     /// request, as ECS derives the virtual wrapping key per request.
     EncCacheOff,
+    /// An SSE-KMS bucket (its bucket key wrapped by the default customer master key,
+    /// docs/KMS.md §4.4), key cache as for `Enc`: must cost what `Enc` costs.
+    Kms,
 }
 
 impl Series {
@@ -73,6 +78,7 @@ impl Series {
             Series::Plain => "plain",
             Series::Enc => "enc",
             Series::EncCacheOff => "enc_cache_off",
+            Series::Kms => "sse_kms",
         }
     }
     /// Human label.
@@ -81,6 +87,7 @@ impl Series {
             Series::Plain => "plaintext",
             Series::Enc => "encrypted",
             Series::EncCacheOff => "encrypted, key cache off",
+            Series::Kms => "encrypted, SSE-KMS",
         }
     }
     fn bucket(self) -> &'static str {
@@ -88,6 +95,7 @@ impl Series {
             Series::Plain => "plain",
             Series::Enc => "enc",
             Series::EncCacheOff => "enc-nocache",
+            Series::Kms => "enc-kms",
         }
     }
 }
@@ -226,7 +234,7 @@ impl Bench<'_> {
     fn handle(&self, s: Series) -> &Dare {
         match s {
             Series::Plain => &self.d,
-            Series::Enc if self.plan.key_cache => &self.d,
+            Series::Enc | Series::Kms if self.plan.key_cache => &self.d,
             _ => &self.uncached,
         }
     }
@@ -372,7 +380,7 @@ impl Bench<'_> {
         checks: &mut Checks,
         pb: &indicatif::ProgressBar,
     ) -> Result<SizeMeasured> {
-        let mut series = vec![Series::Plain, Series::Enc];
+        let mut series = vec![Series::Plain, Series::Enc, Series::Kms];
         if sp.cache_off {
             series.push(Series::EncCacheOff);
         }
@@ -478,6 +486,7 @@ pub fn run(
     d.create_namespace("bench-plain", false)?;
     d.create_bucket(Series::Plain.bucket(), "bench-plain", Some(false))?;
     d.create_bucket(Series::Enc.bucket(), dare::DEFAULT_NAMESPACE, Some(true))?;
+    d.create_bucket_kms(Series::Kms.bucket(), dare::DEFAULT_NAMESPACE, None)?;
     d.create_bucket(
         Series::EncCacheOff.bucket(),
         dare::DEFAULT_NAMESPACE,
