@@ -234,3 +234,43 @@ fn imported_key_material_deleted_and_reimported_restores_the_bucket() {
     assert_eq!(get(d, "vault", "doc").unwrap(), b"imported-key data");
     n.clock.advance(Duration::from_secs(1));
 }
+
+/// A rotation whose bucket-key rewrap was cut short (the state right after the rotation
+/// committed: bucket key still under the old version, registration saying so) is finished by
+/// the next scheduler run; the registrations are the work list (KMS.md §6).
+#[test]
+fn an_interrupted_bucket_key_rewrap_is_finished_by_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn Metadata> = Arc::new(
+        SqliteMetadata::create(&dir.path().join("dare.db"), SqliteOptions::default()).unwrap(),
+    );
+    let n = node(meta.clone());
+    let (d, kms) = (&n.d, n.d.kms().clone());
+    let key = kms.create_key("k", "", KmsOrigin::Generated).unwrap();
+    d.create_bucket_kms("bkt", dare::DEFAULT_NAMESPACE, Some("k")).unwrap();
+    put(d, "bkt", "o", b"data").unwrap();
+    let before = meta
+        .read()
+        .unwrap()
+        .bucket(dare_metadata::By::Name("bkt"))
+        .unwrap()
+        .unwrap();
+    kms.rotate("k", None).unwrap();
+    // Put the bucket back where an interrupted rewrap leaves it.
+    dare_metadata::write_with(&*meta, |_: &dare_metadata::MetaError| false, |tx| {
+        let mut now = tx.bucket(dare_metadata::By::Name("bkt"))?.unwrap();
+        now.wrapped_key = before.wrapped_key.clone();
+        tx.update_bucket(&now)?;
+        let mut r = tx.kms_registrations(&key.key_id)?.remove(0);
+        r.version = 1;
+        tx.put_kms_registration(&r)
+    })
+    .unwrap();
+    assert_eq!(d.head("bkt", "o").unwrap().kms_key, Some((key.key_id.clone(), 1)));
+    assert_eq!(get(d, "bkt", "o").unwrap(), b"data");
+    let rep = kms.tick();
+    assert_eq!(rep.rewrapped, vec!["bkt: v1 -> v2".to_string()], "{rep:?}");
+    assert_eq!(d.head("bkt", "o").unwrap().kms_key, Some((key.key_id.clone(), 2)));
+    assert_eq!(get(d, "bkt", "o").unwrap(), b"data");
+    assert!(kms.tick().rewrapped.is_empty());
+}
