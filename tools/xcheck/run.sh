@@ -321,5 +321,7 @@ open(sys.argv[2], "w").write(s[:42] + A[A.index(s[42]) ^ 1] + s[43:] + "\n")
 EOF
 refused "non-canonical base64 customer key" "non-canonical base64" bkt "ssec/ключ" --sse-c-key-file "$work/ck.noncanon"
 
+bash tools/xcheck/kms_run.sh || die "the KMS cross-check (tools/xcheck/kms_run.sh, docs/KMS.md) failed"
+
 echo "xcheck: ${#seen[@]} objects decrypted independently from the specs; tampering refused ($m cases)" \
   "[$n byte-for-byte checks, $n_all objects via --all]$note"
