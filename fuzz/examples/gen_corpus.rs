@@ -187,6 +187,13 @@ fn main() {
             b"body",
         ]),
     );
+    // kms_ciphertext: an intact sealing to edit (mode 1), one edit and a cut, a short
+    // ciphertext (mode 0) and a token-sized input (mode 2).
+    write(&dir, "kms_ciphertext", "intact", &[1]);
+    write(&dir, "kms_ciphertext", "flip", &[1, 40, 1]);
+    write(&dir, "kms_ciphertext", "cut", &[1, 0, 0, 49]);
+    write(&dir, "kms_ciphertext", "short", &cat(&[&[0, 1, 3], &[0; 60]]));
+    write(&dir, "kms_ciphertext", "token", &cat(&[&[2, 1], &[0; 88]]));
     // unwrap_key: a correct wrapping (mode 0) and a wrap-then-edit input (mode 1).
     let kek = Secret32::from_bytes("seed kek", [0x11; 32]);
     let key = Secret32::from_bytes("seed key", [0x22; 32]);

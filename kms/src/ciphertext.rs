@@ -139,10 +139,27 @@ pub fn seal(
     plaintext: &[u8],
     ctx: &Context,
 ) -> Result<Vec<u8>, KmsError> {
-    let id = uuid::Uuid::try_parse(key_id)
-        .map_err(|_| KmsError::CiphertextMalformed("key id is not a UUID"))?;
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|_| KmsError::Key(dare_keys::KeyError::Rng))?;
+    seal_with_nonce(
+        store_id, purpose, key_id, version, material, plaintext, ctx, nonce,
+    )
+}
+
+/// [`seal`] with a given nonce (the fuzz targets rebuild ciphertexts byte for byte).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn seal_with_nonce(
+    store_id: &[u8; 16],
+    purpose: Purpose,
+    key_id: &str,
+    version: u32,
+    material: &Secret32,
+    plaintext: &[u8],
+    ctx: &Context,
+    nonce: [u8; 12],
+) -> Result<Vec<u8>, KmsError> {
+    let id = uuid::Uuid::try_parse(key_id)
+        .map_err(|_| KmsError::CiphertextMalformed("key id is not a UUID"))?;
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.push(FORMAT);
     out.push(purpose as u8);

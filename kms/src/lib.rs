@@ -20,6 +20,9 @@ pub mod audit;
 pub mod ciphertext;
 pub mod clock;
 mod error;
+#[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod import;
 mod info;
 pub mod rules;
