@@ -247,7 +247,8 @@ fn an_interrupted_bucket_key_rewrap_is_finished_by_tick() {
     let n = node(meta.clone());
     let (d, kms) = (&n.d, n.d.kms().clone());
     let key = kms.create_key("k", "", KmsOrigin::Generated).unwrap();
-    d.create_bucket_kms("bkt", dare::DEFAULT_NAMESPACE, Some("k")).unwrap();
+    d.create_bucket_kms("bkt", dare::DEFAULT_NAMESPACE, Some("k"))
+        .unwrap();
     put(d, "bkt", "o", b"data").unwrap();
     let before = meta
         .read()
@@ -257,20 +258,30 @@ fn an_interrupted_bucket_key_rewrap_is_finished_by_tick() {
         .unwrap();
     kms.rotate("k", None).unwrap();
     // Put the bucket back where an interrupted rewrap leaves it.
-    dare_metadata::write_with(&*meta, |_: &dare_metadata::MetaError| false, |tx| {
-        let mut now = tx.bucket(dare_metadata::By::Name("bkt"))?.unwrap();
-        now.wrapped_key = before.wrapped_key.clone();
-        tx.update_bucket(&now)?;
-        let mut r = tx.kms_registrations(&key.key_id)?.remove(0);
-        r.version = 1;
-        tx.put_kms_registration(&r)
-    })
+    dare_metadata::write_with(
+        &*meta,
+        |_: &dare_metadata::MetaError| false,
+        |tx| {
+            let mut now = tx.bucket(dare_metadata::By::Name("bkt"))?.unwrap();
+            now.wrapped_key = before.wrapped_key.clone();
+            tx.update_bucket(&now)?;
+            let mut r = tx.kms_registrations(&key.key_id)?.remove(0);
+            r.version = 1;
+            tx.put_kms_registration(&r)
+        },
+    )
     .unwrap();
-    assert_eq!(d.head("bkt", "o").unwrap().kms_key, Some((key.key_id.clone(), 1)));
+    assert_eq!(
+        d.head("bkt", "o").unwrap().kms_key,
+        Some((key.key_id.clone(), 1))
+    );
     assert_eq!(get(d, "bkt", "o").unwrap(), b"data");
     let rep = kms.tick();
     assert_eq!(rep.rewrapped, vec!["bkt: v1 -> v2".to_string()], "{rep:?}");
-    assert_eq!(d.head("bkt", "o").unwrap().kms_key, Some((key.key_id.clone(), 2)));
+    assert_eq!(
+        d.head("bkt", "o").unwrap().kms_key,
+        Some((key.key_id.clone(), 2))
+    );
     assert_eq!(get(d, "bkt", "o").unwrap(), b"data");
     assert!(kms.tick().rewrapped.is_empty());
 }
