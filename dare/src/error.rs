@@ -169,6 +169,7 @@ impl Error {
                 | Error::NoSuchBucket(_)
                 | Error::NoSuchObject { .. }
                 | Error::Keys(dare_keys::StoreError::NotFound { .. })
+                | Error::Kms(dare_kms::KmsError::NotFound(_))
         )
     }
 

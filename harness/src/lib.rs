@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod bench_aead;
+pub mod bench_kms;
 pub mod bench_meta;
 pub mod bench_overhead;
 pub mod cli;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a, s.data.backend),
         Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &s.engine_options()),
         Command::Bench(BenchCommand::Meta(a)) => bench_meta::run(a),
+        Command::Bench(BenchCommand::Kms(a)) => bench_kms::run(a),
     }
 }
 

@@ -1395,15 +1395,7 @@ impl Kms {
     pub fn deregister(&self, key: &str, resource: &str) -> Result<bool, KmsError> {
         self.run("deleteRegistration", Some(key), |tx, ev| {
             ev.detail = resource.to_string();
-            let k = match tx.kms_key(if rules::looks_like_key_id(key) {
-                KmsBy::Id(key)
-            } else {
-                KmsBy::Alias(key)
-            })? {
-                Some(k) => k,
-                None => return Err(KmsError::NotFound(key.to_string())),
-            };
-            ev.key_id = Some(k.key_id.clone());
+            let k = self.resolve_ev(tx, key, ev)?;
             Ok(tx.delete_kms_registration(&k.key_id, resource)?)
         })
     }
@@ -1584,7 +1576,7 @@ impl Kms {
                     let Some(mut k) = tx.kms_key(KmsBy::Id(&id))? else {
                         return Ok(false);
                     };
-                    if !k.material_expires_ms.is_some_and(|t| t <= now) {
+                    if k.material_expires_ms.is_none_or(|t| t > now) {
                         return Ok(false);
                     }
                     self.drop_material(tx, &mut k)?;
