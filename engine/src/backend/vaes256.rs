@@ -63,6 +63,7 @@ use core::fmt;
 
 use zeroize::Zeroize;
 
+use super::CpuFeatures;
 use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
 
 /// Zero-sized proof that the CPU features this kernel needs were detected.
@@ -71,17 +72,17 @@ use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
 pub(crate) struct Vaes256Token(());
 
 impl Vaes256Token {
-    /// Returns a token if and only if every feature in this file's
-    /// `#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]`
-    /// lists is present at run time.
+    /// Whether `f` has every feature in this file's
+    /// `#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]` lists. No
+    /// AVX-512 feature: the kernel emits only VEX-encoded xmm/ymm code.
+    pub(crate) fn supported_by(f: &CpuFeatures) -> bool {
+        f.aes && f.pclmulqdq && f.avx && f.avx2 && f.vaes && f.vpclmulqdq
+    }
+
+    /// Returns a token if and only if this CPU has every feature [`Self::supported_by`]
+    /// lists, as the one detector ([`CpuFeatures::detect`]) reports them.
     pub(crate) fn detect() -> Option<Self> {
-        let ok = is_x86_feature_detected!("aes")
-            && is_x86_feature_detected!("pclmulqdq")
-            && is_x86_feature_detected!("avx")
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("vaes")
-            && is_x86_feature_detected!("vpclmulqdq");
-        if ok { Some(Self(())) } else { None }
+        Self::supported_by(&CpuFeatures::detect()).then_some(Self(()))
     }
 }
 

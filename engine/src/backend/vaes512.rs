@@ -57,6 +57,7 @@ use core::fmt;
 
 use zeroize::Zeroize;
 
+use super::CpuFeatures;
 use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
 
 /// Zero-sized proof that the CPU features this kernel needs were detected.
@@ -65,19 +66,25 @@ use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
 pub(crate) struct Vaes512Token(());
 
 impl Vaes512Token {
-    /// Returns a token if and only if every feature in this file's
+    /// Whether `f` has every feature in this file's
     /// `#[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512vl,avx512bw,vaes,vpclmulqdq")]`
-    /// lists is present at run time.
+    /// lists, and `avx`, which `avx2` implies (the code runs VEX-encoded ymm instructions).
+    pub(crate) fn supported_by(f: &CpuFeatures) -> bool {
+        f.aes
+            && f.pclmulqdq
+            && f.avx
+            && f.avx2
+            && f.avx512f
+            && f.avx512vl
+            && f.avx512bw
+            && f.vaes
+            && f.vpclmulqdq
+    }
+
+    /// Returns a token if and only if this CPU has every feature [`Self::supported_by`]
+    /// lists, as the one detector ([`CpuFeatures::detect`]) reports them.
     pub(crate) fn detect() -> Option<Self> {
-        let ok = is_x86_feature_detected!("aes")
-            && is_x86_feature_detected!("pclmulqdq")
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("vaes")
-            && is_x86_feature_detected!("vpclmulqdq");
-        if ok { Some(Self(())) } else { None }
+        Self::supported_by(&CpuFeatures::detect()).then_some(Self(()))
     }
 }
 
