@@ -12,7 +12,8 @@
 //! hand-written kernels live one ISA per file under `backend/` (`vaes512.rs`, `vaes256.rs`),
 //! the only place their `unsafe` may live; each proves its CPU features with a zero-sized
 //! token that only its `detect()` creates, and the `#[target_feature]` list sits beside the
-//! detection list. All backends produce identical bytes (tests and fuzzing check it).
+//! detection list. The safe API over them (length checks, tag comparison, zeroing) is
+//! written once, generic over the kernel (`common::GcmKey`). All backends produce identical bytes (tests and fuzzing check it).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -34,9 +35,15 @@ mod vaes256;
 mod vaes512;
 
 #[cfg(target_arch = "x86_64")]
-use vaes256::{Vaes256Key, Vaes256Token};
+use vaes256::Vaes256Token;
 #[cfg(target_arch = "x86_64")]
-use vaes512::{Vaes512Key, Vaes512Token};
+use vaes512::Vaes512Token;
+
+/// The safe API (written once, in `common.rs`) over each kernel.
+#[cfg(target_arch = "x86_64")]
+type Vaes512Key = common::GcmKey<Vaes512Token>;
+#[cfg(target_arch = "x86_64")]
+type Vaes256Key = common::GcmKey<Vaes256Token>;
 
 /// The kernels' proof tokens, detected once per process and then only copied.
 #[cfg(target_arch = "x86_64")]

@@ -37,9 +37,12 @@ macro_rules! kernel_tests {
     ($modname:ident, $kmod:ident, $tok:ident, $key:ident) => {
         mod $modname {
             use super::{pattern, ref_seal};
-            use crate::backend::common::{OpenFailed, SealError};
-            use crate::backend::$kmod::{$key, $tok};
+            use crate::backend::common::{GcmKey, OpenFailed, SealError};
+            use crate::backend::$kmod::$tok;
             use proptest::prelude::*;
+
+            /// The generic safe wrapper over this kernel, as the engine uses it.
+            type $key = GcmKey<$tok>;
 
             fn token() -> Option<$tok> {
                 let t = $tok::detect();

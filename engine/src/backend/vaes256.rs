@@ -59,12 +59,11 @@
 
 use core::arch::asm;
 use core::arch::x86_64::*;
-use core::fmt;
 
 use zeroize::Zeroize;
 
 use super::CpuFeatures;
-use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
+use super::common::{Buffers, Kernel};
 
 /// Zero-sized proof that the CPU features this kernel needs were detected.
 /// Only [`Vaes256Token::detect`] creates it.
@@ -91,8 +90,9 @@ const NPOW: usize = 20;
 /// ymm (two blocks each) per bulk iteration.
 const NV: usize = NPOW / 2;
 
-/// Expanded AES-256 key and GHASH key powers. Zeroized on drop.
-pub(crate) struct Vaes256Key {
+/// Expanded AES-256 key and GHASH key powers; [`GcmKey`](super::common::GcmKey) zeroizes them on drop.
+#[derive(Zeroize)]
+pub(crate) struct Vaes256Schedule {
     /// AES-256 round keys 0..=14 in AES byte order.
     rk: [u128; 15],
     /// Byte-reflected, preprocessed `H^20, H^19, …, H^1`, then four zero
@@ -104,154 +104,34 @@ pub(crate) struct Vaes256Key {
     /// `h_pow[i]` in both 64-bit halves, so the middle partial product of a
     /// block and a power costs one carry-less multiply instead of two.
     h_kar: [u128; NPOW],
-    token: Vaes256Token,
 }
 
-impl Drop for Vaes256Key {
-    fn drop(&mut self) {
-        self.rk.zeroize();
-        self.h_pow.zeroize();
-        self.h_kar.zeroize();
-    }
-}
+/// The safe API ([`GcmKey`](super::common::GcmKey)) over this kernel.
+impl Kernel for Vaes256Token {
+    const KEY_NAME: &'static str = "Vaes256Key";
+    type Schedule = Vaes256Schedule;
 
-impl fmt::Debug for Vaes256Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Vaes256Key { .. }")
-    }
-}
-
-impl Vaes256Key {
-    pub(crate) fn new(token: Vaes256Token, key: &[u8; 32]) -> Self {
-        let mut k = Self {
+    fn schedule(self, key: &[u8; 32]) -> Vaes256Schedule {
+        let mut s = Vaes256Schedule {
             rk: [0; 15],
             h_pow: [0; NPOW + 4],
             h_kar: [0; NPOW],
-            token,
         };
-        // SAFETY: `token` exists only if `detect()` found every feature that
+        // SAFETY: `self` exists only if `detect()` found every feature that
         // `expand_key` enables; it only writes through the three `&mut` arrays.
-        unsafe { expand_key(token, key, &mut k.rk, &mut k.h_pow, &mut k.h_kar) };
-        k
+        unsafe { expand_key(self, key, &mut s.rk, &mut s.h_pow, &mut s.h_kar) };
+        s
     }
 
-    /// Encrypts `in_out` in place and returns the 16-byte tag.
-    /// Fails (writing nothing) only if the SP 800-38D length limits are exceeded.
-    pub(crate) fn seal_in_place(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> Result<[u8; 16], SealError> {
-        if !lengths_ok(aad.len(), in_out.len()) {
-            return Err(SealError::TooLong);
-        }
-        let len = in_out.len();
-        let p = in_out.as_mut_ptr();
-        // SAFETY: the token proves the CPU features; `p` is valid for reads
-        // and writes of `len` bytes; src == dst is allowed by `seal_raw`.
-        Ok(unsafe { seal_raw(self.token, self, nonce, aad, p, p, len) })
+    fn seal(self, s: &Vaes256Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
+        // SAFETY: `self` proves the CPU features; `io` guarantees `seal_raw`'s
+        // memory and length preconditions (see `Buffers`).
+        unsafe { seal_raw(self, s, nonce, io.aad(), io.src(), io.dst(), io.len()) }
     }
 
-    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
-    /// Out-of-place encryption. `output.len()` must equal `input.len()`,
-    /// otherwise `Err(LengthMismatch)` is returned and nothing is written.
-    pub(crate) fn seal(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<[u8; 16], SealError> {
-        if input.len() != output.len() {
-            return Err(SealError::LengthMismatch);
-        }
-        if !lengths_ok(aad.len(), input.len()) {
-            return Err(SealError::TooLong);
-        }
-        // SAFETY: the token proves the CPU features; `input` is valid for
-        // `len` reads, `output` for `len` writes, and they cannot overlap
-        // (shared vs. exclusive borrow).
-        Ok(unsafe {
-            seal_raw(
-                self.token,
-                self,
-                nonce,
-                aad,
-                input.as_ptr(),
-                output.as_mut_ptr(),
-                input.len(),
-            )
-        })
-    }
-
-    /// Decrypts in place and checks the tag in constant time. On failure the
-    /// buffer is zeroed, so no unauthenticated plaintext is ever released.
-    pub(crate) fn open_in_place(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        in_out: &mut [u8],
-        tag: &[u8; 16],
-    ) -> Result<(), AuthFailed> {
-        if !lengths_ok(aad.len(), in_out.len()) {
-            // Longer than any valid GCM ciphertext, so it cannot be authentic.
-            in_out.zeroize();
-            return Err(AuthFailed);
-        }
-        let len = in_out.len();
-        let p = in_out.as_mut_ptr();
-        // SAFETY: as in `seal_in_place`.
-        let mut computed = unsafe { open_raw(self.token, self, nonce, aad, p, p, len) };
-        let ok = tags_equal(&computed, tag);
-        computed.zeroize();
-        if ok {
-            Ok(())
-        } else {
-            in_out.zeroize();
-            Err(AuthFailed)
-        }
-    }
-
-    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
-    /// Out-of-place decryption; see [`Self::open_in_place`]. On any error
-    /// `output` is zeroed.
-    pub(crate) fn open(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-        tag: &[u8; 16],
-    ) -> Result<(), OpenFailed> {
-        if input.len() != output.len() {
-            output.zeroize();
-            return Err(OpenFailed::LengthMismatch);
-        }
-        if !lengths_ok(aad.len(), input.len()) {
-            output.zeroize();
-            return Err(OpenFailed::AuthFailed);
-        }
-        // SAFETY: as in `seal`.
-        let mut computed = unsafe {
-            open_raw(
-                self.token,
-                self,
-                nonce,
-                aad,
-                input.as_ptr(),
-                output.as_mut_ptr(),
-                input.len(),
-            )
-        };
-        let ok = tags_equal(&computed, tag);
-        computed.zeroize();
-        if ok {
-            Ok(())
-        } else {
-            output.zeroize();
-            Err(OpenFailed::AuthFailed)
-        }
+    fn open(self, s: &Vaes256Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
+        // SAFETY: as in `seal`, for `open_raw`'s identical preconditions.
+        unsafe { open_raw(self, s, nonce, io.aad(), io.src(), io.dst(), io.len()) }
     }
 }
 
@@ -603,7 +483,7 @@ struct Setup {
 /// # Safety
 /// CPU features as for [`expand_key`] (proved by the token).
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8]) -> Setup {
+unsafe fn setup(t: Vaes256Token, key: &Vaes256Schedule, nonce: &[u8; 12], aad: &[u8]) -> Setup {
     let mut rk = [_mm256_setzero_si256(); 15];
     let mut rk0 = [_mm_setzero_si128(); 15];
     for i in 0..15 {
@@ -775,7 +655,7 @@ fn finish(
 #[allow(clippy::too_many_arguments)] // internal kernel entry; grouping would only add a struct
 unsafe fn tail(
     t: Vaes256Token,
-    key: &Vaes256Key,
+    key: &Vaes256Schedule,
     rk: &[__m256i; 15],
     ctr: __m256i,
     x: __m128i,
@@ -1240,7 +1120,7 @@ unsafe fn ctr_chunk<const N: usize>(
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 unsafe fn seal_raw(
     t: Vaes256Token,
-    key: &Vaes256Key,
+    key: &Vaes256Schedule,
     nonce: &[u8; 12],
     aad: &[u8],
     src: *const u8,
@@ -1323,7 +1203,7 @@ unsafe fn seal_raw(
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 unsafe fn open_raw(
     t: Vaes256Token,
-    key: &Vaes256Key,
+    key: &Vaes256Schedule,
     nonce: &[u8; 12],
     aad: &[u8],
     src: *const u8,
