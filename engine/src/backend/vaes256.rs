@@ -480,6 +480,24 @@ struct Setup {
     x: __m128i,
 }
 
+/// Wipes the key material one call copied to its stack frame, with `zeroize`'s
+/// volatile writes: the broadcast round keys and GHASH key powers of its
+/// [`Setup`]; E(K, J0), the mask of the tag (with it, a tag gives away the
+/// GHASH value, an equation in H); and the final GHASH state (likewise). Called
+/// at the end of [`seal_raw`] and [`open_raw`]. The other copies are wiped where
+/// they are made (`rk0` in [`setup`], the round keys in [`expand_key`], the bulk
+/// loop's GHASH state in [`LoopState`], the zero-padded tail buffers).
+/// Best effort: registers are not cleared (later SIMD code overwrites them;
+/// clearing them would take assembly after every call), nor any spill slot the
+/// compiler might make for a copy.
+fn wipe_call_state(rk: &mut [__m256i; 15], pw: &mut Powers, ekj0: &mut __m128i, x: &mut __m128i) {
+    rk.zeroize();
+    pw.hp.zeroize();
+    pw.hk.zeroize();
+    ekj0.zeroize();
+    x.zeroize();
+}
+
 /// # Safety
 /// CPU features as for [`expand_key`] (proved by the token).
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
@@ -1129,10 +1147,10 @@ unsafe fn seal_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        rk,
-        pw,
+        mut rk,
+        mut pw,
         mut ctr,
-        ekj0,
+        mut ekj0,
         mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
@@ -1174,6 +1192,8 @@ unsafe fn seal_raw(
         }
         ctr = st.ctr;
         x = _mm256_castsi256_si128(st.x);
+        // The GHASH state lived in memory during the loop (see `LoopState`).
+        st.x.zeroize();
         let mut g = [_mm256_setzero_si256(); NV];
         for (j, v) in g.iter_mut().enumerate() {
             // SAFETY: i - 320 + 32j + 32 <= i <= len.
@@ -1192,7 +1212,9 @@ unsafe fn seal_raw(
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, true) };
-    finish(&key.h_pow, x, ekj0, aad.len(), len)
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    tag
 }
 
 /// GCM-AD (§7.2) without the tag check: decrypts `len` bytes from `src` to
@@ -1212,11 +1234,11 @@ unsafe fn open_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        rk,
-        pw,
+        mut rk,
+        mut pw,
         ctr,
-        ekj0,
-        x,
+        mut ekj0,
+        mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
     let mut i = 0;
@@ -1249,7 +1271,9 @@ unsafe fn open_raw(
         i += 32 * NV;
     }
     let mut ctr = st.ctr;
-    let mut x = _mm256_castsi256_si128(st.x);
+    x = _mm256_castsi256_si128(st.x);
+    // The GHASH state lived in memory during the loop (see `LoopState`).
+    st.x.zeroize();
     if len - i >= 256 {
         let mut g = [_mm256_setzero_si256(); 8];
         for (j, v) in g.iter_mut().enumerate() {
@@ -1266,5 +1290,7 @@ unsafe fn open_raw(
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, false) };
-    finish(&key.h_pow, x, ekj0, aad.len(), len)
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    tag
 }

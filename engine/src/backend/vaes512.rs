@@ -477,6 +477,23 @@ struct Setup {
     x: __m128i,
 }
 
+/// Wipes the key material one call copied to its stack frame, with `zeroize`'s
+/// volatile writes: the broadcast round keys and GHASH key powers of its
+/// [`Setup`]; E(K, J0), the mask of the tag (with it, a tag gives away the
+/// GHASH value, an equation in H); and the final GHASH state (likewise). Called
+/// at the end of [`seal_raw`] and [`open_raw`]. The other copies are wiped where
+/// they are made (`rk0` in [`setup`], the round keys in [`expand_key`]).
+/// Best effort: registers are not cleared (later SIMD code overwrites them;
+/// clearing them would take assembly after every call), nor any spill slot the
+/// compiler might make for a copy.
+fn wipe_call_state(rk: &mut [__m512i; 15], pw: &mut Powers, ekj0: &mut __m128i, x: &mut __m128i) {
+    rk.zeroize();
+    pw.hp.zeroize();
+    pw.hk.zeroize();
+    ekj0.zeroize();
+    x.zeroize();
+}
+
 /// # Safety
 /// CPU features as for [`expand_key`] (proved by the token).
 #[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512vl,avx512bw,vaes,vpclmulqdq")]
@@ -1023,10 +1040,10 @@ unsafe fn seal_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        rk,
-        pw,
+        mut rk,
+        mut pw,
         mut ctr,
-        ekj0,
+        mut ekj0,
         mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
@@ -1114,7 +1131,9 @@ unsafe fn seal_raw(
         ctr_partial(t, &rk, ctr, src.add(i), dst.add(i), r);
         x = ghash_partial(t, &key.h_pow, x, dst.add(i), r);
     }
-    finish(&key.h_pow, x, ekj0, aad.len(), len)
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    tag
 }
 
 /// GCM-AD (§7.2) without the tag check: decrypts `len` bytes from `src` to
@@ -1134,10 +1153,10 @@ unsafe fn open_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        rk,
-        pw,
+        mut rk,
+        mut pw,
         mut ctr,
-        ekj0,
+        mut ekj0,
         mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
@@ -1203,5 +1222,7 @@ unsafe fn open_raw(
         x = ghash_partial(t, &key.h_pow, x, src.add(i), r);
         ctr_partial(t, &rk, ctr, src.add(i), dst.add(i), r);
     }
-    finish(&key.h_pow, x, ekj0, aad.len(), len)
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    tag
 }
