@@ -1,7 +1,8 @@
 //! AEAD backends and CPU-feature dispatch.
 //!
-//! CPU features are detected once (cpufeatures caches CPUID) and the backend is chosen once
-//! per process, then once per key: an `AeadKey` holds the backend's own key schedule and
+//! CPU features are detected once, by one detector ([`CpuFeatures`], used by the kernels'
+//! proof tokens and by `dare cpu` alike), and the backend is chosen once per process, then
+//! once per key: an `AeadKey` holds the backend's own key schedule and
 //! every chunk goes straight to it with no further checks. A backend can be forced with
 //! [`AeadBackend::from_name`] (the `--backend` option) or the `DARE_AEAD_BACKEND` environment
 //! variable, for tests and benchmarks; forcing a backend the CPU lacks is an error, never a
@@ -11,7 +12,8 @@
 //! hand-written kernels live one ISA per file under `backend/` (`vaes512.rs`, `vaes256.rs`),
 //! the only place their `unsafe` may live; each proves its CPU features with a zero-sized
 //! token that only its `detect()` creates, and the `#[target_feature]` list sits beside the
-//! detection list. All backends produce identical bytes (tests and fuzzing check it).
+//! detection list. The safe API over them (length checks, tag comparison, zeroing) is
+//! written once, generic over the kernel (`common::GcmKey`). All backends produce identical bytes (tests and fuzzing check it).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -33,9 +35,15 @@ mod vaes256;
 mod vaes512;
 
 #[cfg(target_arch = "x86_64")]
-use vaes256::{Vaes256Key, Vaes256Token};
+use vaes256::Vaes256Token;
 #[cfg(target_arch = "x86_64")]
-use vaes512::{Vaes512Key, Vaes512Token};
+use vaes512::Vaes512Token;
+
+/// The safe API (written once, in `common.rs`) over each kernel.
+#[cfg(target_arch = "x86_64")]
+type Vaes512Key = common::GcmKey<Vaes512Token>;
+#[cfg(target_arch = "x86_64")]
+type Vaes256Key = common::GcmKey<Vaes256Token>;
 
 /// The kernels' proof tokens, detected once per process and then only copied.
 #[cfg(target_arch = "x86_64")]
@@ -44,56 +52,84 @@ fn tokens() -> (Option<Vaes512Token>, Option<Vaes256Token>) {
     *TOKENS.get_or_init(|| (Vaes512Token::detect(), Vaes256Token::detect()))
 }
 
-cpufeatures::new!(has_aes, "aes");
-cpufeatures::new!(has_pclmulqdq, "pclmulqdq");
-cpufeatures::new!(has_avx2, "avx2");
-cpufeatures::new!(has_avx512f, "avx512f");
-cpufeatures::new!(has_avx512vl, "avx512vl");
-cpufeatures::new!(has_avx512bw, "avx512bw");
-cpufeatures::new!(has_vaes, "vaes");
-cpufeatures::new!(has_vpclmulqdq, "vpclmulqdq");
-
-/// The CPU features that matter to AES-GCM, as detected on this machine.
+/// The CPU features that matter to AES-GCM, as detected on this machine: the one detector
+/// behind both the kernels' proof tokens (each kernel's `supported_by`) and `dare cpu`.
+///
+/// It reads std's `is_x86_feature_detected!`, which is what `#[target_feature]` code is
+/// written against (CPUID cached once per process; AVX and AVX-512 only where `XCR0` says
+/// the OS saves the ymm / zmm state). `vaes` and `vpclmulqdq` mean the instructions on
+/// 256-bit registers: the CPUID bit and the OS's ymm state, nothing of AVX-512 — a CPU with
+/// VAES and no AVX-512 (AMD Zen 3, Intel Alder Lake) reports them. (The `cpufeatures` crate,
+/// used before, demands the zmm state for these two names, so on such a CPU it reported
+/// them absent while the vaes256 kernel ran.) Linux's `/proc/cpuinfo` flags follow the same
+/// rules; a test compares the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CpuFeatures {
     /// AES-NI round instructions.
     pub aes: bool,
     /// Carry-less multiply (GHASH).
     pub pclmulqdq: bool,
+    /// 256-bit floating-point SIMD, and the OS saves the ymm registers.
+    pub avx: bool,
     /// 256-bit integer SIMD.
     pub avx2: bool,
-    /// AVX-512 foundation.
+    /// AVX-512 foundation, and the OS saves the zmm and mask registers.
     pub avx512f: bool,
     /// AVX-512 vector-length extensions.
     pub avx512vl: bool,
     /// AVX-512 byte/word instructions.
     pub avx512bw: bool,
-    /// Vector AES (AES rounds on 256/512-bit registers).
+    /// Vector AES: AES rounds on 256-bit registers (512-bit ones too where `avx512f`).
     pub vaes: bool,
-    /// Vector carry-less multiply.
+    /// Vector carry-less multiply on 256-bit registers (512-bit ones too where `avx512f`).
     pub vpclmulqdq: bool,
 }
 
 impl CpuFeatures {
-    /// Detects the features (CPUID is read once and cached).
+    /// Detects the features (std reads CPUID and XCR0 once per process and caches them).
     pub fn detect() -> CpuFeatures {
-        CpuFeatures {
-            aes: has_aes::get(),
-            pclmulqdq: has_pclmulqdq::get(),
-            avx2: has_avx2::get(),
-            avx512f: has_avx512f::get(),
-            avx512vl: has_avx512vl::get(),
-            avx512bw: has_avx512bw::get(),
-            vaes: has_vaes::get(),
-            vpclmulqdq: has_vpclmulqdq::get(),
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx = std::arch::is_x86_feature_detected!("avx");
+            CpuFeatures {
+                aes: std::arch::is_x86_feature_detected!("aes"),
+                pclmulqdq: std::arch::is_x86_feature_detected!("pclmulqdq"),
+                avx,
+                avx2: std::arch::is_x86_feature_detected!("avx2"),
+                avx512f: std::arch::is_x86_feature_detected!("avx512f"),
+                avx512vl: std::arch::is_x86_feature_detected!("avx512vl"),
+                avx512bw: std::arch::is_x86_feature_detected!("avx512bw"),
+                // std sets these two from the CPUID bits alone; their VEX (ymm) forms also
+                // need the OS to save the ymm registers, which `avx` says.
+                vaes: avx && std::arch::is_x86_feature_detected!("vaes"),
+                vpclmulqdq: avx && std::arch::is_x86_feature_detected!("vpclmulqdq"),
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        CpuFeatures::NONE
     }
 
-    /// `(name, present)` pairs in a fixed order, for reports.
-    pub fn list(&self) -> [(&'static str, bool); 8] {
+    /// No feature at all (what a non-x86 build reports, and a starting point for tests).
+    pub const NONE: CpuFeatures = CpuFeatures {
+        aes: false,
+        pclmulqdq: false,
+        avx: false,
+        avx2: false,
+        avx512f: false,
+        avx512vl: false,
+        avx512bw: false,
+        vaes: false,
+        vpclmulqdq: false,
+    };
+
+    /// `(name, present)` pairs in a fixed order, for reports. The names are those of
+    /// `is_x86_feature_detected!` and of Linux's `/proc/cpuinfo` flags.
+    pub fn list(&self) -> [(&'static str, bool); 9] {
         [
             ("aes", self.aes),
             ("pclmulqdq", self.pclmulqdq),
+            ("avx", self.avx),
             ("avx2", self.avx2),
             ("avx512f", self.avx512f),
             ("avx512vl", self.avx512vl),
@@ -138,7 +174,33 @@ impl AeadBackend {
         Self::ALL.iter().copied().find(|b| b.name() == s)
     }
 
-    /// Whether this CPU can run the backend.
+    /// Whether a CPU with the features `f` can run the backend: each kernel's own list,
+    /// which sits beside its `#[target_feature]` attributes.
+    pub fn supported_by(self, f: &CpuFeatures) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::Vaes512 => Vaes512Token::supported_by(f),
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::Vaes256 => Vaes256Token::supported_by(f),
+            #[cfg(not(target_arch = "x86_64"))]
+            AeadBackend::Vaes512 | AeadBackend::Vaes256 => {
+                let _ = f;
+                false
+            }
+            AeadBackend::Portable => true,
+        }
+    }
+
+    /// The fastest backend a CPU with the features `f` can run.
+    pub fn best_for(f: &CpuFeatures) -> AeadBackend {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|b| b.supported_by(f))
+            .unwrap_or(AeadBackend::Portable)
+    }
+
+    /// Whether this CPU can run the backend (its proof token was issued).
     pub fn is_supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -365,6 +427,96 @@ impl AeadKey {
         } else {
             zeroize::Zeroize::zeroize(buf);
             Err(AuthFailed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AMD Zen 3 (and Intel Alder Lake): VAES and VPCLMULQDQ on ymm, AVX2, no AVX-512.
+    const ZEN3: CpuFeatures = CpuFeatures {
+        aes: true,
+        pclmulqdq: true,
+        avx: true,
+        avx2: true,
+        vaes: true,
+        vpclmulqdq: true,
+        ..CpuFeatures::NONE
+    };
+
+    /// Zen 4 / Sapphire Rapids and later: the same plus AVX-512F/VL/BW.
+    const AVX512: CpuFeatures = CpuFeatures {
+        avx512f: true,
+        avx512vl: true,
+        avx512bw: true,
+        ..ZEN3
+    };
+
+    /// Skylake to Cascade Lake servers, Zen 2: AES-NI, AVX2, no VAES.
+    const NO_VAES: CpuFeatures = CpuFeatures {
+        vaes: false,
+        vpclmulqdq: false,
+        ..ZEN3
+    };
+
+    #[test]
+    fn dispatch_rules_follow_the_features() {
+        assert_eq!(AeadBackend::best_for(&ZEN3), AeadBackend::Vaes256);
+        assert!(!AeadBackend::Vaes512.supported_by(&ZEN3));
+        assert_eq!(AeadBackend::best_for(&AVX512), AeadBackend::Vaes512);
+        assert!(AeadBackend::Vaes256.supported_by(&AVX512));
+        assert_eq!(AeadBackend::best_for(&NO_VAES), AeadBackend::Portable);
+        assert_eq!(
+            AeadBackend::best_for(&CpuFeatures::NONE),
+            AeadBackend::Portable
+        );
+        // Each feature a kernel lists is needed: dropping any one refuses the kernel.
+        for (name, _) in AVX512.list() {
+            let mut f = AVX512;
+            set(&mut f, name, false);
+            assert!(
+                !AeadBackend::Vaes512.supported_by(&f),
+                "vaes512 without {name}"
+            );
+            assert_eq!(
+                AeadBackend::Vaes256.supported_by(&f),
+                name.starts_with("avx512"),
+                "vaes256 without {name}"
+            );
+        }
+    }
+
+    fn set(f: &mut CpuFeatures, name: &str, v: bool) {
+        match name {
+            "aes" => f.aes = v,
+            "pclmulqdq" => f.pclmulqdq = v,
+            "avx" => f.avx = v,
+            "avx2" => f.avx2 = v,
+            "avx512f" => f.avx512f = v,
+            "avx512vl" => f.avx512vl = v,
+            "avx512bw" => f.avx512bw = v,
+            "vaes" => f.vaes = v,
+            "vpclmulqdq" => f.vpclmulqdq = v,
+            other => panic!("unknown feature {other}"),
+        }
+    }
+
+    /// The one detector, the tokens and the backend list agree on this machine.
+    #[test]
+    fn tokens_come_from_the_one_detector() {
+        let f = CpuFeatures::detect();
+        for &b in AeadBackend::ALL {
+            assert_eq!(b.is_supported(), b.supported_by(&f), "{b}");
+        }
+        assert_eq!(AeadBackend::best(), AeadBackend::best_for(&f));
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(f.aes, std::arch::is_x86_feature_detected!("aes"));
+            assert_eq!(f.avx2, std::arch::is_x86_feature_detected!("avx2"));
+            assert_eq!(f.avx512f, std::arch::is_x86_feature_detected!("avx512f"));
+            assert_eq!(f.vaes, std::arch::is_x86_feature_detected!("vaes") && f.avx);
         }
     }
 }

@@ -74,3 +74,30 @@ pub fn aead_open(
         .open_in_place(nonce, aad, buf, tag)
         .is_ok()
 }
+
+/// For a test suite instantiated once per backend: whether `backend` runs on this CPU. Either
+/// way one line goes straight to the test process's stderr, which libtest does not capture
+/// (it captures only `print!`/`eprint!`), so a CI log shows it next to the test's `ok`:
+///
+/// - `KERNEL: vaes512 exercised (<test>)`, or
+/// - `SKIPPED: vaes512 not supported by this CPU (<test>)`, and the test returns at once.
+///
+/// `<test>` is the test's name (libtest names each test's thread after it). `.ci/run` counts
+/// these lines to print which kernels the tests exercised on the machine and which they
+/// skipped, so a missing kernel never passes for a tested one.
+pub fn kernel_under_test(backend: AeadBackend) -> bool {
+    use std::io::Write;
+    let supported = backend.is_supported();
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("unnamed test");
+    let line = if supported {
+        format!("KERNEL: {backend} exercised ({test})")
+    } else {
+        format!("SKIPPED: {backend} not supported by this CPU ({test})")
+    };
+    // One write of the whole line, so lines of tests running in parallel do not interleave.
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{line}\n").as_bytes());
+    supported
+}

@@ -18,8 +18,11 @@
 //! - GETs read from the drive: before each GET pass every object file is synced and dropped
 //!   from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`). With `--no-sync` the run is
 //!   a memory-bound comparison: PUTs are not synced and GETs are served from the page cache.
-//! - CPU time is `getrusage(RUSAGE_SELF)` user+sys around each request (all threads,
-//!   including the rayon pool and the pipeline's I/O thread).
+//! - CPU time is read around each request from two clocks: the requesting thread's own
+//!   (`CLOCK_THREAD_CPUTIME_ID`, user + system) and the process's (`CLOCK_PROCESS_CPUTIME_ID`).
+//!   The first is the request's own CPU; the difference is what the process's other threads
+//!   ran meanwhile (the rayon pool, its workers' idle spinning included, the std pipeline's
+//!   writer/reader thread, io_uring's kernel workers). The report keeps the two apart.
 //! - Where `fio` is installed, the same directory's raw O_DIRECT figures are measured first,
 //!   so the report says how close both paths come to the drive.
 

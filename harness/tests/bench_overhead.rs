@@ -127,13 +127,26 @@ fn tiny_run_reports_every_figure_and_stores_ciphertext() {
                 positive(&f["latency_us"]["p99"], &format!("{what} p99"));
                 positive(&f["requests_per_rep"], &format!("{what} requests"));
                 positive(&f["bytes_per_rep"], &format!("{what} bytes"));
+                // The requesting thread's own CPU per request is never zero (it read the
+                // object); the other threads' may be.
+                positive(
+                    &f["thread_cpu_us_per_request"],
+                    &format!("{what} thread CPU"),
+                );
+                let other = f["other_threads_cpu_us_per_request"].as_f64().unwrap();
+                assert!(
+                    other.is_finite() && other >= 0.0,
+                    "{what} other CPU {other}"
+                );
                 if series == "plain" {
                     assert!(f["overhead_pct"].is_null());
-                    assert!(f["extra_cpu_us_per_request"].is_null());
+                    assert!(f["extra_thread_cpu_us_per_request"].is_null());
+                    assert!(f["extra_other_threads_cpu_us_per_request"].is_null());
                 } else {
                     for k in [
                         "extra_us_per_request_paired_median",
-                        "extra_cpu_us_per_request",
+                        "extra_thread_cpu_us_per_request",
+                        "extra_other_threads_cpu_us_per_request",
                     ] {
                         assert!(f[k].as_f64().is_some_and(f64::is_finite), "{what} {k}");
                     }
@@ -161,6 +174,8 @@ fn tiny_run_reports_every_figure_and_stores_ciphertext() {
         "PUT encrypted",
         "GET plaintext",
         "GET encrypted",
+        "target band: overhead 0–2%",
+        "ECS with D@RE: ≈10% (white paper)",
     ] {
         assert!(text.contains(name), "SVG lacks series {name:?}");
     }

@@ -594,6 +594,73 @@ fn cpu_reports_backend_and_io() {
     assert_eq!(v["io"], "std");
 }
 
+/// `dare cpu` reports the features as Linux detects them (its `/proc/cpuinfo` flags apply the
+/// same OS-state rules): VAES and VPCLMULQDQ count on 256-bit registers, with or without
+/// AVX-512. And a backend is listed as supported exactly when the reported features carry
+/// its kernel's list, so the report and the dispatch cannot disagree.
+#[test]
+fn cpu_features_are_the_kernels_view() {
+    let s = Store::new(4096);
+    let v = s.json(&["cpu", "--json"]);
+    let feats = v["features"].as_object().unwrap();
+    let has = |n: &str| feats[n].as_bool().unwrap_or_else(|| panic!("features.{n}"));
+    for n in [
+        "aes",
+        "pclmulqdq",
+        "avx",
+        "avx2",
+        "avx512f",
+        "avx512vl",
+        "avx512bw",
+        "vaes",
+        "vpclmulqdq",
+    ] {
+        assert!(feats.contains_key(n), "features.{n} missing");
+    }
+    let supported = |b: &str| {
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == b)
+            .and_then(|x| x["supported"].as_bool())
+            .unwrap_or_else(|| panic!("backend {b} missing"))
+    };
+    let ymm = has("aes") && has("pclmulqdq") && has("avx") && has("avx2");
+    assert_eq!(
+        supported("vaes256"),
+        ymm && has("vaes") && has("vpclmulqdq")
+    );
+    assert_eq!(
+        supported("vaes512"),
+        supported("vaes256") && has("avx512f") && has("avx512vl") && has("avx512bw")
+    );
+    assert!(supported("portable"));
+    let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+        eprintln!("no /proc/cpuinfo: the comparison with the kernel's flags is left out");
+        return;
+    };
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().collect())
+        .unwrap_or_default();
+    assert!(!flags.is_empty(), "no flags line in /proc/cpuinfo");
+    for (n, present) in feats {
+        assert_eq!(
+            present.as_bool(),
+            Some(flags.contains(&n.as_str())),
+            "dare cpu says {n} = {present}; /proc/cpuinfo flags {}",
+            if flags.contains(&n.as_str()) {
+                "list it"
+            } else {
+                "do not"
+            }
+        );
+    }
+}
+
 #[test]
 fn std_io_fallback_gives_identical_results() {
     let s = Store::new(4096);

@@ -1,8 +1,18 @@
-//! Items shared by every AES-256-GCM kernel: error types, SP 800-38D length
-//! limits and the constant-time tag check. Nothing here is `unsafe`; the
-//! kernels keep all of their `unsafe` in their own files.
+//! What every AES-256-GCM kernel shares: the safe wrapper [`GcmKey`] (length
+//! checks, constant-time tag comparison, zeroing on failure and on drop), written
+//! once and generic over the [`Kernel`] trait, which each ISA file implements on
+//! its zero-sized proof token; the error types and the SP 800-38D limits.
+//!
+//! Nothing here is `unsafe`. A kernel's raw entry points take pointers; the
+//! wrapper hands them a [`Buffers`], which only this module can build and only
+//! from checked slices, so the kernel's single `unsafe` call (in its own file)
+//! rests on this type's invariants and its token.
+
+use core::fmt;
+use core::marker::PhantomData;
 
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 /// Largest plaintext accepted, in bytes: SP 800-38D §5.2.1.1 caps it at
 /// 2^39 - 256 bits. This also guarantees that the 32-bit block counter, which
@@ -55,4 +65,209 @@ pub(crate) fn lengths_ok(aad_len: usize, msg_len: usize) -> bool {
 #[inline]
 pub(crate) fn tags_equal(a: &[u8; 16], b: &[u8; 16]) -> bool {
     bool::from(a.ct_eq(b))
+}
+
+/// The input, output and AAD of one kernel call, checked: the only way a kernel
+/// receives memory. Built only by [`GcmKey`]'s methods, it guarantees:
+/// - `src` is readable and `dst` writable for `len` bytes, for the lifetime
+///   `'a` of the borrows they come from;
+/// - `src` and `dst` are identical (in place) or do not overlap (a shared and
+///   an exclusive borrow);
+/// - `len` and `aad.len()` are within the SP 800-38D limits ([`lengths_ok`]),
+///   so the 32-bit block counter cannot wrap.
+pub(crate) struct Buffers<'a> {
+    aad: &'a [u8],
+    src: *const u8,
+    dst: *mut u8,
+    len: usize,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Buffers<'a> {
+    /// `buf` transformed in place; `None` past the length limits.
+    fn in_place(aad: &'a [u8], buf: &'a mut [u8]) -> Option<Self> {
+        if !lengths_ok(aad.len(), buf.len()) {
+            return None;
+        }
+        let p = buf.as_mut_ptr();
+        Some(Self {
+            aad,
+            src: p,
+            dst: p,
+            len: buf.len(),
+            _borrow: PhantomData,
+        })
+    }
+
+    /// `input` into `output`; `None` if their lengths differ or are past the
+    /// length limits.
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
+    fn separate(aad: &'a [u8], input: &'a [u8], output: &'a mut [u8]) -> Option<Self> {
+        if input.len() != output.len() || !lengths_ok(aad.len(), input.len()) {
+            return None;
+        }
+        Some(Self {
+            aad,
+            src: input.as_ptr(),
+            dst: output.as_mut_ptr(),
+            len: input.len(),
+            _borrow: PhantomData,
+        })
+    }
+
+    /// The additional authenticated data.
+    pub(crate) fn aad(&self) -> &'a [u8] {
+        self.aad
+    }
+
+    /// Start of the input (plaintext when sealing, ciphertext when opening).
+    pub(crate) fn src(&self) -> *const u8 {
+        self.src
+    }
+
+    /// Start of the output; equal to [`Self::src`] in place.
+    pub(crate) fn dst(&self) -> *mut u8 {
+        self.dst
+    }
+
+    /// Bytes of input and of output.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// One ISA's AES-256-GCM code, implemented by the kernel's zero-sized proof
+/// token: calling the kernel takes the token by value, and only the kernel's
+/// `detect()` creates one. Safe to call: every pointer it receives comes in a
+/// [`Buffers`].
+pub(crate) trait Kernel: Copy {
+    /// The key type's name in `Debug` output (nothing else is printed).
+    const KEY_NAME: &'static str;
+    /// Round keys and GHASH key powers in the kernel's layout; [`GcmKey`]
+    /// zeroizes it on drop.
+    type Schedule: Zeroize;
+    /// AES-256 key expansion (FIPS 197 §5.2) and the GHASH key powers.
+    fn schedule(self, key: &[u8; 32]) -> Self::Schedule;
+    /// GCM-AE (SP 800-38D §7.1): encrypts `io`'s input into its output and
+    /// returns the tag.
+    fn seal(self, s: &Self::Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16];
+    /// GCM-AD (§7.2) without the tag check: decrypts `io`'s input into its
+    /// output and returns the tag computed over the ciphertext, for
+    /// [`GcmKey`] to compare.
+    fn open(self, s: &Self::Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16];
+}
+
+/// An AES-256-GCM key on kernel `K`: the safe API every kernel shares, written
+/// once (as ring's `LessSafeKey` or RustCrypto's `AesGcm<Aes, _>`). Length
+/// checks come before any output is written, the tag is compared in constant
+/// time, a failed open leaves only zeros, and the schedule is zeroized on drop.
+pub(crate) struct GcmKey<K: Kernel> {
+    kernel: K,
+    schedule: K::Schedule,
+}
+
+impl<K: Kernel> Drop for GcmKey<K> {
+    fn drop(&mut self) {
+        self.schedule.zeroize();
+    }
+}
+
+impl<K: Kernel> fmt::Debug for GcmKey<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {{ .. }}", K::KEY_NAME)
+    }
+}
+
+impl<K: Kernel> GcmKey<K> {
+    pub(crate) fn new(kernel: K, key: &[u8; 32]) -> Self {
+        Self {
+            kernel,
+            schedule: kernel.schedule(key),
+        }
+    }
+
+    /// Encrypts `in_out` in place and returns the 16-byte tag.
+    /// Fails (writing nothing) only if the SP 800-38D length limits are exceeded.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; 16], SealError> {
+        let io = Buffers::in_place(aad, in_out).ok_or(SealError::TooLong)?;
+        Ok(self.kernel.seal(&self.schedule, nonce, io))
+    }
+
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
+    /// Out-of-place encryption. `output.len()` must equal `input.len()`,
+    /// otherwise `Err(LengthMismatch)` is returned and nothing is written.
+    pub(crate) fn seal(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; 16], SealError> {
+        if input.len() != output.len() {
+            return Err(SealError::LengthMismatch);
+        }
+        let io = Buffers::separate(aad, input, output).ok_or(SealError::TooLong)?;
+        Ok(self.kernel.seal(&self.schedule, nonce, io))
+    }
+
+    /// Decrypts in place and checks the tag in constant time. On failure the
+    /// buffer is zeroed, so no unauthenticated plaintext is ever released.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), AuthFailed> {
+        let ok = match Buffers::in_place(aad, in_out) {
+            Some(io) => tag_matches(self.kernel.open(&self.schedule, nonce, io), tag),
+            // Longer than any valid GCM ciphertext, so it cannot be authentic.
+            None => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            in_out.zeroize();
+            Err(AuthFailed)
+        }
+    }
+
+    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
+    /// Out-of-place decryption; see [`Self::open_in_place`]. On any error
+    /// `output` is zeroed.
+    pub(crate) fn open(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), OpenFailed> {
+        if input.len() != output.len() {
+            output.zeroize();
+            return Err(OpenFailed::LengthMismatch);
+        }
+        let ok = match Buffers::separate(aad, input, &mut *output) {
+            Some(io) => tag_matches(self.kernel.open(&self.schedule, nonce, io), tag),
+            None => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            output.zeroize();
+            Err(OpenFailed::AuthFailed)
+        }
+    }
+}
+
+/// Compares in constant time and wipes the computed tag.
+fn tag_matches(mut computed: [u8; 16], tag: &[u8; 16]) -> bool {
+    let ok = tags_equal(&computed, tag);
+    computed.zeroize();
+    ok
 }

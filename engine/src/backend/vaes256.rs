@@ -59,11 +59,11 @@
 
 use core::arch::asm;
 use core::arch::x86_64::*;
-use core::fmt;
 
 use zeroize::Zeroize;
 
-use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
+use super::CpuFeatures;
+use super::common::{Buffers, Kernel};
 
 /// Zero-sized proof that the CPU features this kernel needs were detected.
 /// Only [`Vaes256Token::detect`] creates it.
@@ -71,17 +71,17 @@ use super::common::{AuthFailed, OpenFailed, SealError, lengths_ok, tags_equal};
 pub(crate) struct Vaes256Token(());
 
 impl Vaes256Token {
-    /// Returns a token if and only if every feature in this file's
-    /// `#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]`
-    /// lists is present at run time.
+    /// Whether `f` has every feature in this file's
+    /// `#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]` lists. No
+    /// AVX-512 feature: the kernel emits only VEX-encoded xmm/ymm code.
+    pub(crate) fn supported_by(f: &CpuFeatures) -> bool {
+        f.aes && f.pclmulqdq && f.avx && f.avx2 && f.vaes && f.vpclmulqdq
+    }
+
+    /// Returns a token if and only if this CPU has every feature [`Self::supported_by`]
+    /// lists, as the one detector ([`CpuFeatures::detect`]) reports them.
     pub(crate) fn detect() -> Option<Self> {
-        let ok = is_x86_feature_detected!("aes")
-            && is_x86_feature_detected!("pclmulqdq")
-            && is_x86_feature_detected!("avx")
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("vaes")
-            && is_x86_feature_detected!("vpclmulqdq");
-        if ok { Some(Self(())) } else { None }
+        Self::supported_by(&CpuFeatures::detect()).then_some(Self(()))
     }
 }
 
@@ -90,8 +90,9 @@ const NPOW: usize = 20;
 /// ymm (two blocks each) per bulk iteration.
 const NV: usize = NPOW / 2;
 
-/// Expanded AES-256 key and GHASH key powers. Zeroized on drop.
-pub(crate) struct Vaes256Key {
+/// Expanded AES-256 key and GHASH key powers; [`GcmKey`](super::common::GcmKey) zeroizes them on drop.
+#[derive(Zeroize)]
+pub(crate) struct Vaes256Schedule {
     /// AES-256 round keys 0..=14 in AES byte order.
     rk: [u128; 15],
     /// Byte-reflected, preprocessed `H^20, H^19, …, H^1`, then four zero
@@ -103,154 +104,34 @@ pub(crate) struct Vaes256Key {
     /// `h_pow[i]` in both 64-bit halves, so the middle partial product of a
     /// block and a power costs one carry-less multiply instead of two.
     h_kar: [u128; NPOW],
-    token: Vaes256Token,
 }
 
-impl Drop for Vaes256Key {
-    fn drop(&mut self) {
-        self.rk.zeroize();
-        self.h_pow.zeroize();
-        self.h_kar.zeroize();
-    }
-}
+/// The safe API ([`GcmKey`](super::common::GcmKey)) over this kernel.
+impl Kernel for Vaes256Token {
+    const KEY_NAME: &'static str = "Vaes256Key";
+    type Schedule = Vaes256Schedule;
 
-impl fmt::Debug for Vaes256Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Vaes256Key { .. }")
-    }
-}
-
-impl Vaes256Key {
-    pub(crate) fn new(token: Vaes256Token, key: &[u8; 32]) -> Self {
-        let mut k = Self {
+    fn schedule(self, key: &[u8; 32]) -> Vaes256Schedule {
+        let mut s = Vaes256Schedule {
             rk: [0; 15],
             h_pow: [0; NPOW + 4],
             h_kar: [0; NPOW],
-            token,
         };
-        // SAFETY: `token` exists only if `detect()` found every feature that
+        // SAFETY: `self` exists only if `detect()` found every feature that
         // `expand_key` enables; it only writes through the three `&mut` arrays.
-        unsafe { expand_key(token, key, &mut k.rk, &mut k.h_pow, &mut k.h_kar) };
-        k
+        unsafe { expand_key(self, key, &mut s.rk, &mut s.h_pow, &mut s.h_kar) };
+        s
     }
 
-    /// Encrypts `in_out` in place and returns the 16-byte tag.
-    /// Fails (writing nothing) only if the SP 800-38D length limits are exceeded.
-    pub(crate) fn seal_in_place(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> Result<[u8; 16], SealError> {
-        if !lengths_ok(aad.len(), in_out.len()) {
-            return Err(SealError::TooLong);
-        }
-        let len = in_out.len();
-        let p = in_out.as_mut_ptr();
-        // SAFETY: the token proves the CPU features; `p` is valid for reads
-        // and writes of `len` bytes; src == dst is allowed by `seal_raw`.
-        Ok(unsafe { seal_raw(self.token, self, nonce, aad, p, p, len) })
+    fn seal(self, s: &Vaes256Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
+        // SAFETY: `self` proves the CPU features; `io` guarantees `seal_raw`'s
+        // memory and length preconditions (see `Buffers`).
+        unsafe { seal_raw(self, s, nonce, io.aad(), io.src(), io.dst(), io.len()) }
     }
 
-    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
-    /// Out-of-place encryption. `output.len()` must equal `input.len()`,
-    /// otherwise `Err(LengthMismatch)` is returned and nothing is written.
-    pub(crate) fn seal(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<[u8; 16], SealError> {
-        if input.len() != output.len() {
-            return Err(SealError::LengthMismatch);
-        }
-        if !lengths_ok(aad.len(), input.len()) {
-            return Err(SealError::TooLong);
-        }
-        // SAFETY: the token proves the CPU features; `input` is valid for
-        // `len` reads, `output` for `len` writes, and they cannot overlap
-        // (shared vs. exclusive borrow).
-        Ok(unsafe {
-            seal_raw(
-                self.token,
-                self,
-                nonce,
-                aad,
-                input.as_ptr(),
-                output.as_mut_ptr(),
-                input.len(),
-            )
-        })
-    }
-
-    /// Decrypts in place and checks the tag in constant time. On failure the
-    /// buffer is zeroed, so no unauthenticated plaintext is ever released.
-    pub(crate) fn open_in_place(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        in_out: &mut [u8],
-        tag: &[u8; 16],
-    ) -> Result<(), AuthFailed> {
-        if !lengths_ok(aad.len(), in_out.len()) {
-            // Longer than any valid GCM ciphertext, so it cannot be authentic.
-            in_out.zeroize();
-            return Err(AuthFailed);
-        }
-        let len = in_out.len();
-        let p = in_out.as_mut_ptr();
-        // SAFETY: as in `seal_in_place`.
-        let mut computed = unsafe { open_raw(self.token, self, nonce, aad, p, p, len) };
-        let ok = tags_equal(&computed, tag);
-        computed.zeroize();
-        if ok {
-            Ok(())
-        } else {
-            in_out.zeroize();
-            Err(AuthFailed)
-        }
-    }
-
-    #[cfg_attr(not(any(test, feature = "raw-aead")), allow(dead_code))] // out-of-place API: raw-aead benches and kernel tests only
-    /// Out-of-place decryption; see [`Self::open_in_place`]. On any error
-    /// `output` is zeroed.
-    pub(crate) fn open(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-        tag: &[u8; 16],
-    ) -> Result<(), OpenFailed> {
-        if input.len() != output.len() {
-            output.zeroize();
-            return Err(OpenFailed::LengthMismatch);
-        }
-        if !lengths_ok(aad.len(), input.len()) {
-            output.zeroize();
-            return Err(OpenFailed::AuthFailed);
-        }
-        // SAFETY: as in `seal`.
-        let mut computed = unsafe {
-            open_raw(
-                self.token,
-                self,
-                nonce,
-                aad,
-                input.as_ptr(),
-                output.as_mut_ptr(),
-                input.len(),
-            )
-        };
-        let ok = tags_equal(&computed, tag);
-        computed.zeroize();
-        if ok {
-            Ok(())
-        } else {
-            output.zeroize();
-            Err(OpenFailed::AuthFailed)
-        }
+    fn open(self, s: &Vaes256Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
+        // SAFETY: as in `seal`, for `open_raw`'s identical preconditions.
+        unsafe { open_raw(self, s, nonce, io.aad(), io.src(), io.dst(), io.len()) }
     }
 }
 
@@ -599,10 +480,28 @@ struct Setup {
     x: __m128i,
 }
 
+/// Wipes the key material one call copied to its stack frame, with `zeroize`'s
+/// volatile writes: the broadcast round keys and GHASH key powers of its
+/// [`Setup`]; E(K, J0), the mask of the tag (with it, a tag gives away the
+/// GHASH value, an equation in H); and the final GHASH state (likewise). Called
+/// at the end of [`seal_raw`] and [`open_raw`]. The other copies are wiped where
+/// they are made (`rk0` in [`setup`], the round keys in [`expand_key`], the bulk
+/// loop's GHASH state in [`LoopState`], the zero-padded tail buffers).
+/// Best effort: registers are not cleared (later SIMD code overwrites them;
+/// clearing them would take assembly after every call), nor any spill slot the
+/// compiler might make for a copy.
+fn wipe_call_state(rk: &mut [__m256i; 15], pw: &mut Powers, ekj0: &mut __m128i, x: &mut __m128i) {
+    rk.zeroize();
+    pw.hp.zeroize();
+    pw.hk.zeroize();
+    ekj0.zeroize();
+    x.zeroize();
+}
+
 /// # Safety
 /// CPU features as for [`expand_key`] (proved by the token).
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn setup(t: Vaes256Token, key: &Vaes256Key, nonce: &[u8; 12], aad: &[u8]) -> Setup {
+unsafe fn setup(t: Vaes256Token, key: &Vaes256Schedule, nonce: &[u8; 12], aad: &[u8]) -> Setup {
     let mut rk = [_mm256_setzero_si256(); 15];
     let mut rk0 = [_mm_setzero_si128(); 15];
     for i in 0..15 {
@@ -774,7 +673,7 @@ fn finish(
 #[allow(clippy::too_many_arguments)] // internal kernel entry; grouping would only add a struct
 unsafe fn tail(
     t: Vaes256Token,
-    key: &Vaes256Key,
+    key: &Vaes256Schedule,
     rk: &[__m256i; 15],
     ctr: __m256i,
     x: __m128i,
@@ -1239,7 +1138,7 @@ unsafe fn ctr_chunk<const N: usize>(
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 unsafe fn seal_raw(
     t: Vaes256Token,
-    key: &Vaes256Key,
+    key: &Vaes256Schedule,
     nonce: &[u8; 12],
     aad: &[u8],
     src: *const u8,
@@ -1248,10 +1147,10 @@ unsafe fn seal_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        rk,
-        pw,
+        mut rk,
+        mut pw,
         mut ctr,
-        ekj0,
+        mut ekj0,
         mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
@@ -1293,6 +1192,8 @@ unsafe fn seal_raw(
         }
         ctr = st.ctr;
         x = _mm256_castsi256_si128(st.x);
+        // The GHASH state lived in memory during the loop (see `LoopState`).
+        st.x.zeroize();
         let mut g = [_mm256_setzero_si256(); NV];
         for (j, v) in g.iter_mut().enumerate() {
             // SAFETY: i - 320 + 32j + 32 <= i <= len.
@@ -1311,7 +1212,9 @@ unsafe fn seal_raw(
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, true) };
-    finish(&key.h_pow, x, ekj0, aad.len(), len)
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    tag
 }
 
 /// GCM-AD (§7.2) without the tag check: decrypts `len` bytes from `src` to
@@ -1322,7 +1225,7 @@ unsafe fn seal_raw(
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 unsafe fn open_raw(
     t: Vaes256Token,
-    key: &Vaes256Key,
+    key: &Vaes256Schedule,
     nonce: &[u8; 12],
     aad: &[u8],
     src: *const u8,
@@ -1331,11 +1234,11 @@ unsafe fn open_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        rk,
-        pw,
+        mut rk,
+        mut pw,
         ctr,
-        ekj0,
-        x,
+        mut ekj0,
+        mut x,
     } = unsafe { setup(t, key, nonce, aad) };
     let bs = bswap_mask();
     let mut i = 0;
@@ -1368,7 +1271,9 @@ unsafe fn open_raw(
         i += 32 * NV;
     }
     let mut ctr = st.ctr;
-    let mut x = _mm256_castsi256_si128(st.x);
+    x = _mm256_castsi256_si128(st.x);
+    // The GHASH state lived in memory during the loop (see `LoopState`).
+    st.x.zeroize();
     if len - i >= 256 {
         let mut g = [_mm256_setzero_si256(); 8];
         for (j, v) in g.iter_mut().enumerate() {
@@ -1385,5 +1290,7 @@ unsafe fn open_raw(
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, false) };
-    finish(&key.h_pow, x, ekj0, aad.len(), len)
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    tag
 }

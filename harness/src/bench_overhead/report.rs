@@ -48,8 +48,13 @@ pub struct SeriesStats {
     pub ops_per_sec: Summary,
     /// 10^6 bytes per second.
     pub mb_per_sec: Summary,
-    /// User + system CPU seconds per 10^9 bytes.
+    /// User + system CPU seconds per 10^9 bytes, every thread of the process (the requesting
+    /// thread and the others).
     pub cpu_s_per_gb: Summary,
+    /// Mean CPU per request of the thread that made it (its own clock), microseconds.
+    pub thread_cpu_us_per_request: f64,
+    /// Mean CPU per request of the process's other threads while it ran, microseconds.
+    pub other_cpu_us_per_request: f64,
     /// Median and 99th-percentile request latency over all repetitions, microseconds.
     pub lat_p50_us: f64,
     pub lat_p99_us: f64,
@@ -60,8 +65,13 @@ pub struct SeriesStats {
     /// microseconds: robust to the stalls a shared drive throws at single requests. None for
     /// the plaintext series.
     pub extra_us_per_request: Option<f64>,
-    /// Extra CPU per request against plaintext (user+sys, all threads), microseconds.
-    pub extra_cpu_us_per_request: Option<f64>,
+    /// Extra CPU per request of the requesting thread against plaintext (user + system, from
+    /// the thread's own CPU clock; mean over requests), microseconds.
+    pub extra_thread_cpu_us_per_request: Option<f64>,
+    /// Extra CPU per request of the process's other threads against plaintext (process CPU
+    /// clock minus the requesting thread's; mean over requests), microseconds: the rayon
+    /// pool (its idle spinning included), pipeline I/O threads, io_uring workers.
+    pub extra_other_cpu_us_per_request: Option<f64>,
     /// Share of the drive's fio figure reached (percent), where fio ran and reads were cold.
     pub drive_pct: Option<f64>,
 }
@@ -137,9 +147,13 @@ fn series_stats(s: Series, passes: &[Pass], plain: Option<&[Pass]>) -> SeriesSta
     let cpu_s_per_gb = Summary::of(
         passes
             .iter()
-            .map(|p| p.cpu / (p.bytes as f64 / 1e9))
+            .map(|p| (p.cpu_thread + p.cpu_other) / (p.bytes as f64 / 1e9))
             .collect(),
     );
+    let ops_total = passes.iter().map(|p| p.ops).sum::<u64>().max(1) as f64;
+    let per_request = |f: fn(&Pass) -> f64| passes.iter().map(f).sum::<f64>() / ops_total * 1e6;
+    let thread_cpu_us_per_request = per_request(|p| p.cpu_thread);
+    let other_cpu_us_per_request = per_request(|p| p.cpu_other);
     let mut lat: Vec<f64> = passes.iter().flat_map(|p| p.lat.iter().copied()).collect();
     lat.sort_by(f64::total_cmp);
     let overhead_pct = plain.filter(|_| s != Series::Plain).map(|pl| {
@@ -157,28 +171,36 @@ fn series_stats(s: Series, passes: &[Pass], plain: Option<&[Pass]>) -> SeriesSta
             ..paired
         }
     });
-    let (extra_us_per_request, extra_cpu_us_per_request) = match plain {
-        Some(pl) if s != Series::Plain => {
-            let mut d: Vec<f64> = pl
-                .iter()
-                .zip(passes)
-                .flat_map(|(a, b)| a.lat.iter().zip(&b.lat).map(|(x, y)| (y - x) * 1e6))
-                .collect();
-            d.sort_by(f64::total_cmp);
-            let ops: u64 = passes.iter().map(|p| p.ops).sum();
-            let cpu =
-                passes.iter().map(|p| p.cpu).sum::<f64>() - pl.iter().map(|p| p.cpu).sum::<f64>();
-            (
-                Some(percentile(&d, 0.5)),
-                Some(cpu / ops.max(1) as f64 * 1e6),
-            )
-        }
-        _ => (None, None),
-    };
+    let (extra_us_per_request, extra_thread_cpu_us_per_request, extra_other_cpu_us_per_request) =
+        match plain {
+            Some(pl) if s != Series::Plain => {
+                let mut d: Vec<f64> = pl
+                    .iter()
+                    .zip(passes)
+                    .flat_map(|(a, b)| a.lat.iter().zip(&b.lat).map(|(x, y)| (y - x) * 1e6))
+                    .collect();
+                d.sort_by(f64::total_cmp);
+                // Both series make the same requests, so the difference of the sums over
+                // the series' requests is the mean extra per request.
+                let extra = |f: fn(&Pass) -> f64| {
+                    (passes.iter().map(f).sum::<f64>() - pl.iter().map(f).sum::<f64>()) / ops_total
+                        * 1e6
+                };
+                (
+                    Some(percentile(&d, 0.5)),
+                    Some(extra(|p| p.cpu_thread)),
+                    Some(extra(|p| p.cpu_other)),
+                )
+            }
+            _ => (None, None, None),
+        };
     SeriesStats {
         series: s,
         extra_us_per_request,
-        extra_cpu_us_per_request,
+        extra_thread_cpu_us_per_request,
+        extra_other_cpu_us_per_request,
+        thread_cpu_us_per_request,
+        other_cpu_us_per_request,
         ops: passes.first().map_or(0, |p| p.ops),
         bytes: passes.first().map_or(0, |p| p.bytes),
         ops_per_sec,
@@ -363,7 +385,14 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "+µs/req = median over requests of (latency − the same plaintext request's latency); +CPU µs = extra user+sys CPU per request"
+            "+µs/req = median over requests of (latency − the same plaintext request's latency)"
+        );
+        let _ = writeln!(
+            t,
+            "+thr CPU µs = extra user+sys CPU per request of the thread making it (its own clock, CLOCK_THREAD_CPUTIME_ID); \
+             +oth CPU µs = extra CPU of the process's other threads meanwhile (process clock − thread clock: \
+             rayon pool incl. idle spinning, pipeline I/O threads, io_uring workers); both means over requests; \
+             CPU s/GB counts all threads"
         );
         let _ = writeln!(
             t,
@@ -372,7 +401,7 @@ impl Report {
         let _ = writeln!(t);
         let _ = writeln!(
             t,
-            "{:<8} {:<9} {:<24} {:>9} {:>9} {:>19} {:>9} {:>7} {:>22} {:>9} {:>9}",
+            "{:<8} {:<9} {:<24} {:>9} {:>9} {:>19} {:>9} {:>7} {:>22} {:>9} {:>11} {:>11}",
             "size",
             "op",
             "series",
@@ -383,7 +412,8 @@ impl Report {
             "drive%",
             "overhead [per rep]",
             "+µs/req",
-            "+CPU µs"
+            "+thr CPU µs",
+            "+oth CPU µs"
         );
         for s in &self.sizes {
             let mut first = true;
@@ -406,7 +436,7 @@ impl Report {
                     let extra = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:+.1}"));
                     let _ = writeln!(
                         t,
-                        "{:<8} {:<9} {:<24} {:>9} {:>9} {:>19} {:>9} {:>7} {:>22} {:>9} {:>9}",
+                        "{:<8} {:<9} {:<24} {:>9} {:>9} {:>19} {:>9} {:>7} {:>22} {:>9} {:>11} {:>11}",
                         size,
                         op,
                         st.series.label(),
@@ -417,7 +447,8 @@ impl Report {
                         drive,
                         ovh,
                         extra(st.extra_us_per_request),
-                        extra(st.extra_cpu_us_per_request)
+                        extra(st.extra_thread_cpu_us_per_request),
+                        extra(st.extra_other_cpu_us_per_request)
                     );
                 }
             }
@@ -478,11 +509,14 @@ impl Report {
                                         "ops_per_sec": st.ops_per_sec.to_json(),
                                         "mb_per_sec": st.mb_per_sec.to_json(),
                                         "cpu_s_per_gb": st.cpu_s_per_gb.to_json(),
+                                        "thread_cpu_us_per_request": st.thread_cpu_us_per_request,
+                                        "other_threads_cpu_us_per_request": st.other_cpu_us_per_request,
                                         "latency_us": {"p50": st.lat_p50_us, "p99": st.lat_p99_us},
                                         "overhead_pct": st.overhead_pct.map(Summary::to_json),
                                         "drive_pct": st.drive_pct,
                                         "extra_us_per_request_paired_median": st.extra_us_per_request,
-                                        "extra_cpu_us_per_request": st.extra_cpu_us_per_request,
+                                        "extra_thread_cpu_us_per_request": st.extra_thread_cpu_us_per_request,
+                                        "extra_other_threads_cpu_us_per_request": st.extra_other_cpu_us_per_request,
                                     }),
                                 )
                             })

@@ -1,5 +1,5 @@
-//! The few system calls the benchmark needs and std does not offer: process CPU time,
-//! dropping a file from the page cache, syncing a whole file system, and naming it.
+//! The few system calls the benchmark needs and std does not offer: thread and process CPU
+//! time, dropping a file from the page cache, syncing a whole file system, and naming it.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -8,18 +8,32 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// User + system CPU seconds of this process so far, all threads included.
-pub fn cpu_seconds() -> f64 {
-    // SAFETY: `rusage` is a plain C struct of integers, for which all-zero bytes are valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+/// CPU time (user + system) of one clock, in seconds; 0 if the clock cannot be read.
+fn clock_seconds(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY:
-    // - `ru` is a valid, writable `rusage` that outlives the call;
-    // - RUSAGE_SELF is a valid `who`, so the call only writes `ru`.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+    // - `ts` is a valid, writable `timespec` that outlives the call;
+    // - both clocks used here are valid clock ids, so the call only writes `ts`.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return 0.0;
     }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// User + system CPU seconds of the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`): only
+/// what this thread ran, in user space and in the kernel on its behalf.
+pub fn thread_cpu_seconds() -> f64 {
+    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// User + system CPU seconds of the whole process so far (`CLOCK_PROCESS_CPUTIME_ID`): every
+/// thread, live or exited, including the kernel's io_uring worker threads, which belong to
+/// the process.
+pub fn process_cpu_seconds() -> f64 {
+    clock_seconds(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 /// Syncs `path` and drops its pages from the page cache, so the next read comes from the
@@ -73,5 +87,38 @@ pub fn fs_type(path: &Path) -> String {
         0xF2F5_2010 => "f2fs".into(),
         0x6573_5546 => "fuse".into(),
         m => format!("unknown (magic {m:#x})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread clock counts only the calling thread; the process clock counts the others
+    /// too. CPU time, not wall time: the worker spins until its own clock shows 50 ms.
+    #[test]
+    fn thread_clock_leaves_out_other_threads() {
+        let (p0, t0) = (process_cpu_seconds(), thread_cpu_seconds());
+        let worker = std::thread::spawn(|| {
+            let start = thread_cpu_seconds();
+            let mut x = 0u64;
+            while thread_cpu_seconds() - start < 0.05 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            thread_cpu_seconds() - start
+        });
+        let spun = worker.join().unwrap();
+        let (t1, p1) = (thread_cpu_seconds(), process_cpu_seconds());
+        assert!(spun >= 0.05);
+        assert!(
+            p1 - p0 >= spun,
+            "process clock {} < worker's {spun}",
+            p1 - p0
+        );
+        assert!(
+            t1 - t0 < spun / 2.0,
+            "this thread's clock counted the worker: {} s",
+            t1 - t0
+        );
     }
 }

@@ -108,8 +108,12 @@ pub struct Pass {
     pub bytes: u64,
     /// Wall-clock seconds spent inside the requests.
     pub secs: f64,
-    /// User + system CPU seconds of the process during the requests.
-    pub cpu: f64,
+    /// User + system CPU seconds of the thread that made the requests, during them.
+    pub cpu_thread: f64,
+    /// User + system CPU seconds of every other thread of the process during the requests:
+    /// the rayon pool (including its workers' spinning before they sleep), the std
+    /// pipeline's writer/reader threads, io_uring's kernel workers.
+    pub cpu_other: f64,
     /// Seconds per request.
     pub lat: Vec<f64>,
 }
@@ -204,17 +208,23 @@ fn order(series: &[Series], i: u64) -> impl Iterator<Item = Series> + '_ {
     (0..k).map(move |j| series[(start + j) % k])
 }
 
-/// Times one request into `pass`; the request returns the bytes it moved.
+/// Times one request into `pass`; the request returns the bytes it moved. CPU time is read
+/// from two clocks around it: the calling thread's own, and the whole process's; their
+/// difference is what the other threads ran meanwhile.
 fn timed(pass: &mut Pass, f: impl FnOnce() -> Result<u64>) -> Result<()> {
-    let c0 = sys::cpu_seconds();
-    let t0 = Instant::now();
+    let p0 = sys::process_cpu_seconds();
+    let t0 = sys::thread_cpu_seconds();
+    let w0 = Instant::now();
     let bytes = f()?;
-    let dt = t0.elapsed().as_secs_f64();
-    let c1 = sys::cpu_seconds();
+    let dt = w0.elapsed().as_secs_f64();
+    let t1 = sys::thread_cpu_seconds();
+    let p1 = sys::process_cpu_seconds();
+    let thread = (t1 - t0).max(0.0);
     pass.ops += 1;
     pass.bytes += bytes;
     pass.secs += dt;
-    pass.cpu += (c1 - c0).max(0.0);
+    pass.cpu_thread += thread;
+    pass.cpu_other += (p1 - p0 - thread).max(0.0);
     pass.lat.push(dt);
     Ok(())
 }
