@@ -1,11 +1,12 @@
 //! Which files dare trusts to hold or guard keys.
 //!
-//! A root key file, a passphrase file or a metadata database that another local user can
-//! replace is a key that other user chooses: the next `put` would encrypt under it. So, as
-//! OpenSSH does for `authorized_keys`, dare refuses such a file before reading it:
+//! A root key file, a passphrase or HSM PIN file, a PKCS#11 module or a metadata database
+//! that another local user can replace is a key that other user chooses: the next `put`
+//! would encrypt under it. So, as OpenSSH does for `authorized_keys`, dare refuses such a
+//! file before reading it:
 //!
 //! - the file must be owned by the user running dare or by root;
-//! - a file holding a secret (root key, passphrase) must not be readable or writable by
+//! - a file holding a secret (root key, passphrase, PIN) must not be readable or writable by
 //!   group or others (`mode & 0o077 == 0`); the metadata database, which holds only wrapped
 //!   keys, must not be writable by them (`mode & 0o022 == 0`);
 //! - the directory it is in must be owned by that user or root and not writable by group or

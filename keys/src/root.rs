@@ -3,7 +3,8 @@
 //! In ECS (white paper §2.1) a per-VDC RSA key pair wraps the master key and the RT data
 //! key, or (§2.2) an external key manager holds the master key. dare puts that role behind
 //! [`RootOfTrust`]: the store hands it a 256-bit key and keeps the opaque blob it returns, so
-//! a PKCS#11 HSM or a KMIP server can implement it later without any change to the store.
+//! a PKCS#11 HSM (`dare-hsm`'s `PkcsRoot`, docs/KEYS.md §5.4) implements it without any change
+//! to the store, and a KMIP server can later.
 //!
 //! Two native implementations ship (layouts in docs/KEYS.md §5):
 //! - [`RootKeyFile`]: 32 random bytes in a file of mode 0600; blob = RFC 5649 wrap (40 bytes).
