@@ -93,6 +93,27 @@ pub enum Error {
     Keys(dare_keys::StoreError),
     /// The key management service refused or failed (docs/KMS.md).
     Kms(dare_kms::KmsError),
+    /// The PKCS#11 HSM root of trust could not be opened: module, token, PIN or key
+    /// (docs/KEYS.md §5.4).
+    Hsm(dare_hsm::HsmError),
+    /// The store's master keys are protected by an HSM key and no HSM root was given.
+    HsmNeeded {
+        /// The key's PKCS#11 URI, as the store records it.
+        recorded: String,
+    },
+    /// An HSM root was given for a store whose master keys are protected otherwise.
+    HsmNotApplicable {
+        /// The store's root of trust as it records it (`root-key-file`, ...).
+        recorded: String,
+    },
+    /// The HSM key given did not unwrap the store's master key: it is not the key the store
+    /// was made with, or the key store was tampered with.
+    HsmKeyMismatch {
+        /// The key given, as a PKCS#11 URI.
+        given: String,
+        /// The key the store records.
+        recorded: String,
+    },
     /// The metadata database failed.
     Metadata(MetaError),
     /// Verifying or decrypting an object failed. No unverified plaintext was released.
@@ -196,6 +217,7 @@ impl Error {
                     | KeyError::WrongRootKey
             ),
             Error::Kms(e) => matches!(e, dare_kms::KmsError::DecryptFailed),
+            Error::HsmKeyMismatch { .. } => true,
             _ => false,
         }
     }
@@ -272,6 +294,24 @@ impl fmt::Display for Error {
             Error::Key(e) => e.fmt(f),
             Error::Keys(e) => e.fmt(f),
             Error::Kms(e) => e.fmt(f),
+            Error::Hsm(e) => e.fmt(f),
+            Error::HsmNeeded { recorded } => write!(
+                f,
+                "this store's master keys are protected by the HSM key {recorded}: give that \
+                 HSM with --hsm-module PATH, --hsm-token LABEL, --hsm-key LABEL and the PIN \
+                 with --hsm-pin-file FILE (or DARE_HSM_MODULE, DARE_HSM_TOKEN, DARE_HSM_KEY, \
+                 DARE_HSM_PIN_FILE or DARE_HSM_PIN)"
+            ),
+            Error::HsmNotApplicable { recorded } => write!(
+                f,
+                "this store's master keys are protected by {recorded}, not by an HSM: drop \
+                 the --hsm-* options and unset DARE_HSM_*"
+            ),
+            Error::HsmKeyMismatch { given, recorded } => write!(
+                f,
+                "the HSM key {given} cannot unwrap this store's master key: it is not the key \
+                 the store was created with ({recorded}), or the key store was tampered with"
+            ),
             Error::Metadata(e) => e.fmt(f),
             Error::Open(e) => e.fmt(f),
             Error::Seal(e) => e.fmt(f),
@@ -344,6 +384,7 @@ impl std::error::Error for Error {
             Error::Key(e) => Some(e),
             Error::Keys(e) => Some(e),
             Error::Kms(e) => Some(e),
+            Error::Hsm(e) => Some(e),
             Error::Metadata(e) | Error::PutOutcomeUnknown { source: e, .. } => Some(e),
             Error::Open(OpenError::Io(e) | OpenError::Sink(e)) => Some(e),
             Error::Open(e) => Some(e),
@@ -369,6 +410,12 @@ impl From<dare_kms::KmsError> for Error {
             dare_kms::KmsError::Key(k) => Error::Key(k),
             e => Error::Kms(e),
         }
+    }
+}
+
+impl From<dare_hsm::HsmError> for Error {
+    fn from(e: dare_hsm::HsmError) -> Self {
+        Error::Hsm(e)
     }
 }
 

@@ -12,16 +12,17 @@
 //!  │                 (SQLite embedded by default, or PostgreSQL)      docs/METADATA.md
 //!  ├─ dare-keys      key hierarchy (ECS: master → namespace → bucket, virtual keys), roots
 //!  │                 of trust, rotation, SSE-C, the derived-key cache  docs/KEYS.md
+//!  ├─ dare-hsm       the PKCS#11 HSM root of trust ([`Root::Pkcs11`])  docs/KEYS.md §5.4
 //!  ├─ dare-engine    data plane: chunked AES-256-GCM, CPU-dispatched kernels, io_uring
 //!  │                 pipelines, the data-file volume                  docs/FORMAT.md
 //!  └─ dare-envelope  the only key types the data plane sees: data keys, envelopes, providers
 //! ```
 //!
 //! A store directory holds `dare.db` (metadata), `objects/` (data files named by object id)
-//! and `root.key` (unless a passphrase protects the store); see [`layout`]. Several nodes
-//! share one store through a PostgreSQL metadata database ([`MetadataLocation::Postgres`])
-//! and a store directory on a shared filesystem, which then holds `metadata.json` instead of
-//! `dare.db` (docs/METADATA.md §8, docs/NODES.md).
+//! and `root.key` (unless a passphrase or a PKCS#11 HSM key protects the store); see
+//! [`layout`]. Several nodes share one store through a PostgreSQL metadata database
+//! ([`MetadataLocation::Postgres`]) and a store directory on a shared filesystem, which then
+//! holds `metadata.json` instead of `dare.db` (docs/METADATA.md §8, docs/NODES.md).
 //!
 //! # The data path
 //!
@@ -67,6 +68,7 @@ pub use store::{Dare, MetadataLocation, Options, PostgresUrl, Root};
 // What embedders need from the crates below, so that `dare` alone is enough to use the store.
 pub use dare_engine::{AeadBackend, DiskOptions, IoMode, StoreConfig};
 pub use dare_envelope::{KeyError, Secret32};
+pub use dare_hsm::{HsmConfig, HsmError, Pin as HsmPin};
 pub use dare_keys::{
     CacheMode, RotationOptions, RotationStatus, StoreError as KeyStoreError, TaskState,
     read_customer_key_file, read_passphrase_file, step_name,

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use dare_engine::{DataStore, DiskOptions, DiskVolume, StoreConfig, Volume, format};
+use dare_hsm::PkcsRoot;
 use dare_keys::{
     CacheMode, KeyStore, PassphraseRoot, RootKeyFile, RootOfTrust, StoreOptions as KeyOptions,
 };
@@ -39,7 +40,16 @@ pub enum Root {
     KeyFile,
     /// A key derived from this passphrase with Argon2id (KEYS.md §5.2).
     Passphrase(Zeroizing<Vec<u8>>),
-    /// Any other root of trust (an HSM, a key server, a test double).
+    /// An AES-256 key in a PKCS#11 HSM that never leaves it (KEYS.md §5.4): the module,
+    /// the token and key labels, and the token's user PIN. The store records the key's
+    /// PKCS#11 URI, and refuses to open without an HSM root.
+    Pkcs11 {
+        /// The module and the labels.
+        config: dare_hsm::HsmConfig,
+        /// The user PIN (`Debug` redacts it; zeroed when dropped).
+        pin: dare_hsm::Pin,
+    },
+    /// Any other root of trust (a key server, a test double).
     Custom(Arc<dyn RootOfTrust>),
 }
 
@@ -48,6 +58,12 @@ impl std::fmt::Debug for Root {
         match self {
             Root::KeyFile => f.write_str("Root::KeyFile"),
             Root::Passphrase(_) => f.write_str("Root::Passphrase(<redacted>)"),
+            Root::Pkcs11 { config, .. } => write!(
+                f,
+                "Root::Pkcs11({} in {})",
+                dare_hsm::uri_of(&config.token, &config.key),
+                config.module.display()
+            ),
             Root::Custom(r) => write!(f, "Root::Custom({r:?})"),
         }
     }
@@ -163,6 +179,7 @@ pub struct Dare {
 
 fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOfTrust>, Error> {
     Ok(match root {
+        Root::Pkcs11 { config, pin } => Arc::new(PkcsRoot::open(config, pin)?),
         Root::Passphrase(p) => {
             if create {
                 dare_keys::check_new_passphrase(p)?;
@@ -184,6 +201,39 @@ fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOf
             }
         }
     })
+}
+
+/// Refuses a root of trust of the wrong kind for a store whose `store.root_of_trust` is
+/// `recorded`: a store made on an HSM opens only with an HSM root, and an HSM root opens only
+/// such a store. Which HSM key it is, the key's fingerprint in each blob decides (a relabelled
+/// key, or the same key restored into another token, still opens the store).
+fn check_root_kind(recorded: &str, root: &Root) -> Result<(), Error> {
+    match (dare_hsm::is_hsm_description(recorded), root) {
+        (true, Root::Pkcs11 { .. }) | (false, Root::KeyFile | Root::Passphrase(_)) => Ok(()),
+        (true, Root::KeyFile | Root::Passphrase(_)) => Err(Error::HsmNeeded {
+            recorded: recorded.to_string(),
+        }),
+        (false, Root::Pkcs11 { .. }) => Err(Error::HsmNotApplicable {
+            recorded: recorded.to_string(),
+        }),
+        (_, Root::Custom(_)) => Ok(()),
+    }
+}
+
+/// A wrong-root failure of an HSM root as what it means: the HSM key given is not the one
+/// the store was made with (or the key store was tampered with).
+fn hsm_mismatch(e: Error, root: &dyn RootOfTrust, recorded: &str) -> Error {
+    match e {
+        Error::Key(dare_envelope::KeyError::WrongRootKey)
+            if dare_hsm::is_hsm_description(&root.describe()) =>
+        {
+            Error::HsmKeyMismatch {
+                given: root.describe(),
+                recorded: recorded.to_string(),
+            }
+        }
+        e => e,
+    }
 }
 
 /// Pairs the store directory `dir` with the PostgreSQL database `db` at `create`: returns
@@ -255,6 +305,11 @@ impl Dare {
         {
             dare_keys::check_new_passphrase(p)?;
         }
+        // An HSM root is opened (module, token, PIN, key checked) before anything is created.
+        let hsm: Option<Arc<dyn RootOfTrust>> = match &opts.root {
+            Root::Pkcs11 { config, pin } => Some(Arc::new(PkcsRoot::open(config, pin)?)),
+            _ => None,
+        };
         // The server first: a database that cannot be reached leaves nothing behind.
         let pg: Option<Arc<dyn Metadata>> = match &opts.metadata {
             MetadataLocation::Postgres(url) => Some(Arc::new(PostgresMetadata::open(
@@ -288,18 +343,27 @@ impl Dare {
                 (pg, None, Some(store_id))
             }
         };
-        let fresh = read_with(&*meta, |tx| tx.store().map(|s| s.is_none()))?;
-        let root = root_of_trust(dir, &opts.root, fresh)?;
+        let existing = read_with(&*meta, |tx| tx.store())?;
+        if let Some(s) = &existing {
+            check_root_kind(&s.root_of_trust, &opts.root)?;
+        }
+        let root = match hsm {
+            Some(r) => r,
+            None => root_of_trust(dir, &opts.root, existing.is_none())?,
+        };
+        let recorded = existing.map(|s| s.root_of_trust);
         let volume: Arc<dyn Volume> = Arc::new(
             DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
                 .map_err(io("create", &dir.join(OBJECTS_DIR)))?,
         );
-        let mut d = Self::create_with(meta, volume, root, chunk_shift, store_id, opts).map_err(
-            |e| match e {
+        let mut d = Self::create_with(meta, volume, root.clone(), chunk_shift, store_id, opts)
+            .map_err(|e| match e {
                 Error::AlreadyAStore(_) => Error::AlreadyAStore(dir.to_path_buf()),
-                e => e,
-            },
-        )?;
+                e => match &recorded {
+                    Some(r) => hsm_mismatch(e, &*root, r),
+                    None => e,
+                },
+            })?;
         d.dir = Some(dir.to_path_buf());
         d.sqlite = sqlite;
         Ok(d)
@@ -433,12 +497,17 @@ impl Dare {
 
     /// The root of trust and the data volume of `dir`, with `meta`.
     fn open_dir(dir: &Path, meta: Arc<dyn Metadata>, opts: &Options) -> Result<Dare, Error> {
+        let recorded = read_with(&*meta, |tx| tx.store())?
+            .map(|s| s.root_of_trust)
+            .unwrap_or_default();
+        check_root_kind(&recorded, &opts.root)?;
         let root = root_of_trust(dir, &opts.root, false)?;
         let volume: Arc<dyn Volume> = Arc::new(
             DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
                 .map_err(io("open", &dir.join(OBJECTS_DIR)))?,
         );
-        let mut d = Self::open_parts(meta, volume, root, opts)?;
+        let mut d = Self::open_parts(meta, volume, root.clone(), opts)
+            .map_err(|e| hsm_mismatch(e, &*root, &recorded))?;
         d.dir = Some(dir.to_path_buf());
         Ok(d)
     }

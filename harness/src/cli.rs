@@ -14,8 +14,10 @@ use crate::args::{IoChoice, OnOff};
 /// costs on your drive.
 ///
 /// A store is protected by a random root key file (`root.key` in the store directory) unless
-/// it was created with `--passphrase-file` (or DARE_PASSPHRASE_FILE): then every command that
-/// opens it needs the same passphrase file.
+/// it was created with `--passphrase-file` (or DARE_PASSPHRASE_FILE) or on a PKCS#11 HSM
+/// (`--hsm-module`, `--hsm-token`, `--hsm-key` and the PIN from `--hsm-pin-file` or
+/// DARE_HSM_PIN; DARE_HSM_* in the environment): then every command that opens it needs the
+/// same passphrase file, or the same HSM key.
 ///
 /// Its metadata is in `dare.db` in the store directory, unless it was created with a
 /// PostgreSQL database (DARE_METADATA_URL or --metadata) for several nodes to share: then
@@ -38,6 +40,25 @@ pub struct Cli {
     /// directory others cannot write.
     #[arg(long, global = true, env = "DARE_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Protect (init) or unlock the store's master keys with an AES-256 key in a PKCS#11 HSM
+    /// that never leaves it, instead of the root key file: the HSM vendor's PKCS#11 library
+    /// (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). Goes with --hsm-token, --hsm-key and the
+    /// token's user PIN (--hsm-pin-file, or the environment variable DARE_HSM_PIN; never on
+    /// the command line). A store created on an HSM needs them for every command
+    /// (docs/KEYS.md §5.4).
+    #[arg(long, global = true, env = "DARE_HSM_MODULE", value_name = "PATH")]
+    pub hsm_module: Option<PathBuf>,
+    /// The label of the HSM token that holds the key.
+    #[arg(long, global = true, env = "DARE_HSM_TOKEN", value_name = "LABEL")]
+    pub hsm_token: Option<String>,
+    /// The label of the AES-256 key on the token (create it with `dare hsm init-key`).
+    #[arg(long, global = true, env = "DARE_HSM_KEY", value_name = "LABEL")]
+    pub hsm_key: Option<String>,
+    /// Read the HSM token's user PIN from this file (one trailing newline is ignored). The
+    /// file must be yours (or root's), mode 0600 or stricter, in a directory others cannot
+    /// write. Or set DARE_HSM_PIN to the PIN itself.
+    #[arg(long, global = true, env = "DARE_HSM_PIN_FILE", value_name = "FILE")]
+    pub hsm_pin_file: Option<PathBuf>,
     /// Keep the store's metadata in this PostgreSQL database instead of dare.db, so that
     /// several nodes share one store: postgres://USER:PASSWORD@HOST:PORT/DATABASE. Given to
     /// `init` (which records the URL without its password in the store's metadata.json) and to
@@ -68,8 +89,10 @@ pub enum Command {
     ///
     /// The master keys are protected by a random root key file (`root.key`, mode 0600) in the
     /// store directory, or, with --passphrase-file FILE (or DARE_PASSPHRASE_FILE), by a key
-    /// derived from the passphrase in FILE with Argon2id; every later command then needs the
-    /// same passphrase file.
+    /// derived from the passphrase in FILE with Argon2id, or, with --hsm-module, --hsm-token,
+    /// --hsm-key and the PIN (--hsm-pin-file or DARE_HSM_PIN), by an AES-256 key that never
+    /// leaves a PKCS#11 HSM; every later command then needs the same passphrase file or HSM
+    /// key.
     ///
     /// The metadata goes to `dare.db` in the store directory, or, with DARE_METADATA_URL (or
     /// --metadata URL), to that PostgreSQL database (empty, existing): the store directory
@@ -127,9 +150,22 @@ pub enum Command {
     /// when a rule or the key's state refuses the operation.
     #[command(subcommand)]
     Kms(KmsCommand),
+    /// PKCS#11 HSM root of trust: create the key a store's master keys are wrapped under.
+    #[command(subcommand)]
+    Hsm(HsmCommand),
     /// Benchmarks: AEAD kernels, encryption overhead on a drive.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HsmCommand {
+    /// Generate the AES-256 key named by --hsm-key inside the token named by --hsm-token
+    /// (--hsm-module, and the PIN from --hsm-pin-file or DARE_HSM_PIN): a token object that
+    /// can never leave the HSM (CKA_EXTRACTABLE false, CKA_SENSITIVE true) and may only wrap
+    /// and unwrap keys. Refused when the token holds an object with that label already. Then
+    /// `dare init` with the same options creates a store protected by it.
+    InitKey(JsonFlag),
 }
 
 #[derive(Debug, Args)]

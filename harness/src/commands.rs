@@ -3,6 +3,7 @@
 //! No logic a server would need lives here: policy, names, ranges, listing, rewrap and fsck
 //! are the library's.
 
+pub mod hsm;
 pub mod keys;
 pub mod kms;
 pub mod maintenance;

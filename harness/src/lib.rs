@@ -22,8 +22,8 @@ use std::io;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cli::{BenchCommand, Cli, Command};
-use commands::{Usage, keys, kms, maintenance, object, resource};
+use cli::{BenchCommand, Cli, Command, HsmCommand};
+use commands::{Usage, hsm, keys, kms, maintenance, object, resource};
 use settings::Settings;
 
 /// Runs a parsed command line.
@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Fsck(a) => maintenance::fsck(&s.open()?, a),
         Command::Backup(a) => maintenance::backup(&s.open()?, a),
         Command::Restore(a) => maintenance::restore(&s, a),
+        Command::Hsm(HsmCommand::InitKey(j)) => hsm::init_key(&s, j),
         Command::Cpu(j) => cpuinfo::run(s.data.backend, s.disk.io, j.json),
         Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a, s.data.backend),
         Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &s.engine_options()),

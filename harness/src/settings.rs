@@ -1,7 +1,8 @@
 //! The global flags and their environment variables, mapped onto [`dare::Options`]. The
 //! library reads no environment variable; clap reads `DARE_STORE`, `DARE_PASSPHRASE_FILE`,
-//! `DARE_METADATA_URL`, `DARE_AEAD_BACKEND` and `DARE_IO` into the flags, and this module
-//! turns the flags into options.
+//! `DARE_HSM_MODULE`, `DARE_HSM_TOKEN`, `DARE_HSM_KEY`, `DARE_HSM_PIN_FILE`,
+//! `DARE_METADATA_URL`, `DARE_AEAD_BACKEND` and `DARE_IO` into the flags, this module reads
+//! `DARE_HSM_PIN` (a PIN is never a flag: `ps` would show it), and turns them into options.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use dare::{
 
 use crate::args::IoChoice;
 use crate::cli::Cli;
+use crate::commands::Usage;
 
 /// What the global flags say, checked.
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ pub struct Settings {
     pub store: PathBuf,
     /// The passphrase file, when the store is protected by a passphrase.
     pub passphrase_file: Option<PathBuf>,
+    /// The HSM key, when the store is protected by one (the PIN is read when opening).
+    pub hsm: Option<Hsm>,
     /// The PostgreSQL metadata database, when the store keeps its metadata there (`Debug`
     /// shows no password).
     pub metadata: Option<PostgresUrl>,
@@ -31,8 +35,105 @@ pub struct Settings {
     pub data: StoreConfig,
 }
 
+/// Where the HSM key is, and where its PIN comes from.
+#[derive(Debug, Clone)]
+pub struct Hsm {
+    /// Module, token label, key label.
+    pub config: dare::HsmConfig,
+    /// The PIN file, or `None`: the PIN is in `DARE_HSM_PIN`.
+    pub pin_file: Option<PathBuf>,
+}
+
+/// The environment variable that may hold the HSM PIN itself.
+pub const PIN_ENV: &str = "DARE_HSM_PIN";
+
+impl Hsm {
+    /// The `--hsm-*` flags, checked: module, token and key go together; the PIN comes from
+    /// one place. `None` when no `--hsm-*` flag (or `DARE_HSM_*` variable) names a module,
+    /// token, key or PIN file.
+    fn from_cli(cli: &Cli) -> Result<Option<Hsm>> {
+        let given = cli.hsm_module.is_some()
+            || cli.hsm_token.is_some()
+            || cli.hsm_key.is_some()
+            || cli.hsm_pin_file.is_some();
+        if !given {
+            return Ok(None);
+        }
+        let usage = |m: String| anyhow::Error::new(Usage(m));
+        let missing: Vec<&str> = [
+            (
+                cli.hsm_module.is_none(),
+                "--hsm-module PATH (DARE_HSM_MODULE)",
+            ),
+            (
+                cli.hsm_token.is_none(),
+                "--hsm-token LABEL (DARE_HSM_TOKEN)",
+            ),
+            (cli.hsm_key.is_none(), "--hsm-key LABEL (DARE_HSM_KEY)"),
+        ]
+        .into_iter()
+        .filter_map(|(m, name)| m.then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            return Err(usage(format!(
+                "an HSM root of trust needs --hsm-module, --hsm-token and --hsm-key together; \
+                 missing: {}",
+                missing.join(", ")
+            )));
+        }
+        if cli.passphrase_file.is_some() {
+            return Err(usage(
+                "choose one root of trust: --passphrase-file (DARE_PASSPHRASE_FILE) or an HSM \
+                 (--hsm-*, DARE_HSM_*), not both"
+                    .into(),
+            ));
+        }
+        let pin_env = std::env::var_os(PIN_ENV).is_some();
+        match (&cli.hsm_pin_file, pin_env) {
+            (Some(_), true) => {
+                return Err(usage(format!(
+                    "the HSM PIN is given twice: --hsm-pin-file (DARE_HSM_PIN_FILE) and \
+                     {PIN_ENV}; give one"
+                )));
+            }
+            (None, false) => {
+                return Err(usage(format!(
+                    "the HSM token's user PIN is needed: --hsm-pin-file FILE \
+                     (DARE_HSM_PIN_FILE), or {PIN_ENV}"
+                )));
+            }
+            _ => {}
+        }
+        Ok(Some(Hsm {
+            config: dare::HsmConfig {
+                module: cli.hsm_module.clone().unwrap_or_default(),
+                token: cli.hsm_token.clone().unwrap_or_default(),
+                key: cli.hsm_key.clone().unwrap_or_default(),
+            },
+            pin_file: cli.hsm_pin_file.clone(),
+        }))
+    }
+
+    /// Reads the PIN: from the PIN file (checked as a passphrase file is), or from
+    /// `DARE_HSM_PIN`.
+    pub fn pin(&self) -> Result<dare::HsmPin> {
+        match &self.pin_file {
+            Some(p) => dare::HsmPin::read_file(p)
+                .map_err(dare::Error::from)
+                .context("--hsm-pin-file (or DARE_HSM_PIN_FILE)"),
+            None => {
+                let v = std::env::var_os(PIN_ENV).unwrap_or_default();
+                let v = zeroize::Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(v));
+                dare::HsmPin::new(v.as_slice())
+                    .map_err(dare::Error::from)
+                    .context(PIN_ENV)
+            }
+        }
+    }
+}
+
 impl Settings {
-    /// Checks `--backend` and `--io`; reads no file.
+    /// Checks `--backend`, `--io` and the `--hsm-*` flags; reads no file.
     pub fn from_cli(cli: &Cli) -> Result<Settings> {
         let mut data = StoreConfig::default();
         if let Some(b) = &cli.backend {
@@ -55,6 +156,7 @@ impl Settings {
         Ok(Settings {
             store: cli.store.clone(),
             passphrase_file: cli.passphrase_file.clone(),
+            hsm: Hsm::from_cli(cli)?,
             metadata: cli.metadata.clone(),
             disk,
             data,
@@ -63,13 +165,17 @@ impl Settings {
 
     /// Options with the root of trust the flags name (reads the passphrase file, if any).
     pub fn options(&self) -> Result<Options> {
-        let root = match &self.passphrase_file {
-            Some(p) => Root::Passphrase(
+        let root = match (&self.passphrase_file, &self.hsm) {
+            (Some(p), _) => Root::Passphrase(
                 dare::read_passphrase_file(p)
                     .map_err(dare::Error::from)
                     .context("--passphrase-file (or DARE_PASSPHRASE_FILE)")?,
             ),
-            None => Root::KeyFile,
+            (None, Some(h)) => Root::Pkcs11 {
+                config: h.config.clone(),
+                pin: h.pin()?,
+            },
+            (None, None) => Root::KeyFile,
         };
         Ok(Options {
             root,

@@ -1,11 +1,12 @@
 //! Which files dare trusts to hold or guard keys.
 //!
-//! A root key file, a passphrase file or a metadata database that another local user can
-//! replace is a key that other user chooses: the next `put` would encrypt under it. So, as
-//! OpenSSH does for `authorized_keys`, dare refuses such a file before reading it:
+//! A root key file, a passphrase or HSM PIN file, a PKCS#11 module or a metadata database
+//! that another local user can replace is a key that other user chooses: the next `put`
+//! would encrypt under it. So, as OpenSSH does for `authorized_keys`, dare refuses such a
+//! file before reading it:
 //!
 //! - the file must be owned by the user running dare or by root;
-//! - a file holding a secret (root key, passphrase) must not be readable or writable by
+//! - a file holding a secret (root key, passphrase, PIN) must not be readable or writable by
 //!   group or others (`mode & 0o077 == 0`); the metadata database, which holds only wrapped
 //!   keys, must not be writable by them (`mode & 0o022 == 0`);
 //! - the directory it is in must be owned by that user or root and not writable by group or
@@ -16,8 +17,11 @@
 //! fixes it.
 
 use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use crate::StoreError;
 
@@ -164,6 +168,60 @@ pub fn open_store_file(
     }
     check_file(what, path, &md, guard)?;
     Ok((f, md))
+}
+
+/// Reads a small secret (a passphrase, an HSM PIN) from a file: its contents without one
+/// trailing newline (`\n` or `\r\n`), at most `max_len` bytes. The file must be owned by the
+/// user running dare (or root) and not readable or writable by group or others; a regular
+/// file's directory must not be writable by them either (a sticky directory such as `/tmp` is
+/// allowed). A pipe (`<(...)`) is accepted. `what` names the file in every refusal.
+pub fn read_secret_file(
+    what: &'static str,
+    path: &Path,
+    max_len: u64,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let io = |op, source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::open(path).map_err(|e| io("read", e))?;
+    let md = f.metadata().map_err(|e| io("inspect", e))?;
+    check_file(what, path, &md, Guard::Secret)?;
+    if md.is_file() {
+        let real = fs::canonicalize(path).map_err(|e| io("resolve", e))?;
+        check_dir(what, &parent_of(&real), true)?;
+    }
+    // Bounded: a secret file is small; a device or endless pipe must not fill memory.
+    // Allocated once, so no reallocation leaves a copy of the secret behind.
+    let cap = usize::try_from(max_len.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut v = Zeroizing::new(Vec::with_capacity(cap));
+    (&mut f)
+        .take(max_len.saturating_add(1))
+        .read_to_end(&mut v)
+        .map_err(|e| io("read", e))?;
+    if v.len() as u64 > max_len {
+        return Err(StoreError::Corrupt(format!(
+            "{what} {} is longer than {}; it should hold one secret",
+            path.display(),
+            human_len(max_len)
+        )));
+    }
+    if v.last() == Some(&b'\n') {
+        v.pop();
+        if v.last() == Some(&b'\r') {
+            v.pop();
+        }
+    }
+    Ok(v)
+}
+
+fn human_len(n: u64) -> String {
+    if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 #[cfg(test)]

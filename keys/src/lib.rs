@@ -5,12 +5,12 @@
 //! the object (the wrapped data key and the reference to the key that wrapped it), and on read
 //! it hands the envelope back to get the data key. Which hierarchy sits behind the provider (a
 //! store root key, the ECS-style master/namespace/bucket hierarchy, a customer-supplied SSE-C
-//! key, later an HSM or KMIP server) is invisible to the data path.
+//! key, a PKCS#11 HSM, later a KMIP server) is invisible to the data path.
 //!
 //! The hierarchy follows the Dell ECS D@RE white paper §2.1 (docs/KEYS.md is the exact spec):
 //!
 //! ```text
-//! root of trust (root key file | passphrase/Argon2id | later HSM/KMIP)
+//! root of trust (root key file | passphrase/Argon2id | PKCS#11 HSM | later KMIP)
 //!   └ wraps master key MK_v (rotated) and RT data key RT
 //!       VMK_v = HMAC-SHA256(MK_v, label || v || RT)            never stored
 //!         └ wraps rotation keys RK_r and namespace keys NK_n   (RFC 5649)
@@ -33,7 +33,7 @@
 //! - Providers: [`HierarchyProvider`] (with [`HierarchyProvider::rewrap`] to move an envelope
 //!   to the active rotation version), [`StoreRootProvider`], [`CustomerKeyProvider`],
 //!   [`NoCustomerKey`].
-//! - [`RootOfTrust`]: [`RootKeyFile`], [`PassphraseRoot`].
+//! - [`RootOfTrust`]: [`RootKeyFile`], [`PassphraseRoot`]; `dare-hsm` adds a PKCS#11 HSM.
 //! - [`legacy`]: the one-time import of a key store file made by the previous release.
 //!
 //! Every secret type here zeroizes on drop, prints only its kind in `Debug`, has no `Display`

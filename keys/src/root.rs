@@ -3,7 +3,8 @@
 //! In ECS (white paper §2.1) a per-VDC RSA key pair wraps the master key and the RT data
 //! key, or (§2.2) an external key manager holds the master key. dare puts that role behind
 //! [`RootOfTrust`]: the store hands it a 256-bit key and keeps the opaque blob it returns, so
-//! a PKCS#11 HSM or a KMIP server can implement it later without any change to the store.
+//! a PKCS#11 HSM (`dare-hsm`'s `PkcsRoot`, docs/KEYS.md §5.4) implements it without any change
+//! to the store, and a KMIP server can later.
 //!
 //! Two native implementations ship (layouts in docs/KEYS.md §5):
 //! - [`RootKeyFile`]: 32 random bytes in a file of mode 0600; blob = RFC 5649 wrap (40 bytes).
@@ -11,7 +12,7 @@
 //!   parameters, so it is self-describing.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -316,44 +317,13 @@ pub fn check_new_passphrase(p: &[u8]) -> Result<(), StoreError> {
 /// writable by group or others; a regular file's directory must not be writable by them
 /// either (a sticky directory such as `/tmp` is allowed). A pipe (`<(...)`) is accepted.
 pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-    const WHAT: &str = "passphrase file";
-    let io = |op, source| StoreError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = File::open(path).map_err(|e| io("read", e))?;
-    let md = f.metadata().map_err(|e| io("inspect", e))?;
-    files::check_file(WHAT, path, &md, Guard::Secret)?;
-    if md.is_file() {
-        let real = fs::canonicalize(path).map_err(|e| io("resolve", e))?;
-        files::check_dir(WHAT, &files::parent_of(&real), true)?;
-    }
-    // Bounded: a passphrase file is small; a device or endless pipe must not fill memory.
-    // Allocated once, so no reallocation leaves a copy of the passphrase behind.
-    let mut v = Zeroizing::new(Vec::with_capacity(64 * 1024 + 1));
-    (&mut f)
-        .take(64 * 1024 + 1)
-        .read_to_end(&mut v)
-        .map_err(|e| io("read", e))?;
-    if v.len() > 64 * 1024 {
-        return Err(StoreError::Corrupt(format!(
-            "passphrase file {} is longer than 64 KiB; it should hold one passphrase",
-            path.display()
-        )));
-    }
-    if v.last() == Some(&b'\n') {
-        v.pop();
-        if v.last() == Some(&b'\r') {
-            v.pop();
-        }
-    }
-    Ok(v)
+    files::read_secret_file("passphrase file", path, 64 * 1024)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     fn cheap() -> Argon2Params {

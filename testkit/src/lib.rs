@@ -1,4 +1,5 @@
-//! dare-testkit: a real PostgreSQL server for tests, started by the test itself.
+//! dare-testkit: a real PostgreSQL server for tests, started by the test itself, and SoftHSM2
+//! tokens for the PKCS#11 root of trust ([`softhsm`]).
 //!
 //! dare's PostgreSQL metadata backend is tested against a real server, not a mock: its
 //! isolation levels, its error codes and what a crash does are the server's. [`PgServer`]
@@ -34,6 +35,8 @@
 //! - **Durability.** The server runs with PostgreSQL's defaults (`fsync = on`,
 //!   `synchronous_commit = on`): a commit that returned survives `stop_immediate`.
 #![deny(unsafe_code)]
+
+pub mod softhsm;
 
 use std::fs;
 use std::io::Write;

@@ -260,6 +260,16 @@ fn spawn_runner(s: &Settings, id: u64) -> Result<()> {
     if let Some(p) = &s.passphrase_file {
         c.arg("--passphrase-file").arg(p);
     }
+    // The HSM's module and labels as flags; its PIN as its file, or in DARE_HSM_PIN, which
+    // the child inherits with the rest of the environment (never on its command line).
+    if let Some(h) = &s.hsm {
+        c.arg("--hsm-module").arg(&h.config.module);
+        c.arg("--hsm-token").arg(&h.config.token);
+        c.arg("--hsm-key").arg(&h.config.key);
+        if let Some(p) = &h.pin_file {
+            c.arg("--hsm-pin-file").arg(p);
+        }
+    }
     // The metadata URL goes through the environment, never the child's command line (where
     // `ps` would show its password).
     if let Some(u) = &s.metadata {

@@ -16,10 +16,14 @@ use crate::settings::Settings;
 /// `dare init`.
 pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
     let d = s.create(a.chunk_size)?;
-    let protection = if s.passphrase_file.is_some() {
-        "a passphrase"
+    // The HSM key as the store records it: its PKCS#11 URI (no PIN, no module path).
+    let recorded = d.keys().store_record().root_of_trust;
+    let (protection, kind) = if s.passphrase_file.is_some() {
+        ("a passphrase".to_string(), "passphrase")
+    } else if s.hsm.is_some() {
+        (format!("the HSM key {recorded}"), "pkcs11")
     } else {
-        "the root key file root.key"
+        ("the root key file root.key".to_string(), "root-key-file")
     };
     // `describe` names a PostgreSQL database without its password.
     let metadata = d.metadata().describe();
@@ -27,7 +31,8 @@ pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
         return print_json(&json!({
             "store": s.dir().display().to_string(),
             "chunk_size": d.chunk_size(),
-            "root_of_trust": if s.passphrase_file.is_some() { "passphrase" } else { "root-key-file" },
+            "root_of_trust": kind,
+            "hsm_key": s.hsm.as_ref().map(|_| recorded),
             "metadata": if s.metadata.is_some() { "postgres" } else { "sqlite" },
             "metadata_database": metadata,
             "store_id": dare_engine::format::hex(&d.store_id()),

@@ -13,12 +13,17 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Environment variables the binary reads; the tests set them explicitly when they mean to.
-const DARE_ENV: [&str; 7] = [
+const DARE_ENV: [&str; 12] = [
     "DARE_STORE",
     "DARE_METADATA_URL",
     "DARE_AEAD_BACKEND",
     "DARE_IO",
     "DARE_PASSPHRASE_FILE",
+    "DARE_HSM_MODULE",
+    "DARE_HSM_TOKEN",
+    "DARE_HSM_KEY",
+    "DARE_HSM_PIN_FILE",
+    "DARE_HSM_PIN",
     "DARE_CRASH_AFTER_STEP",
     "DARE_TEST_NOW",
 ];
