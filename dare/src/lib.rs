@@ -12,6 +12,8 @@
 //!  │                 (SQLite embedded by default, or PostgreSQL)      docs/METADATA.md
 //!  ├─ dare-keys      key hierarchy (ECS: master → namespace → bucket, virtual keys), roots
 //!  │                 of trust, rotation, SSE-C, the derived-key cache  docs/KEYS.md
+//!  ├─ dare-kms       key management service: customer master keys, data keys, import,
+//!  │                 audit trail, SSE-KMS bucket keys ([`Dare::kms`])   docs/KMS.md
 //!  ├─ dare-hsm       the PKCS#11 HSM root of trust ([`Root::Pkcs11`])  docs/KEYS.md §5.4
 //!  ├─ dare-engine    data plane: chunked AES-256-GCM, CPU-dispatched kernels, io_uring
 //!  │                 pipelines, the data-file volume                  docs/FORMAT.md
