@@ -2,10 +2,24 @@
 //! plus O_DIRECT (io_uring only): round trips, range reads, a tampered chunk on the drive,
 //! failed writes, file modes, and byte-identical results on both paths.
 //!
-//! An io_uring test reports itself skipped (on stderr: `skipped: io_uring unavailable`) only
-//! when `uring_available()` says the kernel or sandbox refuses a ring; the std path always runs.
+//! An io_uring test reports itself skipped — `SKIPPED: io_uring unavailable (<test>)`, written
+//! to the process's stderr directly so that libtest's output capture does not hide it behind
+//! the test's "ok" — only when `uring_available()` says the kernel or sandbox refuses a ring;
+//! the std path always runs. The O_DIRECT test does the same when the file system refuses it.
 
 mod common;
+
+/// Says on the real stderr (not libtest's captured one) that the calling test skipped its
+/// work, and why; `.ci/run` lists these lines.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let line = format!(
+        "SKIPPED: {why} ({})\n",
+        thread.name().unwrap_or("unnamed test")
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
 
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -31,7 +45,7 @@ macro_rules! per_io_path {
             #[test]
             fn uring() {
                 if !dare_engine::storage::uring_available() {
-                    eprintln!("skipped: io_uring unavailable");
+                    super::skipped("io_uring unavailable");
                     return;
                 }
                 super::$name(dare_engine::IoMode::Uring)
@@ -420,7 +434,7 @@ fn format1_file_on_a_volume(io: IoMode) {
 #[test]
 fn both_io_paths_write_the_same_files() {
     if !uring_available() {
-        eprintln!("skipped: io_uring unavailable");
+        skipped("io_uring unavailable");
         return;
     }
     let (_d1, a) = store(IoMode::Uring);
@@ -504,7 +518,7 @@ fn scan_reports_foreign_files_and_remove_other_stays_inside() {
 #[test]
 fn direct_io_roundtrip_ranges_and_tamper() {
     if !uring_available() {
-        eprintln!("skipped: io_uring unavailable");
+        skipped("io_uring unavailable");
         return;
     }
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -515,7 +529,7 @@ fn direct_io_roundtrip_ranges_and_tamper() {
         .custom_flags(libc::O_DIRECT)
         .open(&probe)
     {
-        eprintln!("skipped: this file system refuses O_DIRECT ({e})");
+        skipped(&format!("this file system refuses O_DIRECT: {e}"));
         return;
     }
     let root = dir.path().join("vol");
