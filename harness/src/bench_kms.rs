@@ -88,7 +88,6 @@ fn time(series: &mut Series, ops: u64, mut f: impl FnMut(u64) -> Result<()>) -> 
 }
 
 pub fn run(a: KmsArgs) -> Result<()> {
-    let a = &a;
     let scratch = tempfile::Builder::new()
         .prefix(".dare-bench-kms-")
         .tempdir_in(&a.dir)

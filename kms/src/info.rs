@@ -116,18 +116,19 @@ impl KeyInfo {
 
     /// `alias (id)`, or the id alone.
     pub fn label(&self) -> String {
-        match &self.alias {
-            Some(a) => format!("{a} ({})", self.key_id),
-            None => self.key_id.clone(),
-        }
+        label_of(self.alias.as_deref(), &self.key_id)
     }
 }
 
 /// `alias (id)` of a record.
 pub fn label(k: &KmsKeyRecord) -> String {
-    match &k.alias {
-        Some(a) => format!("{a} ({})", k.key_id),
-        None => k.key_id.clone(),
+    label_of(k.alias.as_deref(), &k.key_id)
+}
+
+fn label_of(alias: Option<&str>, key_id: &str) -> String {
+    match alias {
+        Some(a) => format!("{a} ({key_id})"),
+        None => key_id.to_string(),
     }
 }
 

@@ -814,7 +814,7 @@ impl Kms {
                     ));
                 }
                 (KmsOrigin::External, Some(w)) => {
-                    let m = self.check_import(tx, &k, w)?;
+                    let m = self.check_import(&k, w)?;
                     let fp = import::fingerprint(&self.fp_key, &k.key_id, &m);
                     if Self::fingerprints(&k).contains(&fp) {
                         return Err(KmsError::MaterialArgument(
@@ -956,12 +956,7 @@ impl Kms {
     }
 
     /// Checks a token against `k`'s pending import parameters and unwraps the material.
-    fn check_import(
-        &self,
-        _tx: &mut dyn WriteTx,
-        k: &KmsKeyRecord,
-        w: WrappedMaterial<'_>,
-    ) -> Result<Secret32, KmsError> {
+    fn check_import(&self, k: &KmsKeyRecord, w: WrappedMaterial<'_>) -> Result<Secret32, KmsError> {
         let t = import::check_token(&self.import_key, w.token)?;
         if t.key_id != k.key_id {
             return Err(KmsError::ImportTokenWrongKey {
@@ -1018,7 +1013,7 @@ impl Kms {
                 Expiry::At(t) if t <= now => return Err(KmsError::ExpiryInPast),
                 Expiry::At(t) => Some(t),
             };
-            let m = self.check_import(tx, &k, w)?;
+            let m = self.check_import(&k, w)?;
             let fp = import::fingerprint(&self.fp_key, &k.key_id, &m);
             let fps = Self::fingerprints(&k);
             k.import = None;
