@@ -20,7 +20,7 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
-use dare_keys::{KeyError, RootOfTrust, Secret32};
+use dare_keys::{KeyError, Management, ProviderKey, RootOfTrust, Secret32};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::blob::{self, FINGERPRINT_LEN, WRAPPED_LEN};
@@ -479,6 +479,14 @@ impl RootOfTrust for PkcsRoot {
 
     fn describe(&self) -> String {
         self.uri.clone()
+    }
+
+    fn provider_key(&self, _blob: &[u8]) -> ProviderKey {
+        ProviderKey {
+            management: Management::Hsm,
+            provider: self.uri.clone(),
+            key_id: None,
+        }
     }
 }
 

@@ -65,8 +65,8 @@ pub use dare_metadata::{MasterState, TaskState};
 pub use error::{KeyError, StoreError};
 pub use hierarchy::{CacheMode, HIERARCHY_BLOCK_LEN, HierarchyBlock, HierarchyProvider};
 pub use root::{
-    Argon2Params, MIN_PASSPHRASE_LEN, PassphraseRoot, RootKeyFile, RootOfTrust,
-    check_new_passphrase, read_passphrase_file,
+    Argon2Params, MIN_PASSPHRASE_LEN, Management, PassphraseRoot, ProviderKey, RootKeyFile,
+    RootOfTrust, check_new_passphrase, read_passphrase_file,
 };
 #[cfg(feature = "test-hooks")]
 pub use rotation::StepHook;

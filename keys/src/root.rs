@@ -37,6 +37,58 @@ pub trait RootOfTrust: Send + Sync + fmt::Debug {
     fn unwrap_master(&self, blob: &[u8]) -> Result<Secret32, KeyError>;
     /// A short non-secret description recorded in the store (`"root-key-file"`, ...).
     fn describe(&self) -> String;
+    /// The key-manager key that protects `blob`, as `dare keys info` and a rekey task's
+    /// `keyToDecommission` / `newKey` report it (NetApp's GetAsyncResult). The default is an
+    /// internal root (key file, passphrase) with no key id of its own.
+    fn provider_key(&self, blob: &[u8]) -> ProviderKey {
+        let _ = blob;
+        ProviderKey {
+            management: Management::Internal,
+            provider: self.describe(),
+            key_id: None,
+        }
+    }
+    /// Deactivates, in the key manager, the key that protects `blob`, once the master key in
+    /// it is retired (ECS §2.4: a KMIP Revoke/Destroy, or marking the key in an HSM). Returns
+    /// `Ok(false)` when this root has nothing to deactivate (the default: key file,
+    /// passphrase). Must be idempotent: a resumed task calls it again.
+    fn deactivate(&self, blob: &[u8]) -> Result<bool, KeyError> {
+        let _ = blob;
+        Ok(false)
+    }
+}
+
+/// Who manages the key that protects the master keys (NetApp's `keyManagementType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Management {
+    /// dare itself: a root key file or a passphrase.
+    Internal,
+    /// An external key manager reached over the network (KMIP).
+    External,
+    /// A hardware security module (PKCS#11).
+    Hsm,
+}
+
+impl Management {
+    /// `"internal"`, `"external"` or `"hsm"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Management::Internal => "internal",
+            Management::External => "external",
+            Management::Hsm => "hsm",
+        }
+    }
+}
+
+/// A key-manager key, as reported to operators (no secret in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderKey {
+    /// Who manages it.
+    pub management: Management,
+    /// The provider (the root's `describe()`: a KMIP cluster, a PKCS#11 URI, ...).
+    pub provider: String,
+    /// The key's id in the key manager (a KMIP unique identifier), if it has one.
+    pub key_id: Option<String>,
 }
 
 /// A root key held in a local file: exactly 32 random bytes, mode 0600.
