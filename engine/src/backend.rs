@@ -9,7 +9,8 @@
 //! silent fallback.
 //!
 //! The portable backend is RustCrypto `aes-gcm` (two passes: AES-CTR, then GHASH). The
-//! hand-written kernels live one ISA per file under `backend/` (`vaes512.rs`, `vaes256.rs`),
+//! hand-written kernels live one ISA per file under `backend/` (`vaes512.rs`, `vaes256.rs`,
+//! `aesni.rs` for CPUs without VAES),
 //! the only place their `unsafe` may live; each proves its CPU features with a zero-sized
 //! token that only its `detect()` creates, and the `#[target_feature]` list sits beside the
 //! detection list. The safe API over them (length checks, tag comparison, zeroing) is
@@ -24,6 +25,8 @@ use aes_gcm::{Aes256Gcm, KeyInit};
 use crate::format::TAG_LEN;
 
 #[cfg(target_arch = "x86_64")]
+mod aesni;
+#[cfg(target_arch = "x86_64")]
 mod common;
 /// Every kernel against RustCrypto and Wycheproof through all four entry points
 /// (in place, out of place, seal, open), instantiated once per kernel.
@@ -35,6 +38,8 @@ mod vaes256;
 mod vaes512;
 
 #[cfg(target_arch = "x86_64")]
+use aesni::AesNiToken;
+#[cfg(target_arch = "x86_64")]
 use vaes256::Vaes256Token;
 #[cfg(target_arch = "x86_64")]
 use vaes512::Vaes512Token;
@@ -44,12 +49,27 @@ use vaes512::Vaes512Token;
 type Vaes512Key = common::GcmKey<Vaes512Token>;
 #[cfg(target_arch = "x86_64")]
 type Vaes256Key = common::GcmKey<Vaes256Token>;
+#[cfg(target_arch = "x86_64")]
+type AesNiKey = common::GcmKey<AesNiToken>;
 
 /// The kernels' proof tokens, detected once per process and then only copied.
 #[cfg(target_arch = "x86_64")]
-fn tokens() -> (Option<Vaes512Token>, Option<Vaes256Token>) {
-    static TOKENS: OnceLock<(Option<Vaes512Token>, Option<Vaes256Token>)> = OnceLock::new();
-    *TOKENS.get_or_init(|| (Vaes512Token::detect(), Vaes256Token::detect()))
+fn tokens() -> Tokens {
+    static TOKENS: OnceLock<Tokens> = OnceLock::new();
+    *TOKENS.get_or_init(|| Tokens {
+        vaes512: Vaes512Token::detect(),
+        vaes256: Vaes256Token::detect(),
+        aesni: AesNiToken::detect(),
+    })
+}
+
+/// One optional proof token per kernel.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Tokens {
+    vaes512: Option<Vaes512Token>,
+    vaes256: Option<Vaes256Token>,
+    aesni: Option<AesNiToken>,
 }
 
 /// The CPU features that matter to AES-GCM, as detected on this machine: the one detector
@@ -148,6 +168,9 @@ pub enum AeadBackend {
     Vaes512,
     /// Stitched VAES + VPCLMULQDQ kernel over 256-bit registers (AVX2), for CPUs without AVX-512.
     Vaes256,
+    /// Stitched AES-NI + PCLMULQDQ kernel over 128-bit registers (AVX encodings), for CPUs
+    /// without VAES (Intel Skylake to Cascade Lake, AMD Zen 2).
+    AesNi,
     /// RustCrypto `aes-gcm` (uses AES-NI and PCLMULQDQ when present, constant-time soft AES otherwise).
     Portable,
 }
@@ -157,6 +180,7 @@ impl AeadBackend {
     pub const ALL: &'static [AeadBackend] = &[
         AeadBackend::Vaes512,
         AeadBackend::Vaes256,
+        AeadBackend::AesNi,
         AeadBackend::Portable,
     ];
 
@@ -165,6 +189,7 @@ impl AeadBackend {
         match self {
             AeadBackend::Vaes512 => "vaes512",
             AeadBackend::Vaes256 => "vaes256",
+            AeadBackend::AesNi => "aesni",
             AeadBackend::Portable => "portable",
         }
     }
@@ -182,8 +207,10 @@ impl AeadBackend {
             AeadBackend::Vaes512 => Vaes512Token::supported_by(f),
             #[cfg(target_arch = "x86_64")]
             AeadBackend::Vaes256 => Vaes256Token::supported_by(f),
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::AesNi => AesNiToken::supported_by(f),
             #[cfg(not(target_arch = "x86_64"))]
-            AeadBackend::Vaes512 | AeadBackend::Vaes256 => {
+            AeadBackend::Vaes512 | AeadBackend::Vaes256 | AeadBackend::AesNi => {
                 let _ = f;
                 false
             }
@@ -204,11 +231,13 @@ impl AeadBackend {
     pub fn is_supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            AeadBackend::Vaes512 => tokens().0.is_some(),
+            AeadBackend::Vaes512 => tokens().vaes512.is_some(),
             #[cfg(target_arch = "x86_64")]
-            AeadBackend::Vaes256 => tokens().1.is_some(),
+            AeadBackend::Vaes256 => tokens().vaes256.is_some(),
+            #[cfg(target_arch = "x86_64")]
+            AeadBackend::AesNi => tokens().aesni.is_some(),
             #[cfg(not(target_arch = "x86_64"))]
-            AeadBackend::Vaes512 | AeadBackend::Vaes256 => false,
+            AeadBackend::Vaes512 | AeadBackend::Vaes256 | AeadBackend::AesNi => false,
             AeadBackend::Portable => true,
         }
     }
@@ -282,6 +311,8 @@ pub(crate) enum AeadKey {
     Vaes512(Box<Vaes512Key>),
     #[cfg(target_arch = "x86_64")]
     Vaes256(Box<Vaes256Key>),
+    #[cfg(target_arch = "x86_64")]
+    AesNi(Box<AesNiKey>),
     Portable(Box<Aes256Gcm>),
 }
 
@@ -303,13 +334,18 @@ impl AeadKey {
         #[cfg(target_arch = "x86_64")]
         match backend {
             AeadBackend::Vaes512 => {
-                if let Some(t) = tokens().0 {
+                if let Some(t) = tokens().vaes512 {
                     return AeadKey::Vaes512(Box::new(Vaes512Key::new(t, key)));
                 }
             }
             AeadBackend::Vaes256 => {
-                if let Some(t) = tokens().1 {
+                if let Some(t) = tokens().vaes256 {
                     return AeadKey::Vaes256(Box::new(Vaes256Key::new(t, key)));
+                }
+            }
+            AeadBackend::AesNi => {
+                if let Some(t) = tokens().aesni {
+                    return AeadKey::AesNi(Box::new(AesNiKey::new(t, key)));
                 }
             }
             AeadBackend::Portable => {}
@@ -323,6 +359,8 @@ impl AeadKey {
             AeadKey::Vaes512(_) => AeadBackend::Vaes512,
             #[cfg(target_arch = "x86_64")]
             AeadKey::Vaes256(_) => AeadBackend::Vaes256,
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::AesNi(_) => AeadBackend::AesNi,
             AeadKey::Portable(_) => AeadBackend::Portable,
         }
     }
@@ -341,6 +379,8 @@ impl AeadKey {
             AeadKey::Vaes512(k) => k.seal_in_place(nonce, aad, buf).unwrap_or([0; TAG_LEN]),
             #[cfg(target_arch = "x86_64")]
             AeadKey::Vaes256(k) => k.seal_in_place(nonce, aad, buf).unwrap_or([0; TAG_LEN]),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::AesNi(k) => k.seal_in_place(nonce, aad, buf).unwrap_or([0; TAG_LEN]),
             AeadKey::Portable(k) => match k.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
                 Ok(tag) => tag.into(),
                 Err(_) => [0; TAG_LEN],
@@ -366,6 +406,8 @@ impl AeadKey {
             AeadKey::Vaes512(k) => k.seal(nonce, aad, input, output).ok(),
             #[cfg(target_arch = "x86_64")]
             AeadKey::Vaes256(k) => k.seal(nonce, aad, input, output).ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::AesNi(k) => k.seal(nonce, aad, input, output).ok(),
             AeadKey::Portable(_) => {
                 output.copy_from_slice(input);
                 Some(self.seal_in_place(nonce, aad, output))
@@ -389,6 +431,8 @@ impl AeadKey {
             AeadKey::Vaes512(k) => k.open(nonce, aad, input, output, tag).is_ok(),
             #[cfg(target_arch = "x86_64")]
             AeadKey::Vaes256(k) => k.open(nonce, aad, input, output, tag).is_ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::AesNi(k) => k.open(nonce, aad, input, output, tag).is_ok(),
             AeadKey::Portable(k) => match aes_gcm::aead::inout::InOutBuf::new(input, output) {
                 Ok(io) => k
                     .decrypt_inout_detached(nonce.into(), aad, io, tag.into())
@@ -418,6 +462,8 @@ impl AeadKey {
             AeadKey::Vaes512(k) => k.open_in_place(nonce, aad, buf, tag).is_ok(),
             #[cfg(target_arch = "x86_64")]
             AeadKey::Vaes256(k) => k.open_in_place(nonce, aad, buf, tag).is_ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::AesNi(k) => k.open_in_place(nonce, aad, buf, tag).is_ok(),
             AeadKey::Portable(k) => k
                 .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
                 .is_ok(),
@@ -467,7 +513,15 @@ mod tests {
         assert!(!AeadBackend::Vaes512.supported_by(&ZEN3));
         assert_eq!(AeadBackend::best_for(&AVX512), AeadBackend::Vaes512);
         assert!(AeadBackend::Vaes256.supported_by(&AVX512));
-        assert_eq!(AeadBackend::best_for(&NO_VAES), AeadBackend::Portable);
+        assert_eq!(AeadBackend::best_for(&NO_VAES), AeadBackend::AesNi);
+        assert!(AeadBackend::AesNi.supported_by(&ZEN3));
+        assert!(AeadBackend::AesNi.supported_by(&AVX512));
+        // AES-NI without AVX (pre-Sandy Bridge, or an OS that does not save ymm): portable.
+        let no_avx = CpuFeatures {
+            avx: false,
+            ..NO_VAES
+        };
+        assert_eq!(AeadBackend::best_for(&no_avx), AeadBackend::Portable);
         assert_eq!(
             AeadBackend::best_for(&CpuFeatures::NONE),
             AeadBackend::Portable
@@ -484,6 +538,11 @@ mod tests {
                 AeadBackend::Vaes256.supported_by(&f),
                 name.starts_with("avx512"),
                 "vaes256 without {name}"
+            );
+            assert_eq!(
+                AeadBackend::AesNi.supported_by(&f),
+                !matches!(name, "aes" | "pclmulqdq" | "avx"),
+                "aesni without {name}"
             );
         }
     }

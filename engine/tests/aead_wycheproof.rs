@@ -59,5 +59,6 @@ macro_rules! per_backend {
 per_backend! {
     wycheproof_vaes512 => AeadBackend::Vaes512,
     wycheproof_vaes256 => AeadBackend::Vaes256,
+    wycheproof_aesni => AeadBackend::AesNi,
     wycheproof_portable => AeadBackend::Portable,
 }

@@ -635,6 +635,10 @@ fn cpu_features_are_the_kernels_view() {
         supported("vaes512"),
         supported("vaes256") && has("avx512f") && has("avx512vl") && has("avx512bw")
     );
+    assert_eq!(
+        supported("aesni"),
+        has("aes") && has("pclmulqdq") && has("avx")
+    );
     assert!(supported("portable"));
     let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
         eprintln!("no /proc/cpuinfo: the comparison with the kernel's flags is left out");

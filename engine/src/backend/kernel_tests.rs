@@ -349,3 +349,10 @@ kernel_tests!(
     Vaes256Key,
     crate::AeadBackend::Vaes256
 );
+kernel_tests!(
+    aesni_suite,
+    aesni,
+    AesNiToken,
+    AesNiKey,
+    crate::AeadBackend::AesNi
+);
