@@ -104,6 +104,12 @@ pub(crate) struct Vaes256Schedule {
     /// `h_pow[i]` in both 64-bit halves, so the middle partial product of a
     /// block and a power costs one carry-less multiply instead of two.
     h_kar: [u128; NPOW],
+    /// The round keys broadcast to both lanes, and `h_pow` / `h_kar` as the
+    /// bulk loops load them, made once per key rather than on every call
+    /// (they were a per-call stack copy, made and wiped around each message:
+    /// 70 ymm stores, a fixed cost that showed at 4 KiB).
+    rkb: [__m256i; 15],
+    pw: Powers,
 }
 
 /// The safe API ([`GcmKey`](super::common::GcmKey)) over this kernel.
@@ -112,15 +118,25 @@ impl Kernel for Vaes256Token {
     type Schedule = Vaes256Schedule;
 
     fn schedule(self, key: &[u8; 32]) -> Vaes256Schedule {
-        let mut s = Vaes256Schedule {
-            rk: [0; 15],
-            h_pow: [0; NPOW + 4],
-            h_kar: [0; NPOW],
-        };
         // SAFETY: `self` exists only if `detect()` found every feature that
-        // `expand_key` enables; it only writes through the three `&mut` arrays.
-        unsafe { expand_key(self, key, &mut s.rk, &mut s.h_pow, &mut s.h_kar) };
-        s
+        // `expand_key` and `broadcast` enable; they only write through the
+        // `&mut` arrays.
+        unsafe {
+            let z = _mm256_setzero_si256();
+            let mut s = Vaes256Schedule {
+                rk: [0; 15],
+                h_pow: [0; NPOW + 4],
+                h_kar: [0; NPOW],
+                rkb: [z; 15],
+                pw: Powers {
+                    hp: [z; NV],
+                    hk: [z; NV],
+                },
+            };
+            expand_key(self, key, &mut s.rk, &mut s.h_pow, &mut s.h_kar);
+            broadcast(self, &mut s);
+            s
+        }
     }
 
     fn seal(self, s: &Vaes256Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
@@ -249,6 +265,7 @@ fn kreduce(acc: Acc) -> __m128i {
 
 /// Key powers for the bulk loops: `hp[j]` holds `H^(20-2j), H^(19-2j)`,
 /// `hk[j]` their Karatsuba companions.
+#[derive(Zeroize)]
 struct Powers {
     hp: [__m256i; NV],
     hk: [__m256i; NV],
@@ -457,6 +474,25 @@ unsafe fn expand_key(
     }
 }
 
+/// Fills the schedule's broadcast round keys and bulk-loop key powers from
+/// `rk`, `h_pow` and `h_kar` (already expanded).
+///
+/// # Safety
+/// CPU features as for [`expand_key`] (proved by the token).
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+unsafe fn broadcast(_t: Vaes256Token, s: &mut Vaes256Schedule) {
+    for i in 0..15 {
+        s.rkb[i] = _mm256_broadcastsi128_si256(from_u128(s.rk[i]));
+    }
+    for i in 0..NV {
+        // SAFETY: reads entries 2i..2i+2 <= NPOW of the NPOW+4- and NPOW-entry arrays.
+        unsafe {
+            s.pw.hp[i] = _mm256_loadu_si256(s.h_pow.as_ptr().add(2 * i).cast());
+            s.pw.hk[i] = _mm256_loadu_si256(s.h_kar.as_ptr().add(2 * i).cast());
+        }
+    }
+}
+
 /// Constants the assembly loop takes as memory operands (no register is
 /// left for them). `repr(C)`: `iter20_asm!` addresses the fields at byte
 /// offsets 0, 32 and 64.
@@ -470,19 +506,18 @@ struct Consts {
     poly: __m256i,
 }
 
-/// Per-call state shared by seal and open: broadcast round keys, key powers,
-/// first counter, E(K, J0) and GHASH of the AAD.
-struct Setup {
-    rk: [__m256i; 15],
-    pw: Powers,
+/// Per-call state shared by seal and open: the broadcast round keys and key
+/// powers (borrowed from the schedule), first counter, E(K, J0) and GHASH of the AAD.
+struct Setup<'k> {
+    rk: &'k [__m256i; 15],
+    pw: &'k Powers,
     ctr: __m256i,
     ekj0: __m128i,
     x: __m128i,
 }
 
 /// Wipes the key material one call copied to its stack frame, with `zeroize`'s
-/// volatile writes: the broadcast round keys and GHASH key powers of its
-/// [`Setup`]; E(K, J0), the mask of the tag (with it, a tag gives away the
+/// volatile writes: E(K, J0), the mask of the tag (with it, a tag gives away the
 /// GHASH value, an equation in H); and the final GHASH state (likewise). Called
 /// at the end of [`seal_raw`] and [`open_raw`]. The other copies are wiped where
 /// they are made (`rk0` in [`setup`], the round keys in [`expand_key`], the bulk
@@ -490,10 +525,7 @@ struct Setup {
 /// Best effort: registers are not cleared (later SIMD code overwrites them;
 /// clearing them would take assembly after every call), nor any spill slot the
 /// compiler might make for a copy.
-fn wipe_call_state(rk: &mut [__m256i; 15], pw: &mut Powers, ekj0: &mut __m128i, x: &mut __m128i) {
-    rk.zeroize();
-    pw.hp.zeroize();
-    pw.hk.zeroize();
+fn wipe_call_state(ekj0: &mut __m128i, x: &mut __m128i) {
     ekj0.zeroize();
     x.zeroize();
 }
@@ -501,23 +533,17 @@ fn wipe_call_state(rk: &mut [__m256i; 15], pw: &mut Powers, ekj0: &mut __m128i, 
 /// # Safety
 /// CPU features as for [`expand_key`] (proved by the token).
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn setup(t: Vaes256Token, key: &Vaes256Schedule, nonce: &[u8; 12], aad: &[u8]) -> Setup {
-    let mut rk = [_mm256_setzero_si256(); 15];
+unsafe fn setup<'k>(
+    t: Vaes256Token,
+    key: &'k Vaes256Schedule,
+    nonce: &[u8; 12],
+    aad: &[u8],
+) -> Setup<'k> {
+    let rk = &key.rkb;
+    let pw = &key.pw;
     let mut rk0 = [_mm_setzero_si128(); 15];
-    for i in 0..15 {
-        rk0[i] = from_u128(key.rk[i]);
-        rk[i] = _mm256_broadcastsi128_si256(rk0[i]);
-    }
-    let mut pw = Powers {
-        hp: [_mm256_setzero_si256(); NV],
-        hk: [_mm256_setzero_si256(); NV],
-    };
-    for i in 0..NV {
-        // SAFETY: reads entries 2i..2i+2 <= NPOW of the NPOW+4- and NPOW-entry arrays.
-        unsafe {
-            pw.hp[i] = _mm256_loadu_si256(key.h_pow.as_ptr().add(2 * i).cast());
-            pw.hk[i] = _mm256_loadu_si256(key.h_kar.as_ptr().add(2 * i).cast());
-        }
+    for (r, k) in rk0.iter_mut().zip(&key.rk) {
+        *r = from_u128(*k);
     }
     // J0 = IV || 0^31 || 1 (§7.1 step 2).
     let mut j0b = [0u8; 16];
@@ -544,7 +570,7 @@ unsafe fn setup(t: Vaes256Token, key: &Vaes256Schedule, nonce: &[u8; 12], aad: &
         ghash_bytes(
             t,
             &key.h_pow,
-            &pw,
+            pw,
             _mm_setzero_si128(),
             aad.as_ptr(),
             aad.len(),
@@ -1147,8 +1173,8 @@ unsafe fn seal_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        mut rk,
-        mut pw,
+        rk,
+        pw,
         mut ctr,
         mut ekj0,
         mut x,
@@ -1159,7 +1185,7 @@ unsafe fn seal_raw(
         // Prologue: first 20 blocks, nothing to hash yet. GHASH then lags
         // AES by one iteration, so its multiplies are ready at once.
         // SAFETY: 32 * NV <= len bytes of src/dst.
-        unsafe { ctr_chunk::<NV>(t, &rk, &mut ctr, src, dst) };
+        unsafe { ctr_chunk::<NV>(t, rk, &mut ctr, src, dst) };
         i = 32 * NV;
         let cst = Consts {
             bs,
@@ -1202,18 +1228,18 @@ unsafe fn seal_raw(
                 bs,
             );
         }
-        x = ghash_n(x, &g, &pw);
+        x = ghash_n(x, &g, pw);
     }
     if len - i >= 256 {
         // SAFETY: i + 256 <= len.
-        let g = unsafe { ctr_chunk::<8>(t, &rk, &mut ctr, src.add(i), dst.add(i)) };
-        x = ghash_n(x, &g, &pw);
+        let g = unsafe { ctr_chunk::<8>(t, rk, &mut ctr, src.add(i), dst.add(i)) };
+        x = ghash_n(x, &g, pw);
         i += 256;
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
-    x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, true) };
+    x = unsafe { tail(t, key, rk, ctr, x, src.add(i), dst.add(i), len - i, true) };
     let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
-    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    wipe_call_state(&mut ekj0, &mut x);
     tag
 }
 
@@ -1234,8 +1260,8 @@ unsafe fn open_raw(
 ) -> [u8; 16] {
     // SAFETY: features proved by `t`; `aad` is a valid slice.
     let Setup {
-        mut rk,
-        mut pw,
+        rk,
+        pw,
         ctr,
         mut ekj0,
         mut x,
@@ -1283,14 +1309,14 @@ unsafe fn open_raw(
                 bs,
             );
         }
-        x = ghash_n(x, &g, &pw);
+        x = ghash_n(x, &g, pw);
         // SAFETY: i + 256 <= len; hashed above, before any in-place overwrite.
-        unsafe { ctr_chunk::<8>(t, &rk, &mut ctr, src.add(i), dst.add(i)) };
+        unsafe { ctr_chunk::<8>(t, rk, &mut ctr, src.add(i), dst.add(i)) };
         i += 256;
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
-    x = unsafe { tail(t, key, &rk, ctr, x, src.add(i), dst.add(i), len - i, false) };
+    x = unsafe { tail(t, key, rk, ctr, x, src.add(i), dst.add(i), len - i, false) };
     let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
-    wipe_call_state(&mut rk, &mut pw, &mut ekj0, &mut x);
+    wipe_call_state(&mut ekj0, &mut x);
     tag
 }
