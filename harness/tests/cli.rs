@@ -594,6 +594,60 @@ fn cpu_reports_backend_and_io() {
     assert_eq!(v["io"], "std");
 }
 
+/// `dare bench aead` measures every backend this CPU supports (the AES-NI kernel included
+/// where it runs), reports the median and the best of `--rounds`, and names the aws-lc
+/// capability mask it ran under.
+#[test]
+fn bench_aead_reports_every_backend_median_and_best() {
+    let s = Store::new(4096);
+    let out = s.run_env(
+        &[
+            "bench",
+            "aead",
+            "--size",
+            "4096",
+            "--seconds",
+            "0.02",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+        &[("OPENSSL_ia32cap", "~0x0:~0x60000000000")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["openssl_ia32cap"], "~0x0:~0x60000000000");
+    assert_eq!(v["rounds"], 2);
+    let cpu = s.json(&["cpu", "--json"]);
+    let results = v["results"].as_array().unwrap();
+    for b in cpu["backends"].as_array().unwrap() {
+        let name = b["name"].as_str().unwrap();
+        let runs = results.iter().filter(|r| r["backend"] == name).count();
+        let want = if b["supported"].as_bool().unwrap() {
+            2
+        } else {
+            0
+        };
+        assert_eq!(
+            runs, want,
+            "{name}: seal and open when supported, nothing otherwise"
+        );
+    }
+    for r in results {
+        let (med, best) = (
+            r["bytes_per_sec"].as_f64().unwrap(),
+            r["best_bytes_per_sec"].as_f64().unwrap(),
+        );
+        assert!(med > 0.0 && best >= med, "{r}");
+    }
+    let bad = s.run_env(&["bench", "aead", "--rounds", "0"], &[]);
+    assert!(!bad.status.success());
+}
+
 /// `dare cpu` reports the features as Linux detects them (its `/proc/cpuinfo` flags apply the
 /// same OS-state rules): VAES and VPCLMULQDQ count on 256-bit registers, with or without
 /// AVX-512. And a backend is listed as supported exactly when the reported features carry
