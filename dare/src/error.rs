@@ -101,6 +101,11 @@ pub enum Error {
         /// The key's PKCS#11 URI, as the store records it.
         recorded: String,
     },
+    /// The store's master keys are protected by a passphrase (since its creation or a rekey)
+    /// and none was given.
+    PassphraseNeeded,
+    /// A passphrase was given for a store whose master keys are protected by its root key file.
+    PassphraseNotApplicable,
     /// An HSM root was given for a store whose master keys are protected otherwise.
     HsmNotApplicable {
         /// The store's root of trust as it records it (`root-key-file`, ...).
@@ -301,6 +306,15 @@ impl fmt::Display for Error {
                  HSM with --hsm-module PATH, --hsm-token LABEL, --hsm-key LABEL and the PIN \
                  with --hsm-pin-file FILE (or DARE_HSM_MODULE, DARE_HSM_TOKEN, DARE_HSM_KEY, \
                  DARE_HSM_PIN_FILE or DARE_HSM_PIN)"
+            ),
+            Error::PassphraseNeeded => f.write_str(
+                "this store's master keys are protected by a passphrase: give it with \
+                 --passphrase-file FILE (or DARE_PASSPHRASE_FILE)",
+            ),
+            Error::PassphraseNotApplicable => f.write_str(
+                "this store's master keys are protected by its root key file (root.key in the \
+                 store directory), not by a passphrase: drop --passphrase-file and unset \
+                 DARE_PASSPHRASE_FILE",
             ),
             Error::HsmNotApplicable { recorded } => write!(
                 f,

@@ -54,6 +54,7 @@ pub mod namespace;
 pub mod object;
 mod pages;
 mod range;
+pub mod rekey;
 pub mod rewrap;
 pub mod store;
 
@@ -72,7 +73,8 @@ pub use dare_engine::{AeadBackend, DiskOptions, IoMode, StoreConfig};
 pub use dare_envelope::{KeyError, Secret32};
 pub use dare_hsm::{HsmConfig, HsmError, Pin as HsmPin};
 pub use dare_keys::{
-    CacheMode, RotationOptions, RotationStatus, StoreError as KeyStoreError, TaskState,
-    read_customer_key_file, read_passphrase_file, step_name,
+    CacheMode, KeyRef as MasterKeyRef, KeysInfo, MasterInfo, RotationOptions, RotationStatus,
+    StoreError as KeyStoreError, TaskReport, TaskState, read_customer_key_file,
+    read_passphrase_file, step_name,
 };
 pub use dare_metadata::{MetaError, PostgresOptions, SqliteOptions};

@@ -175,9 +175,20 @@ pub struct Dare {
     pub(crate) store_id: [u8; 16],
     pub(crate) chunk_shift: u8,
     pub(crate) key_cache: CacheMode,
+    /// The rekey target the store was opened with ([`Dare::open_with_target`]).
+    pub(crate) rekey_target: Option<Arc<dyn RootOfTrust>>,
 }
 
-fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOfTrust>, Error> {
+/// The description a [`RootKeyFile`] records.
+const KEY_FILE_ROOT: &str = "root-key-file";
+/// The description a [`PassphraseRoot`] records.
+const PASSPHRASE_ROOT: &str = "passphrase-argon2id";
+
+pub(crate) fn root_of_trust(
+    dir: &Path,
+    root: &Root,
+    create: bool,
+) -> Result<Arc<dyn RootOfTrust>, Error> {
     Ok(match root {
         Root::Pkcs11 { config, pin } => Arc::new(PkcsRoot::open(config, pin)?),
         Root::Passphrase(p) => {
@@ -209,6 +220,11 @@ fn root_of_trust(dir: &Path, root: &Root, create: bool) -> Result<Arc<dyn RootOf
 /// key, or the same key restored into another token, still opens the store).
 fn check_root_kind(recorded: &str, root: &Root) -> Result<(), Error> {
     match (dare_hsm::is_hsm_description(recorded), root) {
+        // A rekey (KEYS.md §8.3) may have moved the store from one internal root to the other.
+        (false, Root::KeyFile) if recorded == PASSPHRASE_ROOT => Err(Error::PassphraseNeeded),
+        (false, Root::Passphrase(_)) if recorded == KEY_FILE_ROOT => {
+            Err(Error::PassphraseNotApplicable)
+        }
         (true, Root::Pkcs11 { .. }) | (false, Root::KeyFile | Root::Passphrase(_)) => Ok(()),
         (true, Root::KeyFile | Root::Passphrase(_)) => Err(Error::HsmNeeded {
             recorded: recorded.to_string(),
@@ -428,13 +444,27 @@ impl Dare {
     /// ([`Error::MetadataUrlNeeded`] otherwise); a database that holds another store (or
     /// none) is refused ([`Error::StoreMismatch`]).
     pub fn open(dir: &Path, opts: &Options) -> Result<Dare, Error> {
+        Self::open_inner(dir, opts, None)
+    }
+
+    /// Opens the store in `dir` to run or resume a rekey to `target` (KEYS.md §8.3): with the
+    /// root of trust of `opts` (the one the store is protected by, or was before the rekey's
+    /// switch) and with `target`, unwrapping with either, so that it opens at every step of
+    /// the task. A [`Root::KeyFile`] target is `root.key` in `dir`, created (mode 0600) if
+    /// missing; a passphrase target must be a new passphrase's length
+    /// ([`dare_keys::check_new_passphrase`]); an HSM target is opened (PIN, key checked).
+    pub fn open_with_target(dir: &Path, opts: &Options, target: &Root) -> Result<Dare, Error> {
+        Self::open_inner(dir, opts, Some(target))
+    }
+
+    fn open_inner(dir: &Path, opts: &Options, target: Option<&Root>) -> Result<Dare, Error> {
         let db = dir.join(DB_FILE);
         if !Self::exists(dir) {
             return Err(Error::NotAStore(dir.to_path_buf()));
         }
         check_store_trust(dir)?;
         if let Some(loc) = LocationFile::read(dir)? {
-            return Self::open_postgres(dir, &loc, opts);
+            return Self::open_postgres(dir, &loc, opts, target);
         }
         if let MetadataLocation::Postgres(_) = opts.metadata {
             return Err(Error::MetadataUrlNotApplicable(dir.to_path_buf()));
@@ -458,13 +488,18 @@ impl Dare {
         if read_with(&*meta, |tx| tx.store())?.is_none() {
             return Err(Error::NotAStore(dir.to_path_buf()));
         }
-        let mut d = Self::open_dir(dir, meta, opts)?;
+        let mut d = Self::open_dir(dir, meta, opts, target)?;
         d.sqlite = Some(sqlite);
         Ok(d)
     }
 
     /// Opens a store whose metadata is the PostgreSQL database `loc` describes.
-    fn open_postgres(dir: &Path, loc: &LocationFile, opts: &Options) -> Result<Dare, Error> {
+    fn open_postgres(
+        dir: &Path,
+        loc: &LocationFile,
+        opts: &Options,
+        target: Option<&Root>,
+    ) -> Result<Dare, Error> {
         if dir.join(DB_FILE).exists() {
             return Err(Error::LocationFile {
                 path: LocationFile::path(dir),
@@ -492,21 +527,33 @@ impl Dare {
                 found,
             });
         }
-        Self::open_dir(dir, meta, opts)
+        Self::open_dir(dir, meta, opts, target)
     }
 
     /// The root of trust and the data volume of `dir`, with `meta`.
-    fn open_dir(dir: &Path, meta: Arc<dyn Metadata>, opts: &Options) -> Result<Dare, Error> {
+    fn open_dir(
+        dir: &Path,
+        meta: Arc<dyn Metadata>,
+        opts: &Options,
+        target: Option<&Root>,
+    ) -> Result<Dare, Error> {
         let recorded = read_with(&*meta, |tx| tx.store())?
             .map(|s| s.root_of_trust)
             .unwrap_or_default();
-        check_root_kind(&recorded, &opts.root)?;
+        // In a rekey the store may be past its switch to the target: either root opens it.
+        if target.is_none() {
+            check_root_kind(&recorded, &opts.root)?;
+        }
         let root = root_of_trust(dir, &opts.root, false)?;
+        let target = match target {
+            None => None,
+            Some(t) => Some(crate::rekey::target_root(dir, t)?),
+        };
         let volume: Arc<dyn Volume> = Arc::new(
             DiskVolume::new(&dir.join(OBJECTS_DIR), opts.disk)
                 .map_err(io("open", &dir.join(OBJECTS_DIR)))?,
         );
-        let mut d = Self::open_parts(meta, volume, root.clone(), opts)
+        let mut d = Self::open_parts_with_target(meta, volume, root.clone(), target, opts)
             .map_err(|e| hsm_mismatch(e, &*root, &recorded))?;
         d.dir = Some(dir.to_path_buf());
         Ok(d)
@@ -519,7 +566,24 @@ impl Dare {
         root: Arc<dyn RootOfTrust>,
         opts: &Options,
     ) -> Result<Dare, Error> {
-        let keys = Arc::new(KeyStore::open(meta.clone(), root, opts.keys.clone())?);
+        Self::open_parts_with_target(meta, volume, root, None, opts)
+    }
+
+    /// [`open_parts`](Self::open_parts) for a rekey to `target`
+    /// ([`open_with_target`](Self::open_with_target)).
+    pub fn open_parts_with_target(
+        meta: Arc<dyn Metadata>,
+        volume: Arc<dyn Volume>,
+        root: Arc<dyn RootOfTrust>,
+        target: Option<Arc<dyn RootOfTrust>>,
+        opts: &Options,
+    ) -> Result<Dare, Error> {
+        let keys = Arc::new(KeyStore::open_with_target(
+            meta.clone(),
+            root,
+            target.clone(),
+            opts.keys.clone(),
+        )?);
         let s = keys.store_record();
         let kms = Arc::new(dare_kms::Kms::new(
             keys.clone(),
@@ -537,6 +601,7 @@ impl Dare {
             store_id: s.store_id,
             chunk_shift: s.chunk_shift,
             key_cache: opts.key_cache,
+            rekey_target: target,
         })
     }
 

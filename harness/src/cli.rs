@@ -379,6 +379,83 @@ pub enum KeysCommand {
     /// One metadata update per object; resumable and idempotent (running it again continues
     /// where it stopped, and rewraps nothing once every envelope is current).
     Rewrap(RewrapArgs),
+    /// Move the master keys to another root of trust (docs/KEYS.md §8.3): a new master key
+    /// protected by the target replaces the current one (never overwriting it), every rotation
+    /// and namespace key is rewrapped under it, and the retired master key is deactivated.
+    /// Runs in a background process and prints the task's handle (follow it with `dare keys
+    /// task HANDLE`), or in this process with --wait. The global root flags (--passphrase-file,
+    /// --hsm-*) name the root the store is protected by now; the --new-* flags the target.
+    Rekey {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Run the rekey here and return when it has finished.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Report a rotation or rekey task by its handle: state, create and last-update time, the
+    /// key to decommission and the new key (NetApp's GetAsyncResult). --resume continues an
+    /// interrupted task from its last saved step (a rekey needs its --to target again).
+    Task {
+        /// The task's handle (its id).
+        handle: u64,
+        /// Wait until the task has finished.
+        #[arg(long)]
+        wait: bool,
+        /// Resume the task from its last saved step (as `dare keys rotation resume` does for a
+        /// rotation), in this process.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// The current master key — version, state, management type (internal, external, hsm),
+    /// provider and key id — and every retired one with its deactivation
+    /// (GetSoftwareEncryptionAtRestInfo).
+    Info(JsonFlag),
+}
+
+/// Which kind of root of trust a rekey moves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RootKind {
+    /// dare's own: the root key file root.key in the store directory, or with
+    /// --new-passphrase-file a passphrase.
+    Internal,
+    /// An AES-256 key in a PKCS#11 HSM (--new-hsm-module, --new-hsm-token, --new-hsm-key,
+    /// --new-hsm-pin-file).
+    Hsm,
+    /// A KMIP key server cluster (--cluster NAME).
+    External,
+}
+
+/// The target root of trust of a rekey.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The kind of root of trust to move to.
+    #[arg(long = "to", value_enum, value_name = "KIND")]
+    pub to: Option<RootKind>,
+    /// --to internal: protect the master keys with the passphrase in this file (at least 12
+    /// bytes; the file must be yours, mode 0600 or stricter) instead of the root key file.
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// --to hsm: the HSM vendor's PKCS#11 library.
+    #[arg(long, value_name = "PATH")]
+    pub new_hsm_module: Option<PathBuf>,
+    /// --to hsm: the token's label.
+    #[arg(long, value_name = "LABEL")]
+    pub new_hsm_token: Option<String>,
+    /// --to hsm: the AES-256 key's label (create it with `dare hsm init-key`).
+    #[arg(long, value_name = "LABEL")]
+    pub new_hsm_key: Option<String>,
+    /// --to hsm: the file holding the token's user PIN (mode 0600 or stricter).
+    #[arg(long, value_name = "FILE")]
+    pub new_hsm_pin_file: Option<PathBuf>,
+    /// --to external: the KMIP cluster's name.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod kms;
 pub mod maintenance;
 pub mod object;
+pub mod rekey;
 pub mod resource;
 
 use std::fmt;

@@ -58,6 +58,26 @@ pub enum StoreError {
     EncryptionDisabled(String),
     /// Another rotation task is not finished yet (its id).
     RotationInProgress(u64),
+    /// A rekey task is unfinished (its id): no rotation or other rekey starts meanwhile.
+    RekeyInProgress(u64),
+    /// A rekey to the root of trust that already protects the store (its description).
+    SameRoot(String),
+    /// A rekey task needs its target root of trust to run or resume.
+    RekeyTargetNeeded {
+        /// The task id.
+        id: u64,
+        /// The target's description, as the task recorded it.
+        target: String,
+    },
+    /// The root of trust given to run or resume a rekey is not the task's target.
+    RekeyTargetMismatch {
+        /// The task id.
+        id: u64,
+        /// The target's description, as the task recorded it.
+        target: String,
+        /// The description of the root given.
+        given: String,
+    },
     /// The rotation task cannot be run in its current state (a failed task needs `resume`).
     TaskNotRunnable {
         /// The task id.
@@ -137,6 +157,27 @@ impl fmt::Display for StoreError {
             StoreError::RotationInProgress(id) => write!(
                 f,
                 "rotation task {id} is not finished; wait for it or resume it first"
+            ),
+            StoreError::RekeyInProgress(id) => write!(
+                f,
+                "rekey task {id} is not finished; wait for it or resume it first \
+                 (dare keys task {id} --resume)"
+            ),
+            StoreError::SameRoot(root) => write!(
+                f,
+                "the store's master keys are protected by this root of trust ({root}) already; \
+                 a rekey needs another one"
+            ),
+            StoreError::RekeyTargetNeeded { id, target } => write!(
+                f,
+                "task {id} is a rekey to {target}: give that root of trust (--to ...) to run or \
+                 resume it"
+            ),
+            StoreError::RekeyTargetMismatch { id, target, given } => write!(
+                f,
+                "task {id} is a rekey to {target}, and the root of trust given ({given}) is not \
+                 that one (another key, passphrase or HSM key): give the one the rekey started \
+                 with"
             ),
             StoreError::TaskNotRunnable { id, state } => write!(
                 f,

@@ -95,6 +95,7 @@ pub fn import_v1(
             wrapped: m.wrapped.0.clone(),
             created: m.created,
             retired: m.retired,
+            root: Default::default(),
         })?;
     }
     for r in &t.rotation_keys {
@@ -141,6 +142,7 @@ pub fn import_v1(
             kind: TaskKind::Rotation,
             started: old.started,
             previous_master: old.previous_master,
+            target_root: None,
         })?;
         check_id("rotation task", old.id, id)?;
         let mut rec = tx.task(id)?.ok_or(StoreError::NotFound {

@@ -47,6 +47,7 @@ mod error;
 pub mod files;
 mod hierarchy;
 pub mod legacy;
+mod rekey;
 mod root;
 mod rotation;
 mod sse_c;
@@ -64,9 +65,10 @@ pub use dare_envelope::{DataKey, Envelope, KeyKind, KeyProvider, Secret32};
 pub use dare_metadata::{MasterState, TaskState};
 pub use error::{KeyError, StoreError};
 pub use hierarchy::{CacheMode, HIERARCHY_BLOCK_LEN, HierarchyBlock, HierarchyProvider};
+pub use rekey::{KeyRef, KeysInfo, MasterInfo, TaskReport};
 pub use root::{
-    Argon2Params, MIN_PASSPHRASE_LEN, Management, PassphraseRoot, ProviderKey, RootKeyFile,
-    RootOfTrust, check_new_passphrase, read_passphrase_file,
+    Argon2Params, MIN_PASSPHRASE_LEN, Management, PassphraseRoot, ProviderKey, RekeyRoots,
+    RootKeyFile, RootOfTrust, check_new_passphrase, read_passphrase_file,
 };
 #[cfg(feature = "test-hooks")]
 pub use rotation::StepHook;

@@ -91,6 +91,61 @@ pub struct ProviderKey {
     pub key_id: Option<String>,
 }
 
+/// The two roots of trust of a store in the middle of a rekey (docs/KEYS.md §8.3): the one it
+/// leaves and the one it moves to. A rekey's steps, and a store opened to run or resume one,
+/// unwrap with whichever of the two made a blob; new blobs are made by `current`, and
+/// `describe` is `current`'s. Trying the wrong root first costs one failed unwrap (an RFC 5649
+/// check, a blob-layout check, an HSM key fingerprint check, or one Argon2id run when both are
+/// passphrases).
+#[derive(Debug, Clone)]
+pub struct RekeyRoots {
+    current: std::sync::Arc<dyn RootOfTrust>,
+    target: std::sync::Arc<dyn RootOfTrust>,
+}
+
+impl RekeyRoots {
+    /// The pair: `current` (the root the store was opened with) and `target`.
+    pub fn new(
+        current: std::sync::Arc<dyn RootOfTrust>,
+        target: std::sync::Arc<dyn RootOfTrust>,
+    ) -> Self {
+        RekeyRoots { current, target }
+    }
+}
+
+impl RootOfTrust for RekeyRoots {
+    fn wrap_master(&self, key: &Secret32) -> Result<Vec<u8>, KeyError> {
+        self.current.wrap_master(key)
+    }
+
+    fn unwrap_master(&self, blob: &[u8]) -> Result<Secret32, KeyError> {
+        match self.current.unwrap_master(blob) {
+            Ok(k) => Ok(k),
+            Err(first) => self.target.unwrap_master(blob).map_err(|_| first),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.current.describe()
+    }
+
+    fn provider_key(&self, blob: &[u8]) -> ProviderKey {
+        if self.current.unwrap_master(blob).is_err() && self.target.unwrap_master(blob).is_ok() {
+            self.target.provider_key(blob)
+        } else {
+            self.current.provider_key(blob)
+        }
+    }
+
+    fn deactivate(&self, blob: &[u8]) -> Result<bool, KeyError> {
+        if self.current.unwrap_master(blob).is_err() && self.target.unwrap_master(blob).is_ok() {
+            self.target.deactivate(blob)
+        } else {
+            self.current.deactivate(blob)
+        }
+    }
+}
+
 /// A root key held in a local file: exactly 32 random bytes, mode 0600.
 pub struct RootKeyFile {
     key: Secret32,

@@ -10,7 +10,13 @@
 //! 3. switch: the new master key becomes `active`, the old one `retiring`, and the new
 //!    rotation key becomes the active one; new objects use it from now on;
 //! 4. rewrap every rotation key version and every namespace key not yet under the new VMK;
-//! 5. retire the old master key; the task becomes `completed`.
+//! 5. deactivate the old master key by its own root of trust (`RootOfTrust::deactivate`,
+//!    KEYS.md §8.4; a failure leaves the task resumable) and retire it; the task becomes
+//!    `completed`.
+//!
+//! A rekey ([`crate::rekey`], KEYS.md §8.3) is a task of kind `rekey` run by the same runner:
+//! its new master key is protected by the target root, and its step 3 also rewraps every key
+//! and switches the store's root.
 //!
 //! **The lease.** Before running steps, a runner acquires the task's lease in a transaction:
 //! allowed when the lease is free, held by the runner's own owner id, or expired; acquiring
@@ -44,7 +50,6 @@
 use std::collections::HashMap;
 #[cfg(feature = "test-hooks")]
 use std::fmt;
-#[cfg(feature = "test-hooks")]
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,7 +60,7 @@ use dare_metadata::{
 };
 
 use crate::root::RootOfTrust;
-use crate::store::{KeyStore, derive_vmk, now};
+use crate::store::{KeyStore, derive_vmk, master_root, now};
 use crate::wrap::{unwrap_key, wrap_key};
 use crate::{KeyError, Secret32, StoreError};
 
@@ -71,7 +76,7 @@ pub fn step_name(step: u8) -> &'static str {
         2 => "rotation key created",
         3 => "keys activated",
         4 => "keys rewrapped",
-        5 => "old master key retired",
+        5 => "old master key retired and deactivated",
         _ => "unknown",
     }
 }
@@ -266,12 +271,20 @@ struct Lease {
     ttl_ms: u64,
 }
 
-/// What a runner carries into every step: its lease and options.
+/// What a runner carries into every step: its lease and options, and its roots of trust.
 struct Runner<'a> {
     lease: Lease,
     // Read by the test hooks only.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     opts: &'a RotationOptions,
+    /// Rotation or rekey.
+    kind: TaskKind,
+    /// Protects the new master key (and, in a rekey, the RT data key again).
+    wrap: Arc<dyn RootOfTrust>,
+    /// Unwraps every existing blob: the store's root, or in a rekey both roots.
+    unwrap: Arc<dyn RootOfTrust>,
+    /// Every root the runner has, to deactivate a retired master key with its own root.
+    roots: Vec<Arc<dyn RootOfTrust>>,
 }
 
 /// What acquiring the lease found.
@@ -340,13 +353,29 @@ fn rotation_task(tx: &mut dyn ReadTx, id: u64) -> Result<TaskRecord, StoreError>
         .ok_or_else(|| no_task(id))
 }
 
-/// The id of the unfinished rotation task, if any.
-fn open_task(tx: &mut dyn ReadTx) -> Result<Option<u64>, StoreError> {
+/// A rotation or rekey task (the runner drives both).
+pub(crate) fn key_task(tx: &mut dyn ReadTx, id: u64) -> Result<TaskRecord, StoreError> {
+    tx.task(id)?.ok_or_else(|| StoreError::NotFound {
+        what: "task",
+        name: id.to_string(),
+    })
+}
+
+/// The unfinished rotation or rekey task, if any: only one of either runs at a time.
+pub(crate) fn open_task(tx: &mut dyn ReadTx) -> Result<Option<(u64, TaskKind)>, StoreError> {
     Ok(tx
         .tasks()?
         .iter()
-        .find(|t| t.kind == TaskKind::Rotation && t.state != TaskState::Completed)
-        .map(|t| t.id))
+        .find(|t| t.state != TaskState::Completed)
+        .map(|t| (t.id, t.kind)))
+}
+
+/// The refusal to start a task while `open` runs.
+pub(crate) fn in_progress((id, kind): (u64, TaskKind)) -> StoreError {
+    match kind {
+        TaskKind::Rekey => StoreError::RekeyInProgress(id),
+        _ => StoreError::RotationInProgress(id),
+    }
 }
 
 fn next_version(versions: impl Iterator<Item = u32>) -> Result<u32, StoreError> {
@@ -406,7 +435,168 @@ impl VmkMemo<'_> {
     }
 }
 
+impl VmkMemo<'_> {
+    /// [`VmkMemo::get`] outside a transaction.
+    fn get_read(
+        &mut self,
+        meta: &dyn dare_metadata::Metadata,
+        mv: u32,
+    ) -> Result<Secret32, StoreError> {
+        if let Some(k) = self.keys.get(&mv) {
+            return Ok(k.clone());
+        }
+        read_with::<_, StoreError>(meta, |tx| {
+            let store = tx
+                .store()?
+                .ok_or_else(|| StoreError::NotInitialized("the metadata database".into()))?;
+            Ok(self.get(tx, &store.rt_data_key, mv)?)
+        })
+    }
+}
+
+/// Every rotation key and namespace key not under master `mv` is unwrapped under its old VMK
+/// and rewrapped under VMK_mv (step 4, and a rekey's step 3).
+fn rewrap_all(
+    tx: &mut dyn WriteTx,
+    memo: &mut VmkMemo<'_>,
+    rt: &[u8],
+    mv: u32,
+) -> Result<(), StoreError> {
+    let new = memo.get(tx, rt, mv)?;
+    for mut r in tx.rotation_keys()? {
+        if r.master_version != mv {
+            let old = memo.get(tx, rt, r.master_version)?;
+            let k = unwrap_key(&old, &r.wrapped, "rotation key")?;
+            r.wrapped = wrap_key(&new, &k).to_vec();
+            r.master_version = mv;
+            tx.update_rotation_key(&r)?;
+        }
+    }
+    for mut ns in tx.namespaces()? {
+        if ns.master_version != mv {
+            let old = memo.get(tx, rt, ns.master_version)?;
+            let k = unwrap_key(&old, &ns.wrapped_key, "namespace key")?;
+            ns.wrapped_key = wrap_key(&new, &k).to_vec();
+            ns.master_version = mv;
+            tx.update_namespace(&ns)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces each CMK material blob found in `new` (old blob → blob of the target root), and
+/// bumps the row version of each CMK it changed, so that a key management transaction that
+/// read the version before fails its optimistic check and runs again.
+fn reprotect_kms(tx: &mut dyn WriteTx, new: &HashMap<Vec<u8>, Vec<u8>>) -> Result<(), StoreError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    for k in tx.kms_keys()? {
+        let mut changed = false;
+        for mut v in tx.kms_versions(&k.key_id)? {
+            if let Some(b) = v.material.as_ref().and_then(|m| new.get(m)) {
+                v.material = Some(b.clone());
+                tx.update_kms_version(&v)?;
+                changed = true;
+            }
+        }
+        if changed {
+            tx.update_kms_key(&k)?;
+        }
+    }
+    Ok(())
+}
+
+/// A rekey's switch (step 3, with the activation, in one transaction — KEYS.md §8.3): every
+/// older master key keeps the root that protects it and gets the RT data key under that root
+/// recorded in its row; every rotation key and namespace key is rewrapped under the new
+/// master `mv`; the store row's RT data key and root become the new master's. Before the
+/// commit the store opens with the old root alone, after it with the new root alone.
+fn switch_root(tx: &mut dyn WriteTx, memo: &mut VmkMemo<'_>, mv: u32) -> Result<(), StoreError> {
+    let store = tx
+        .store()?
+        .ok_or_else(|| StoreError::NotInitialized("the metadata database".into()))?;
+    let masters = tx.master_keys()?;
+    let new = masters
+        .iter()
+        .find(|m| m.version == mv)
+        .ok_or(KeyError::UnknownVersion(mv))?;
+    let (Some(new_rt), Some(new_root)) =
+        (new.root.rt_wrapped.clone(), new.root.root_of_trust.clone())
+    else {
+        return Err(StoreError::Corrupt(format!(
+            "master key version {mv} was made by a rekey but records no root of trust"
+        )));
+    };
+    if store.rt_data_key == new_rt {
+        return Ok(()); // switched already (not reachable: the step commits once)
+    }
+    rewrap_all(tx, memo, &store.rt_data_key, mv)?;
+    for mut m in masters {
+        if m.version != mv && m.root.rt_wrapped.is_none() {
+            m.root.rt_wrapped = Some(store.rt_data_key.clone());
+            if m.root.root_of_trust.is_none() {
+                m.root.root_of_trust = Some(store.root_of_trust.clone());
+            }
+            tx.update_master_key(&m)?;
+        }
+    }
+    update_store(tx, |s| {
+        s.rt_data_key = new_rt;
+        s.root_of_trust = new_root;
+        Ok(())
+    })?;
+    Ok(())
+}
+
 impl KeyStore {
+    /// Which roots a runner of task `id` uses: `(kind, wrap, unwrap, roots)`. A rekey needs
+    /// its target root, and refuses one that is not the task's (KEYS.md §8.3).
+    #[allow(clippy::type_complexity)]
+    fn runner_roots(
+        &self,
+        id: u64,
+        target: Option<Arc<dyn RootOfTrust>>,
+    ) -> Result<
+        (
+            TaskKind,
+            Arc<dyn RootOfTrust>,
+            Arc<dyn RootOfTrust>,
+            Vec<Arc<dyn RootOfTrust>>,
+        ),
+        StoreError,
+    > {
+        let (t, masters) = read_with::<_, StoreError>(&**self.metadata(), |tx| {
+            Ok((key_task(tx, id)?, tx.master_keys()?))
+        })?;
+        if t.kind != TaskKind::Rekey {
+            return match target {
+                None => Ok((
+                    t.kind,
+                    self.root.clone(),
+                    self.root.clone(),
+                    self.roots.clone(),
+                )),
+                Some(_) => Err(StoreError::NotFound {
+                    what: "rekey task",
+                    name: id.to_string(),
+                }),
+            };
+        }
+        let Some(target) = target else {
+            return Err(StoreError::RekeyTargetNeeded {
+                id,
+                target: t.target_root.clone().unwrap_or_default(),
+            });
+        };
+        crate::rekey::check_target(&t, &masters, &*target)?;
+        let unwrap: Arc<dyn RootOfTrust> =
+            Arc::new(crate::RekeyRoots::new(self.root.clone(), target.clone()));
+        let mut roots = self.roots.clone();
+        roots.push(target.clone());
+        Ok((TaskKind::Rekey, target, unwrap, roots))
+    }
+
     /// Inserts a new rotation task in state `pending` and returns its id. Refuses while another
     /// rotation task is unfinished ([`StoreError::RotationInProgress`] with its id).
     pub fn start_rotation(&self) -> Result<u64, StoreError> {
@@ -416,7 +606,7 @@ impl KeyStore {
             attempt += 1;
             let r = write_with(meta, StoreError::is_retryable, |tx| {
                 if let Some(open) = open_task(tx)? {
-                    return Err(StoreError::RotationInProgress(open));
+                    return Err(in_progress(open));
                 }
                 let store = tx
                     .store()?
@@ -426,6 +616,7 @@ impl KeyStore {
                     kind: TaskKind::Rotation,
                     started: now(),
                     previous_master: store.active_master,
+                    target_root: None,
                 })?)
             });
             match r {
@@ -433,7 +624,7 @@ impl KeyStore {
                 // database's one-open-task-per-kind index): report that task.
                 Err(StoreError::Metadata(MetaError::InUse(what))) => {
                     if let Some(open) = read_with(meta, open_task)? {
-                        return Err(StoreError::RotationInProgress(open));
+                        return Err(in_progress(open));
                     }
                     if attempt >= 3 {
                         return Err(StoreError::Metadata(MetaError::InUse(what)));
@@ -458,7 +649,7 @@ impl KeyStore {
         id: u64,
         opts: &RotationOptions,
     ) -> Result<RotationStatus, StoreError> {
-        self.drive(id, opts, false)
+        self.drive(id, opts, false, None)
     }
 
     /// Continues a task from its last saved step, whatever its state: `transient_error` after
@@ -470,7 +661,7 @@ impl KeyStore {
         id: u64,
         opts: &RotationOptions,
     ) -> Result<RotationStatus, StoreError> {
-        self.drive(id, opts, true)
+        self.drive(id, opts, true, None)
     }
 
     /// The status of one task, as stored now.
@@ -488,12 +679,14 @@ impl KeyStore {
             .collect())
     }
 
-    fn drive(
+    pub(crate) fn drive(
         &self,
         id: u64,
         opts: &RotationOptions,
         resume: bool,
+        target: Option<Arc<dyn RootOfTrust>>,
     ) -> Result<RotationStatus, StoreError> {
+        let (kind, wrap, unwrap, roots) = self.runner_roots(id, target)?;
         let owner = opts
             .lease_owner
             .as_deref()
@@ -510,7 +703,14 @@ impl KeyStore {
                 Err(e) => return Err(e),
             }
         };
-        let run = Runner { lease, opts };
+        let run = Runner {
+            lease,
+            opts,
+            kind,
+            wrap,
+            unwrap,
+            roots,
+        };
         loop {
             // Renewing also checks that the lease is still ours: a runner paused past its
             // lease stops here, before any root-of-trust work for the next step.
@@ -531,7 +731,7 @@ impl KeyStore {
                     }
                     let _ = committed;
                     if n >= LAST_STEP {
-                        let t = read_with(&**self.metadata(), |tx| rotation_task(tx, id))?;
+                        let t = read_with(&**self.metadata(), |tx| key_task(tx, id))?;
                         return Ok(self.finished(&t));
                     }
                 }
@@ -598,12 +798,12 @@ impl KeyStore {
                 None => Ok(None),
             }
         };
-        let seen = read_with(meta, |tx| rotation_task(tx, id))?;
+        let seen = read_with(meta, |tx| key_task(tx, id))?;
         if let Some(done) = decide(&seen)? {
             return Ok(done);
         }
         write_with(meta, StoreError::is_retryable, |tx| {
-            let mut t = rotation_task(tx, id)?;
+            let mut t = key_task(tx, id)?;
             if let Some(done) = decide(&t)? {
                 return Ok(done);
             }
@@ -612,6 +812,7 @@ impl KeyStore {
             })?;
             t.lease_owner = Some(owner.to_owned());
             t.lease_expires = Some(now_ms().saturating_add(ttl_ms));
+            t.updated = Some(now());
             tx.update_task(&t)?;
             Ok(Acquired::Lease(Lease {
                 owner: owner.to_owned(),
@@ -625,7 +826,7 @@ impl KeyStore {
     /// the task as renewed. [`StoreError::LeaseLost`] otherwise.
     fn renew(&self, id: u64, lease: &Lease) -> Result<TaskRecord, StoreError> {
         write_with(&**self.metadata(), StoreError::is_retryable, |tx| {
-            let mut t = rotation_task(tx, id)?;
+            let mut t = key_task(tx, id)?;
             check_lease(&t, lease)?;
             t.lease_expires = Some(now_ms().saturating_add(lease.ttl_ms));
             t.row_version = tx.update_task(&t)?;
@@ -644,7 +845,7 @@ impl KeyStore {
         lease: &Lease,
     ) -> Result<bool, StoreError> {
         write_with(&**self.metadata(), StoreError::is_retryable, |tx| {
-            let mut t = rotation_task(tx, id)?;
+            let mut t = key_task(tx, id)?;
             check_lease(&t, lease)?;
             if t.step >= n || t.state == TaskState::Completed {
                 return Ok(false);
@@ -653,6 +854,7 @@ impl KeyStore {
             t.error = Some(format!("step {n} ({}): {message}", step_name(n)));
             t.lease_owner = None;
             t.lease_expires = None;
+            t.updated = Some(now());
             tx.update_task(&t)?;
             Ok(true)
         })
@@ -695,7 +897,7 @@ impl KeyStore {
         #[cfg(feature = "test-hooks")]
         let mut inside = run.opts.inside_step_transaction.as_ref();
         write_with(&**self.metadata(), StoreError::is_retryable, |tx| {
-            let mut t = rotation_task(tx, id)?;
+            let mut t = key_task(tx, id)?;
             check_lease(&t, &run.lease)?;
             #[cfg(feature = "test-hooks")]
             if let Some(hook) = inside.take() {
@@ -706,6 +908,7 @@ impl KeyStore {
             }
             t.step = n;
             t.state = TaskState::Running;
+            t.updated = Some(now());
             effect(tx, &mut t)?;
             if t.state == TaskState::Completed {
                 t.lease_owner = None;
@@ -720,10 +923,24 @@ impl KeyStore {
     /// loses the step or crashes before the commit, the blob is never stored.
     fn create_master_key(&self, id: u64, run: &Runner<'_>) -> Result<bool, StoreError> {
         let mk = Secret32::generate("master key")?;
+        // A rekey protects the RT data key under the new root too (the same key: the VMKs
+        // of older master keys stay derivable, and so do the keys derived from it for the
+        // key management service, KEYS.md §8.3).
+        let rt_wrapped = match run.kind {
+            TaskKind::Rekey => {
+                let store = read_with::<_, StoreError>(&**self.metadata(), |tx| {
+                    tx.store()?
+                        .ok_or_else(|| StoreError::NotInitialized("the metadata database".into()))
+                })?;
+                let rt = run.unwrap.unwrap_master(&store.rt_data_key)?;
+                Some(run.wrap.wrap_master(&rt)?)
+            }
+            _ => None,
+        };
         let mut attempts = 0;
         let blob = loop {
             attempts += 1;
-            match self.root.wrap_master(&mk) {
+            match run.wrap.wrap_master(&mk) {
                 Ok(b) => break b,
                 Err(e) if attempts >= MASTER_KEY_ATTEMPTS => {
                     return Err(StoreError::Key(KeyError::Provider(format!(
@@ -741,6 +958,7 @@ impl KeyStore {
                 wrapped: blob.clone(),
                 created: now(),
                 retired: None,
+                root: master_root(&*run.wrap, &blob, rt_wrapped.clone()),
             })?;
             update_store(tx, |_| Ok(()))?;
             t.new_master = Some(v);
@@ -752,7 +970,7 @@ impl KeyStore {
     /// Step 2: a new rotation key, wrapped under the new master's VMK (derived beforehand).
     fn create_rotation_key(&self, task: &TaskRecord, run: &Runner<'_>) -> Result<bool, StoreError> {
         let mv = task.new_master.ok_or_else(|| lacks_earlier_step(task.id))?;
-        let vmk = self.with_fresh(|s| self.vmk(s, mv, None))?;
+        let vmk = self.vmk_memo(run)?.get_read(&**self.metadata(), mv)?;
         let rk = Secret32::generate("rotation key")?;
         let wrapped = wrap_key(&vmk, &rk);
         self.commit_step(task.id, 2, run, |tx, t| {
@@ -779,7 +997,15 @@ impl KeyStore {
         let rv = task
             .new_rotation
             .ok_or_else(|| lacks_earlier_step(task.id))?;
+        let (mut memo, kms) = match run.kind {
+            TaskKind::Rekey => (Some(self.vmk_memo(run)?), self.kms_materials(run)?),
+            _ => (None, HashMap::new()),
+        };
         self.commit_step(task.id, 3, run, |tx, _| {
+            if let Some(memo) = memo.as_mut() {
+                switch_root(tx, memo, mv)?;
+                reprotect_kms(tx, &kms)?;
+            }
             for mut m in tx.master_keys()? {
                 let state = if m.version == mv {
                     MasterState::Active
@@ -806,10 +1032,53 @@ impl KeyStore {
     /// unwrapped under its old VMK and rewrapped under the active one. The VMKs are derived
     /// before the transaction.
     fn rewrap_keys(&self, id: u64, run: &Runner<'_>) -> Result<bool, StoreError> {
+        let mut memo = self.vmk_memo(run)?;
+        let kms = match run.kind {
+            TaskKind::Rekey => self.kms_materials(run)?,
+            _ => HashMap::new(),
+        };
+        self.commit_step(id, 4, run, |tx, _| {
+            let store = update_store(tx, bump_epoch)?;
+            rewrap_all(tx, &mut memo, &store.rt_data_key, store.active_master)?;
+            reprotect_kms(tx, &kms)
+        })
+    }
+
+    /// A rekey's new blobs for the key management service's CMK material (`kms_versions`),
+    /// which the root of trust protects directly (KMS.md §1): every material blob the
+    /// target cannot unwrap yet is unwrapped (either root) and protected by the target —
+    /// before the step's transaction, as every root-of-trust call. Old blob → new blob.
+    fn kms_materials(&self, run: &Runner<'_>) -> Result<HashMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let blobs = read_with::<_, StoreError>(&**self.metadata(), |tx| {
+            let mut blobs = Vec::new();
+            for k in tx.kms_keys()? {
+                for v in tx.kms_versions(&k.key_id)? {
+                    blobs.extend(v.material);
+                }
+            }
+            Ok(blobs)
+        })?;
+        let mut out = HashMap::new();
+        for b in blobs {
+            if out.contains_key(&b) || run.wrap.unwrap_master(&b).is_ok() {
+                continue;
+            }
+            let m = run.unwrap.unwrap_master(&b)?;
+            let new = run.wrap.wrap_master(&m)?;
+            out.insert(b, new);
+        }
+        Ok(out)
+    }
+
+    /// The virtual master keys a step may need — of every master version a rotation key or
+    /// namespace key is under, and of the active and newest master — derived before the
+    /// step's transaction with the runner's roots.
+    fn vmk_memo<'r>(&self, run: &'r Runner<'_>) -> Result<VmkMemo<'r>, StoreError> {
         let (store, masters, wanted) = read_with::<_, StoreError>(&**self.metadata(), |tx| {
             let store = tx
                 .store()?
                 .ok_or_else(|| StoreError::NotInitialized("the metadata database".into()))?;
+            let masters = tx.master_keys()?;
             let mut wanted: Vec<u32> = tx
                 .rotation_keys()?
                 .iter()
@@ -817,51 +1086,71 @@ impl KeyStore {
                 .chain(tx.namespaces()?.iter().map(|n| n.master_version))
                 .collect();
             wanted.push(store.active_master);
+            wanted.extend(masters.iter().map(|m| m.version).max());
             wanted.sort_unstable();
             wanted.dedup();
-            Ok((store, tx.master_keys()?, wanted))
+            Ok((store, masters, wanted))
         })?;
         let mut memo = VmkMemo {
-            root: &*self.root,
+            root: &*run.unwrap,
             keys: HashMap::new(),
         };
         for mv in wanted {
             let vmk = derive_vmk(
-                &*self.root,
+                &*run.unwrap,
                 masters.iter().find(|m| m.version == mv),
                 &store.rt_data_key,
                 mv,
             )?;
             memo.keys.insert(mv, vmk);
         }
-        self.commit_step(id, 4, run, |tx, _| {
-            let store = update_store(tx, bump_epoch)?;
-            let (rt, mv) = (store.rt_data_key.as_slice(), store.active_master);
-            let new = memo.get(tx, rt, mv)?;
-            for mut r in tx.rotation_keys()? {
-                if r.master_version != mv {
-                    let old = memo.get(tx, rt, r.master_version)?;
-                    let k = unwrap_key(&old, &r.wrapped, "rotation key")?;
-                    r.wrapped = wrap_key(&new, &k).to_vec();
-                    r.master_version = mv;
-                    tx.update_rotation_key(&r)?;
-                }
-            }
-            for mut ns in tx.namespaces()? {
-                if ns.master_version != mv {
-                    let old = memo.get(tx, rt, ns.master_version)?;
-                    let k = unwrap_key(&old, &ns.wrapped_key, "namespace key")?;
-                    ns.wrapped_key = wrap_key(&new, &k).to_vec();
-                    ns.master_version = mv;
-                    tx.update_namespace(&ns)?;
-                }
-            }
-            Ok(())
-        })
+        Ok(memo)
     }
 
     /// Step 5: `retiring` masters become `retired`; the task completes.
     fn retire_old_master(&self, id: u64, run: &Runner<'_>) -> Result<bool, StoreError> {
+        // Deactivation first (ECS §2.4): each retiring master key, and any retired one not
+        // yet deactivated, by its own root; a key server that is down fails the step, which
+        // leaves the task resumable and the keys as they were. `deactivate` is idempotent,
+        // so a resumed step calls it again.
+        let (store, masters) = read_with::<_, StoreError>(&**self.metadata(), |tx| {
+            let store = tx
+                .store()?
+                .ok_or_else(|| StoreError::NotInitialized("the metadata database".into()))?;
+            Ok((store, tx.master_keys()?))
+        })?;
+        let mut done: HashMap<u32, bool> = HashMap::new();
+        for m in &masters {
+            let due = m.state == MasterState::Retiring
+                || (m.state == MasterState::Retired && m.root.deactivated.is_none());
+            if !due {
+                continue;
+            }
+            let name = m
+                .root
+                .root_of_trust
+                .clone()
+                .unwrap_or_else(|| store.root_of_trust.clone());
+            let Some(root) = run.roots.iter().find(|r| r.describe() == name) else {
+                if m.state == MasterState::Retired {
+                    // Retired before deactivation existed, under a root this runner does not
+                    // have: left as it is (`keys info` shows it not deactivated).
+                    continue;
+                }
+                return Err(StoreError::Key(KeyError::Provider(format!(
+                    "master key version {} is protected by {name}, which this runner was not \
+                     given: resume the task with that root of trust",
+                    m.version
+                ))));
+            };
+            let deactivated = root.deactivate(&m.wrapped).map_err(|e| {
+                StoreError::Key(KeyError::Provider(format!(
+                    "deactivating master key version {} in {name}: {e}",
+                    m.version
+                )))
+            })?;
+            done.insert(m.version, deactivated);
+        }
         self.commit_step(id, 5, run, |tx, t| {
             let ts = now();
             let mut retired = Vec::new();
@@ -869,9 +1158,17 @@ impl KeyStore {
                 if m.state == MasterState::Retiring {
                     m.state = MasterState::Retired;
                     m.retired = Some(ts);
-                    tx.update_master_key(&m)?;
                     retired.push(m.version);
                 }
+                if m.state == MasterState::Retired
+                    && m.root.deactivated.is_none()
+                    && let Some(d) = done.get(&m.version)
+                {
+                    m.root.deactivated = Some(ts);
+                    m.root.deactivation =
+                        Some(if *d { "deactivated" } else { "nothing" }.to_owned());
+                }
+                tx.update_master_key(&m)?;
             }
             let s = update_store(tx, |_| Ok(()))?;
             t.state = TaskState::Completed;

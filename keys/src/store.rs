@@ -139,6 +139,9 @@ impl Snapshot {
 pub struct KeyStore {
     meta: Arc<dyn Metadata>,
     pub(crate) root: Arc<dyn RootOfTrust>,
+    /// The roots behind `root`: one, or — opened for a rekey — the store's and the target
+    /// (`root` is then their [`crate::RekeyRoots`]). Deactivation picks one by description.
+    pub(crate) roots: Vec<Arc<dyn RootOfTrust>>,
     snap: RwLock<Arc<Snapshot>>,
     last_check: Mutex<Instant>,
     opts: StoreOptions,
@@ -169,6 +172,25 @@ pub(crate) fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a master key row records of the root that made `blob` (KEYS.md §8.3): its
+/// description, management type and key id, and — for a rekey's new master key — the RT data
+/// key under that same root.
+pub(crate) fn master_root(
+    root: &dyn RootOfTrust,
+    blob: &[u8],
+    rt_wrapped: Option<Vec<u8>>,
+) -> dare_metadata::MasterRoot {
+    let pk = root.provider_key(blob);
+    dare_metadata::MasterRoot {
+        root_of_trust: Some(root.describe()),
+        management: Some(pk.management.name().to_owned()),
+        key_id: pk.key_id,
+        rt_wrapped,
+        deactivated: None,
+        deactivation: None,
+    }
+}
+
 /// VMK(mv) of a master key record: two root-of-trust unwraps (master key, RT data key) and one
 /// HMAC. Masters' blobs and the RT blob never change, so the result never goes stale.
 pub(crate) fn derive_vmk(
@@ -181,7 +203,9 @@ pub(crate) fn derive_vmk(
         .filter(|m| m.version == mv)
         .ok_or(KeyError::UnknownVersion(mv))?;
     let mk = root.unwrap_master(&rec.wrapped)?;
-    let rt = root.unwrap_master(rt_blob)?;
+    // A master key left under another root by a rekey carries the RT data key under that
+    // root (KEYS.md §8.3); every other uses the store row's.
+    let rt = root.unwrap_master(rec.root.rt_wrapped.as_deref().unwrap_or(rt_blob))?;
     Ok(virtual_master_key(&mk, mv, &rt))
 }
 
@@ -222,12 +246,14 @@ impl KeyStore {
             created,
             row_version: 1,
         })?;
+        let root_info = master_root(root, &mk_blob, None);
         tx.insert_master_key(&MasterKeyRecord {
             version: 1,
             state: MasterState::Active,
             wrapped: mk_blob,
             created,
             retired: None,
+            root: root_info,
         })?;
         tx.insert_rotation_key(&RotationKeyRecord {
             version: 1,
@@ -248,10 +274,30 @@ impl KeyStore {
         root: Arc<dyn RootOfTrust>,
         opts: StoreOptions,
     ) -> Result<KeyStore, StoreError> {
+        Self::open_with_target(meta, root, None, opts)
+    }
+
+    /// [`KeyStore::open`] for running or resuming a rekey (KEYS.md §8.3): `root` is the root
+    /// the store was opened with and `target` the rekey's, and the store unwraps with either,
+    /// so it opens at every step of the task, before the switch to the new root and after.
+    pub fn open_with_target(
+        meta: Arc<dyn Metadata>,
+        root: Arc<dyn RootOfTrust>,
+        target: Option<Arc<dyn RootOfTrust>>,
+        opts: StoreOptions,
+    ) -> Result<KeyStore, StoreError> {
         let snap = read_with(&*meta, |tx| Snapshot::read(tx, &*meta, None))?
             .ok_or_else(|| StoreError::NotInitialized(meta.describe()))?;
+        let (root, roots): (Arc<dyn RootOfTrust>, _) = match target {
+            None => (root.clone(), vec![root]),
+            Some(t) => (
+                Arc::new(crate::RekeyRoots::new(root.clone(), t.clone())),
+                vec![root, t],
+            ),
+        };
         let store = KeyStore {
             meta,
+            roots,
             root,
             snap: RwLock::new(Arc::new(snap)),
             last_check: Mutex::new(Instant::now()),
@@ -605,6 +651,12 @@ pub fn dump_json_of(meta: &dyn Metadata) -> Result<String, StoreError> {
                     "wrapped": b64(&m.wrapped),
                     "created": m.created,
                     "retired": m.retired,
+                    "root_of_trust": m.root.root_of_trust,
+                    "management": m.root.management,
+                    "key_id": m.root.key_id,
+                    "rt_wrapped": m.root.rt_wrapped.as_deref().map(b64),
+                    "deactivated": m.root.deactivated,
+                    "deactivation": m.root.deactivation,
                 })
             })
             .collect();
@@ -673,6 +725,8 @@ pub fn dump_json_of(meta: &dyn Metadata) -> Result<String, StoreError> {
                     "lease_owner": t.lease_owner,
                     "lease_expires": t.lease_expires,
                     "lease_token": t.lease_token,
+                    "target_root": t.target_root,
+                    "updated": t.updated,
                 })
             })
             .collect();

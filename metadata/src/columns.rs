@@ -12,7 +12,8 @@ macro_rules! store_columns {
 /// Columns of `master_keys`, in the order of each backend's `rows::master_key` decoder.
 macro_rules! master_key_columns {
     () => {
-        "version, state, wrapped, created, retired"
+        "version, state, wrapped, created, retired, root_of_trust, management, key_id, \
+         rt_wrapped, deactivated, deactivation"
     };
 }
 /// Columns of `rotation_keys`, in the order of each backend's `rows::rotation_key` decoder.
@@ -37,7 +38,8 @@ macro_rules! bucket_columns {
 macro_rules! task_columns {
     () => {
         "id, kind, state, step, started, ended, outcome, error, previous_master, new_master, \
-         new_rotation, master_attempts, row_version, lease_owner, lease_expires, lease_token"
+         new_rotation, master_attempts, row_version, lease_owner, lease_expires, lease_token, \
+         target_root, updated"
     };
 }
 /// Columns of `objects`, in the order of each backend's `rows::object` decoder.

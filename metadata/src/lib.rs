@@ -37,7 +37,7 @@ pub use kms::{
     KmsRegistration, KmsVersionRecord,
 };
 pub use records::{
-    BucketRecord, MasterKeyRecord, MasterState, NameRange, NamespaceRecord, NewBucket,
+    BucketRecord, MasterKeyRecord, MasterRoot, MasterState, NameRange, NamespaceRecord, NewBucket,
     NewNamespace, NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskKind, TaskRecord,
     TaskState,
 };

@@ -23,7 +23,7 @@ pub struct StoreRecord {
     /// The rotation key version new objects are wrapped under.
     pub active_rotation: u32,
     /// Bumped whenever an active key switches or keys are rewrapped; a change empties
-    /// derived-key caches (KEYS.md §9).
+    /// derived-key caches (KEYS.md §8.3).
     pub key_epoch: u64,
     /// Store creation time.
     pub created: u64,
@@ -95,6 +95,31 @@ pub struct MasterKeyRecord {
     pub created: u64,
     /// When it was retired.
     pub retired: Option<u64>,
+    /// Where `wrapped` came from (schema version 4; `Default` for rows of older versions):
+    /// the root of trust that protects it and the RT data key under that root.
+    pub root: MasterRoot,
+}
+
+/// The root of trust of one master key version (schema version 4, KEYS.md §8.3): a rekey
+/// leaves older master keys under the root they were made with, so each row says which.
+/// Every field `None` (the `Default`) means "the store row's `root_of_trust` and
+/// `rt_data_key`", as for every master key made before version 4 or by a plain rotation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterRoot {
+    /// The root's `describe()` (1..=1024 characters).
+    pub root_of_trust: Option<String>,
+    /// Who manages the key that protects `wrapped`: `internal`, `external` or `hsm`.
+    pub management: Option<String>,
+    /// The key's id in the key manager (a KMIP unique identifier), if it has one.
+    pub key_id: Option<String>,
+    /// The RT data key protected by this same root (the store row's `rt_data_key` holds the
+    /// RT data key under the store's current root only).
+    pub rt_wrapped: Option<Vec<u8>>,
+    /// When the deactivation step of a task ran for this (retired) master key, Unix seconds.
+    pub deactivated: Option<u64>,
+    /// What it found: `deactivated` (the key manager deactivated the key) or `nothing`
+    /// (an internal root: nothing to deactivate). Set exactly when `deactivated` is.
+    pub deactivation: Option<String>,
 }
 
 /// A rotation key version, wrapped by the virtual master key of `master_version`.
@@ -197,6 +222,9 @@ pub struct NewBucket {
 pub enum TaskKind {
     /// A key rotation (KEYS.md §8).
     Rotation,
+    /// A rekey: a rotation whose new master key is protected by another root of trust
+    /// (KEYS.md §8.3; schema version 4).
+    Rekey,
 }
 
 impl TaskKind {
@@ -204,6 +232,7 @@ impl TaskKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Rotation => "rotation",
+            TaskKind::Rekey => "rekey",
         }
     }
 
@@ -211,6 +240,7 @@ impl TaskKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "rotation" => Some(TaskKind::Rotation),
+            "rekey" => Some(TaskKind::Rekey),
             _ => None,
         }
     }
@@ -291,6 +321,12 @@ pub struct TaskRecord {
     /// The fencing token: bumped at every acquisition of the lease and never reused (0 before
     /// the first). A runner's step commits only while the row still carries its token.
     pub lease_token: u64,
+    /// A rekey's target: the `describe()` of the root of trust the new master key is
+    /// protected by (schema version 4); `None` for a rotation.
+    pub target_root: Option<String>,
+    /// When a runner last saved the task (a step, a failure, a lease acquisition), Unix
+    /// seconds (schema version 4; `None` for older rows and a task never run).
+    pub updated: Option<u64>,
 }
 
 /// A task to insert (state `Pending`, step 0, lease free with token 0).
@@ -304,6 +340,8 @@ pub struct NewTask {
     pub started: u64,
     /// The active master version now.
     pub previous_master: u32,
+    /// A rekey's target root (`describe()`); `None` for a rotation.
+    pub target_root: Option<String>,
 }
 
 /// One visible object: where its data is and how to decrypt it.

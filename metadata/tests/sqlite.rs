@@ -104,7 +104,7 @@ fn fill(db: &dyn Metadata, n: usize) -> u64 {
 #[test]
 fn create_then_open() {
     let (_dir, path, db) = new_db();
-    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 3);
+    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 4);
     assert_eq!(
         db.schema_version().expect("version"),
         SqliteMetadata::SCHEMA_VERSION
@@ -169,6 +169,8 @@ fn version_1_tasks() -> Vec<TaskRecord> {
         lease_owner: None,
         lease_expires: None,
         lease_token: 0,
+        target_root: None,
+        updated: None,
     };
     let open = TaskRecord {
         id: 2,
@@ -197,7 +199,7 @@ fn a_version_1_database_is_migrated_to_the_latest_version() {
     let path = dir.path().join("dare.db");
     write_version_1_database(&path);
     let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
-    assert_eq!(db.schema_version().expect("version"), 3);
+    assert_eq!(db.schema_version().expect("version"), 4);
     let tasks = version_1_tasks();
     assert_eq!(read(&db, |tx| tx.tasks()), tasks);
     let store = read(&db, |tx| tx.store()).expect("store row kept");
@@ -227,7 +229,7 @@ fn a_version_1_database_is_migrated_to_the_latest_version() {
     drop(db);
 
     let again = SqliteMetadata::open(&path, opts()).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 3);
+    assert_eq!(again.schema_version().expect("version"), 4);
     assert_eq!(
         read(&again, |tx| tx.task(2)),
         Some(TaskRecord {
@@ -247,7 +249,7 @@ fn a_version_1_backup_is_migrated_when_restored() {
     let old = dir.path().join("v1.bak");
     write_version_1_database(&old);
     SqliteMetadata::restore(&old, &path, opts()).expect("restore");
-    assert_eq!(db.schema_version().expect("version"), 3);
+    assert_eq!(db.schema_version().expect("version"), 4);
     assert_eq!(read(&db, |tx| tx.kms_keys()), vec![]);
     assert_eq!(read(&db, |tx| tx.tasks()), version_1_tasks());
     assert!(
@@ -348,7 +350,7 @@ fn a_version_2_database_is_migrated_to_version_3() {
     assert_eq!((buckets_before.len(), objects_before.len()), (3, 4));
 
     let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
-    assert_eq!(db.schema_version().expect("version"), 3);
+    assert_eq!(db.schema_version().expect("version"), 4);
     db.check_integrity()
         .expect("integrity and foreign keys after the migration");
     {
@@ -372,7 +374,17 @@ fn a_version_2_database_is_migrated_to_version_3() {
             rows("SELECT * FROM objects ORDER BY bucket_id, name"),
             objects_before
         );
-        assert_eq!(rows("SELECT * FROM tasks"), tasks_before);
+        // Version 4 adds `target_root` (NULL for every existing task).
+        let with_target: Vec<Vec<rusqlite::types::Value>> = tasks_before
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.push(rusqlite::types::Value::Null);
+                r.push(rusqlite::types::Value::Null);
+                r
+            })
+            .collect();
+        assert_eq!(rows("SELECT * FROM tasks"), with_target);
         // The index on namespace_id is back; the copy is gone.
         let names: Vec<String> = c
             .prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'buckets' ORDER BY name")
@@ -512,7 +524,7 @@ fn a_version_2_database_is_migrated_to_version_3() {
     }
     drop(db);
     let again = SqliteMetadata::open(&path, opts()).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 3);
+    assert_eq!(again.schema_version().expect("version"), 4);
     assert_eq!(read(&again, |tx| tx.buckets(None)).len(), 3);
 }
 
@@ -525,7 +537,7 @@ fn a_version_2_backup_is_migrated_when_restored() {
     let old = dir.path().join("v2.bak");
     write_version_2_database(&old);
     SqliteMetadata::restore(&old, &path, opts()).expect("restore");
-    assert_eq!(db.schema_version().expect("version"), 3);
+    assert_eq!(db.schema_version().expect("version"), 4);
     db.check_integrity().expect("integrity");
     let ids: Vec<u64> = read(&db, |tx| tx.buckets(None))
         .iter()

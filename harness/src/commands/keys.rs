@@ -96,6 +96,21 @@ fn keys_err(e: dare::KeyStoreError) -> anyhow::Error {
 
 /// `dare keys ...`.
 pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
+    // Rekey and task reports open the store themselves (a rekey with its target as well).
+    let cmd = match cmd {
+        KeysCommand::Rekey { target, wait, out } => {
+            return super::rekey::rekey(s, &target, wait, out.json);
+        }
+        KeysCommand::Task {
+            handle,
+            wait,
+            resume,
+            target,
+            out,
+        } => return super::rekey::task(s, handle, wait, resume, &target, out.json),
+        KeysCommand::Info(out) => return super::rekey::info(s, out.json),
+        other => other,
+    };
     let d = s.open()?;
     match cmd {
         KeysCommand::Dump(_) => {
@@ -192,6 +207,10 @@ pub fn run(s: &Settings, cmd: KeysCommand) -> Result<()> {
             print_status(&mut crate::out::stdout().lock(), &st)?;
         }
         KeysCommand::Rewrap(a) => rewrap(&d, a)?,
+        KeysCommand::Rekey { .. } | KeysCommand::Task { .. } | KeysCommand::Info(_) => {
+            // Dispatched before the store was opened.
+            bail!("dare keys rekey, task and info open the store themselves")
+        }
     }
     Ok(())
 }
@@ -253,6 +272,19 @@ fn rotate(s: &Settings, d: &Dare, wait: bool, as_json: bool) -> Result<()> {
 
 /// Starts `dare keys rotation resume ID` as a detached background process.
 fn spawn_runner(s: &Settings, id: u64) -> Result<()> {
+    spawn_dare(
+        s,
+        &[
+            "keys".into(),
+            "rotation".into(),
+            "resume".into(),
+            id.to_string().into(),
+        ],
+    )
+}
+
+/// Starts `dare [the store's flags] ARGS` as a detached background process (a task runner).
+pub(crate) fn spawn_dare(s: &Settings, args: &[std::ffi::OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot locate the dare executable")?;
     let mut c = Command::new(exe);
@@ -275,7 +307,7 @@ fn spawn_runner(s: &Settings, id: u64) -> Result<()> {
     if let Some(u) = &s.metadata {
         c.env("DARE_METADATA_URL", u.expose());
     }
-    c.args(["keys", "rotation", "resume", &id.to_string()])
+    c.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

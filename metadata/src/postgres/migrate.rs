@@ -21,6 +21,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("schema_v2.sql")),
     // The key management service's tables; `buckets.kms_key_id` (SSE-KMS).
     (3, include_str!("schema_v3.sql")),
+    // The rekey: each master key's root of trust and deactivation; a rekey task's target.
+    (4, include_str!("schema_v4.sql")),
 ];
 
 /// The newest schema version.
@@ -181,8 +183,9 @@ mod tests {
             MIGRATIONS[0],
             MIGRATIONS[1],
             MIGRATIONS[2],
+            MIGRATIONS[3],
             // Fails if run twice.
-            (4, "CREATE TABLE added_in_v4 (x integer NOT NULL)"),
+            (5, "CREATE TABLE added_in_v5 (x integer NOT NULL)"),
         ];
         let server = PgServer::start();
         let url = server.create_database("migrate");
@@ -207,10 +210,10 @@ mod tests {
             r.expect("upgrade");
         }
         let mut c = connect();
-        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(4));
+        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(5));
         let tables: i64 = c
             .query_one(
-                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v4'",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v5'",
                 &[],
             )
             .expect("count")
@@ -221,8 +224,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 4,
-                    supported: 3
+                    found: 5,
+                    supported: 4
                 }
             ),
             "{e:?}"

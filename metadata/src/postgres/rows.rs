@@ -15,8 +15,8 @@ use crate::kms::{
     KmsRegistration, KmsVersionRecord,
 };
 use crate::records::{
-    BucketRecord, MasterKeyRecord, MasterState, NamespaceRecord, ObjectRecord, RotationKeyRecord,
-    StoreRecord, TaskKind, TaskRecord, TaskState,
+    BucketRecord, MasterKeyRecord, MasterRoot, MasterState, NamespaceRecord, ObjectRecord,
+    RotationKeyRecord, StoreRecord, TaskKind, TaskRecord, TaskState,
 };
 
 pub(super) use crate::columns::{
@@ -60,6 +60,14 @@ pub(super) fn master_key(r: &Row) -> Result<MasterKeyRecord, MetaError> {
         wrapped: bytes(r, 2)?.to_vec(),
         created: num(r, 3)?,
         retired: opt_num(r, 4)?,
+        root: MasterRoot {
+            root_of_trust: opt_text(r, 5)?.map(str::to_owned),
+            management: opt_text(r, 6)?.map(str::to_owned),
+            key_id: opt_text(r, 7)?.map(str::to_owned),
+            rt_wrapped: opt_bytes(r, 8)?.map(<[u8]>::to_vec),
+            deactivated: opt_num(r, 9)?,
+            deactivation: opt_text(r, 10)?.map(str::to_owned),
+        },
     })
 }
 
@@ -120,6 +128,8 @@ pub(super) fn task(r: &Row) -> Result<TaskRecord, MetaError> {
         lease_owner: opt_text(r, 13)?.map(str::to_owned),
         lease_expires: opt_num(r, 14)?,
         lease_token: num(r, 15)?,
+        target_root: opt_text(r, 16)?.map(str::to_owned),
+        updated: opt_num(r, 17)?,
     })
 }
 

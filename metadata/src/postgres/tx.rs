@@ -665,7 +665,7 @@ impl WriteTx for PgTx<'_> {
         const SQL: &str = concat!(
             "INSERT INTO master_keys (",
             master_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         );
         let doing = Doing {
             id: Some(u64::from(m.version)),
@@ -679,6 +679,12 @@ impl WriteTx for PgTx<'_> {
                 &m.wrapped,
                 &int(m.created, "master key creation time")?,
                 &opt_int(m.retired, "master key retirement time")?,
+                &m.root.root_of_trust,
+                &m.root.management,
+                &m.root.key_id,
+                &m.root.rt_wrapped,
+                &opt_int(m.root.deactivated, "master key deactivation time")?,
+                &m.root.deactivation,
             ],
             doing,
         )?;
@@ -686,8 +692,9 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn update_master_key(&mut self, m: &MasterKeyRecord) -> Result<(), MetaError> {
-        const SQL: &str =
-            "UPDATE master_keys SET state = $1, wrapped = $2, retired = $3 WHERE version = $4";
+        const SQL: &str = "UPDATE master_keys SET state = $1, wrapped = $2, retired = $3, \
+             root_of_trust = $5, management = $6, key_id = $7, rt_wrapped = $8, \
+             deactivated = $9, deactivation = $10 WHERE version = $4";
         let changed = self.exec(
             SQL,
             &[
@@ -695,6 +702,12 @@ impl WriteTx for PgTx<'_> {
                 &m.wrapped,
                 &opt_int(m.retired, "master key retirement time")?,
                 &i64::from(m.version),
+                &m.root.root_of_trust,
+                &m.root.management,
+                &m.root.key_id,
+                &m.root.rt_wrapped,
+                &opt_int(m.root.deactivated, "master key deactivation time")?,
+                &m.root.deactivation,
             ],
             Doing::NOTHING,
         )?;
@@ -908,13 +921,15 @@ impl WriteTx for PgTx<'_> {
         const NEW: &str = concat!(
             "INSERT INTO tasks (",
             task_columns!(),
-            ") VALUES (DEFAULT, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1, NULL, NULL, 0) ",
+            ") VALUES (DEFAULT, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1, NULL, NULL, 0, \
+             $5, NULL) ",
             "RETURNING id"
         );
         const IMPORTED: &str = concat!(
             "INSERT INTO tasks (",
             task_columns!(),
-            ") VALUES ($5, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1, NULL, NULL, 0) ",
+            ") VALUES ($6, $1, $2, 0, $3, NULL, NULL, NULL, $4, NULL, NULL, 0, 1, NULL, NULL, 0, \
+             $5, NULL) ",
             "RETURNING id"
         );
         const LOCK: &str = "LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE";
@@ -927,12 +942,13 @@ impl WriteTx for PgTx<'_> {
         let state = TaskState::Pending.as_str();
         let started = int(t.started, "task start time")?;
         let previous_master = i64::from(t.previous_master);
-        let p: [&(dyn ToSql + Sync); 4] = [&kind, &state, &started, &previous_master];
+        let target = &t.target_root;
+        let p: [&(dyn ToSql + Sync); 5] = [&kind, &state, &started, &previous_master, target];
         match opt_int(t.id, "task id")? {
             None => self.insert(NEW, &p, doing),
             Some(id) => {
-                let [a, b, c, d] = p;
-                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, &id], id, doing)
+                let [a, b, c, d, e] = p;
+                self.insert_imported(LOCK, IMPORTED, BUMP, &[a, b, c, d, e, &id], id, doing)
             }
         }
     }
@@ -941,7 +957,7 @@ impl WriteTx for PgTx<'_> {
         const SQL: &str = "UPDATE tasks SET state = $1, step = $2, ended = $3, outcome = $4, \
              error = $5, previous_master = $6, new_master = $7, new_rotation = $8, \
              master_attempts = $9, row_version = $10, lease_owner = $13, lease_expires = $14, \
-             lease_token = $15 WHERE id = $11 AND row_version = $12";
+             lease_token = $15, target_root = $16, updated = $17 WHERE id = $11 AND row_version = $12";
         let next = bump(t.row_version)?;
         let changed = self.exec(
             SQL,
@@ -961,6 +977,8 @@ impl WriteTx for PgTx<'_> {
                 &t.lease_owner,
                 &opt_int(t.lease_expires, "task lease expiry")?,
                 &int(t.lease_token, "task lease token")?,
+                &t.target_root,
+                &opt_int(t.updated, "task update time")?,
             ],
             Doing::NOTHING,
         )?;

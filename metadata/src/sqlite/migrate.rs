@@ -4,7 +4,8 @@
 //! records it in one transaction, so a database is always exactly at one version. A new
 //! version is one more entry in [`MIGRATIONS`] (and its file). Version 2 adds the task lease;
 //! version 3 the key management service's tables and `buckets.kms_key_id` (it rebuilds
-//! `buckets`, whose CHECK changes: see `schema_v3.sql`).
+//! `buckets`, whose CHECK changes: see `schema_v3.sql`); version 4 the rekey's columns (each
+//! master key's root of trust and deactivation, a rekey task's target, `tasks.updated`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +22,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("schema_v2.sql")),
     // The key management service's tables; `buckets.kms_key_id` (SSE-KMS).
     (3, include_str!("schema_v3.sql")),
+    // The rekey: each master key's root of trust and deactivation; a rekey task's target.
+    (4, include_str!("schema_v4.sql")),
 ];
 
 /// The newest schema version.
@@ -162,7 +165,8 @@ mod tests {
             MIGRATIONS[0],
             MIGRATIONS[1],
             MIGRATIONS[2],
-            (4, "CREATE TABLE added_in_v4 (x INTEGER NOT NULL)"),
+            MIGRATIONS[3],
+            (5, "CREATE TABLE added_in_v5 (x INTEGER NOT NULL)"),
         ];
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
@@ -189,10 +193,10 @@ mod tests {
             r.expect("upgrade");
         }
         let c = Connection::open(&path).expect("open");
-        assert_eq!(stored_version(&c, &path, wait).expect("version"), 4);
+        assert_eq!(stored_version(&c, &path, wait).expect("version"), 5);
         let tables: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v4'",
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v5'",
                 [],
                 |r| r.get(0),
             )
@@ -205,8 +209,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 4,
-                    supported: 3
+                    found: 5,
+                    supported: 4
                 }
             ),
             "{e:?}"

@@ -543,7 +543,7 @@ impl WriteTx for SqliteTx<'_> {
         const SQL: &str = concat!(
             "INSERT INTO master_keys (",
             master_key_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         );
         let doing = Doing {
             id: Some(u64::from(m.version)),
@@ -557,6 +557,12 @@ impl WriteTx for SqliteTx<'_> {
                 m.wrapped,
                 int(m.created, "master key creation time")?,
                 opt_int(m.retired, "master key retirement time")?,
+                m.root.root_of_trust,
+                m.root.management,
+                m.root.key_id,
+                m.root.rt_wrapped,
+                opt_int(m.root.deactivated, "master key deactivation time")?,
+                m.root.deactivation,
             ],
             doing,
         )?;
@@ -564,8 +570,9 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn update_master_key(&mut self, m: &MasterKeyRecord) -> Result<(), MetaError> {
-        const SQL: &str =
-            "UPDATE master_keys SET state = ?1, wrapped = ?2, retired = ?3 WHERE version = ?4";
+        const SQL: &str = "UPDATE master_keys SET state = ?1, wrapped = ?2, retired = ?3, \
+             root_of_trust = ?5, management = ?6, key_id = ?7, rt_wrapped = ?8, \
+             deactivated = ?9, deactivation = ?10 WHERE version = ?4";
         let changed = self.exec(
             SQL,
             params![
@@ -573,6 +580,12 @@ impl WriteTx for SqliteTx<'_> {
                 m.wrapped,
                 opt_int(m.retired, "master key retirement time")?,
                 m.version,
+                m.root.root_of_trust,
+                m.root.management,
+                m.root.key_id,
+                m.root.rt_wrapped,
+                opt_int(m.root.deactivated, "master key deactivation time")?,
+                m.root.deactivation,
             ],
             Doing::NOTHING,
         )?;
@@ -772,7 +785,7 @@ impl WriteTx for SqliteTx<'_> {
         const SQL: &str = concat!(
             "INSERT INTO tasks (",
             task_columns!(),
-            ") VALUES (?1, ?2, ?3, 0, ?4, NULL, NULL, NULL, ?5, NULL, NULL, 0, 1, NULL, NULL, 0)"
+            ") VALUES (?1, ?2, ?3, 0, ?4, NULL, NULL, NULL, ?5, NULL, NULL, 0, 1, NULL, NULL, 0, ?6, NULL)"
         );
         let doing = Doing {
             id: t.id,
@@ -786,6 +799,7 @@ impl WriteTx for SqliteTx<'_> {
                 TaskState::Pending.as_str(),
                 int(t.started, "task start time")?,
                 t.previous_master,
+                t.target_root,
             ],
             doing,
         )
@@ -795,7 +809,7 @@ impl WriteTx for SqliteTx<'_> {
         const SQL: &str = "UPDATE tasks SET state = ?1, step = ?2, ended = ?3, outcome = ?4, \
              error = ?5, previous_master = ?6, new_master = ?7, new_rotation = ?8, \
              master_attempts = ?9, row_version = ?10, lease_owner = ?13, lease_expires = ?14, \
-             lease_token = ?15 WHERE id = ?11 AND row_version = ?12";
+             lease_token = ?15, target_root = ?16, updated = ?17 WHERE id = ?11 AND row_version = ?12";
         let next = bump(t.row_version)?;
         let changed = self.exec(
             SQL,
@@ -815,6 +829,8 @@ impl WriteTx for SqliteTx<'_> {
                 t.lease_owner,
                 opt_int(t.lease_expires, "task lease expiry")?,
                 int(t.lease_token, "task lease token")?,
+                t.target_root,
+                opt_int(t.updated, "task update time")?,
             ],
             Doing::NOTHING,
         )?;

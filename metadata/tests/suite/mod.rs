@@ -138,6 +138,7 @@ fn master_key(version: u32, state: MasterState) -> MasterKeyRecord {
         wrapped: vec![version as u8; 60],
         created: 1_700_000_000 + u64::from(version),
         retired: None,
+        root: Default::default(),
     }
 }
 

@@ -276,6 +276,7 @@ pub fn one_open_task_per_kind(f: &Fixture) {
         kind: TaskKind::Rotation,
         started: 1,
         previous_master: 1,
+        target_root: None,
     };
     let first = write(db, |tx| tx.insert_task(&t));
     let e = fails(db, |tx| tx.insert_task(&t));

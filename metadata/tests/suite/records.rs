@@ -55,7 +55,41 @@ pub fn master_keys_round_trip(f: &Fixture) {
     m1.wrapped = vec![0xee; 61];
     m1.retired = Some(1_800_000_000);
     write(db, |tx| tx.update_master_key(&m1));
-    assert_eq!(read(db, |tx| tx.master_keys()), vec![m1, m2.clone()]);
+    assert_eq!(
+        read(db, |tx| tx.master_keys()),
+        vec![m1.clone(), m2.clone()]
+    );
+
+    // Schema version 4: a master key's own root of trust, and its deactivation.
+    let mut m3 = master_key(3, MasterState::Pending);
+    m3.root = dare_metadata::MasterRoot {
+        root_of_trust: Some("pkcs11:token=t;object=k".into()),
+        management: Some("hsm".into()),
+        key_id: Some("kmip-uid-1".into()),
+        rt_wrapped: Some(vec![0x5a; 48]),
+        deactivated: None,
+        deactivation: None,
+    };
+    write(db, |tx| tx.insert_master_key(&m3));
+    m1.root.root_of_trust = Some("root-key-file".into());
+    m1.root.management = Some("internal".into());
+    m1.root.rt_wrapped = Some(vec![0x11; 40]);
+    m1.root.deactivated = Some(1_800_000_001);
+    m1.root.deactivation = Some("nothing".into());
+    write(db, |tx| tx.update_master_key(&m1));
+    assert_eq!(
+        read(db, |tx| tx.master_keys()),
+        vec![m1.clone(), m2.clone(), m3.clone()]
+    );
+    // A deactivation result without its time, an unknown management type: refused.
+    let mut half = m1.clone();
+    half.root.deactivated = None;
+    let e = fails(db, |tx| tx.update_master_key(&half));
+    assert!(matches!(e, MetaError::Database(_)), "{e:?}");
+    let mut odd = m3.clone();
+    odd.root.management = Some("cloud".into());
+    let e = fails(db, |tx| tx.update_master_key(&odd));
+    assert!(matches!(e, MetaError::Database(_)), "{e:?}");
 
     let dup = fails(db, |tx| tx.insert_master_key(&m2));
     assert!(matches!(dup, MetaError::AlreadyExists { .. }), "{dup:?}");
@@ -220,6 +254,7 @@ pub fn tasks_round_trip(f: &Fixture) {
         kind: TaskKind::Rotation,
         started: 1_700_000_400,
         previous_master: 1,
+        target_root: None,
     };
     let id = write(db, |tx| tx.insert_task(&t));
     let pending = TaskRecord {
@@ -239,6 +274,8 @@ pub fn tasks_round_trip(f: &Fixture) {
         lease_owner: None,
         lease_expires: None,
         lease_token: 0,
+        target_root: None,
+        updated: None,
     };
     assert_eq!(read(db, |tx| tx.task(id)), Some(pending.clone()));
 
@@ -303,7 +340,35 @@ pub fn tasks_round_trip(f: &Fixture) {
     };
     assert_eq!(expect.lease_token, 2);
     assert_eq!(read(db, |tx| tx.task(id)), Some(expect.clone()));
-    assert_eq!(read(db, |tx| tx.tasks()), vec![expect]);
+    assert_eq!(read(db, |tx| tx.tasks()), vec![expect.clone()]);
+
+    // Schema version 4: a rekey task, its target and its last update.
+    let rekey = write(db, |tx| {
+        tx.insert_task(&NewTask {
+            id: None,
+            kind: TaskKind::Rekey,
+            started: 1_700_000_500,
+            previous_master: 1,
+            target_root: Some("pkcs11:token=t;object=k;type=secret-key".into()),
+        })
+    });
+    let stored = read(db, |tx| tx.task(rekey)).unwrap();
+    assert_eq!(stored.kind, TaskKind::Rekey);
+    assert_eq!(
+        stored.target_root.as_deref(),
+        Some("pkcs11:token=t;object=k;type=secret-key")
+    );
+    assert_eq!(stored.updated, None);
+    let saved = TaskRecord {
+        step: 1,
+        state: TaskState::Running,
+        updated: Some(1_700_000_501),
+        ..stored.clone()
+    };
+    write(db, |tx| tx.update_task(&saved));
+    let back = read(db, |tx| tx.task(rekey)).unwrap();
+    assert_eq!(back.updated, Some(1_700_000_501));
+    assert_eq!(back.step, 1);
 }
 
 pub fn objects_round_trip(f: &Fixture) {
@@ -365,6 +430,7 @@ pub fn ids_are_never_reused(f: &Fixture) {
         kind: TaskKind::Rotation,
         started: 1,
         previous_master: 1,
+        target_root: None,
     };
     let t1 = write(db, |tx| tx.insert_task(&t));
     let done = TaskRecord {
@@ -399,6 +465,7 @@ pub fn imported_ids_are_kept(f: &Fixture) {
             kind: TaskKind::Rotation,
             started: 1,
             previous_master: 1,
+            target_root: None,
         })
     });
     assert_eq!(t, 77);
@@ -477,6 +544,7 @@ pub fn cas_conflicts_change_nothing(f: &Fixture) {
             kind: TaskKind::Rotation,
             started: 1,
             previous_master: 1,
+            target_root: None,
         })
     });
 
@@ -695,6 +763,7 @@ pub fn invalid_records_are_refused(f: &Fixture) {
             kind: TaskKind::Rotation,
             started: 1,
             previous_master: 1,
+            target_root: None,
         })
     });
     let task = read(db, |tx| tx.task(id)).expect("task");
