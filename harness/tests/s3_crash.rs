@@ -228,3 +228,67 @@ fn sigkill_mid_upload_leaves_no_object_and_fsck_removes_the_leftover() {
         serde_json::from_slice(&dare(&store, &["fsck", "--json"]).stdout).unwrap();
     assert_eq!(v["clean"], true, "{v}");
 }
+
+#[test]
+fn sigterm_lets_an_inflight_put_finish_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    assert!(dare(&store, &["init"]).status.success());
+    assert!(dare(&store, &["bucket", "create", "bkt"]).status.success());
+    let cred = dir.path().join("cred");
+    std::fs::write(&cred, format!("{AK}:{SK}\n")).unwrap();
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (mut child, addr) = serve(&store, &cred);
+
+    let len: usize = 4 << 20;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        head(
+            "PUT",
+            "/bkt/inflight",
+            &addr.to_string(),
+            "UNSIGNED-PAYLOAD",
+            &[("content-length", len.to_string())],
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let piece = vec![7u8; 1 << 20];
+    s.write_all(&piece).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are refused once shutdown started.
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the server still accepts connections after SIGTERM"
+    );
+    for _ in 1..4 {
+        s.write_all(&piece).unwrap();
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "in-flight PUT not finished: {text}"
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "dare serve exited with {status} after SIGTERM"
+    );
+    let out = dare(&store, &["head", "bkt/inflight", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["size"], len as u64, "{v}");
+}
