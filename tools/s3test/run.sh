@@ -56,7 +56,7 @@ openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key
 chmod 600 "$work/server.key"
 
 # store NAME: a fresh store with what the suite needs made through the CLI beforehand: two
-# customer master keys (one disabled) and a plaintext bucket. Prints shell assignments.
+# customer master keys (one disabled) and a plaintext bucket (in a namespace with encryption off). Prints shell assignments.
 store() {
   local s=$work/$1
   x() { "$dare" --store "$s" "$@"; }
@@ -65,7 +65,8 @@ store() {
   kid=$(x kms create --alias "s3test-$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
   kdis=$(x kms create --alias "s3test-$1-off" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
   x kms disable "$kdis" >/dev/null
-  x bucket create plain-bucket --encryption off >/dev/null
+  x ns create clear --encryption off >/dev/null
+  x bucket create plain-bucket --namespace clear >/dev/null
   echo "$s|$kid|s3test-$1|$kdis"
 }
 

@@ -120,7 +120,8 @@ def test_put_bucket_encryption_only_while_empty(t, s3):
 
 
 def test_plaintext_bucket_says_no_encryption(t, s3):
-    """`plain-bucket` was made by `dare bucket create --encryption off` before the server
+    """`plain-bucket` was made in a namespace with encryption off (`dare ns create clear
+    --encryption off`, `dare bucket create plain-bucket --namespace clear`) before the server
     started: its objects are served, and no response claims they are encrypted."""
     r = s3.put_object(Bucket="plain-bucket", Key=f"clear-{t.scheme}", Body=b"in clear")
     assert "ServerSideEncryption" not in r
