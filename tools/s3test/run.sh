@@ -95,8 +95,11 @@ serve() {
   exit 1
 }
 
-IFS='|' read -r http_store http_kid http_alias http_kdis < <(store http)
-IFS='|' read -r https_store https_kid https_alias https_kdis < <(store https)
+store http > "$work/http.vars" || { echo "s3test: making the http store failed" >&2; exit 1; }
+store https > "$work/https.vars" || { echo "s3test: making the https store failed" >&2; exit 1; }
+IFS='|' read -r http_store http_kid http_alias http_kdis < "$work/http.vars"
+IFS='|' read -r https_store https_kid https_alias https_kdis < "$work/https.vars"
+[ -n "$http_kdis" ] && [ -n "$https_kdis" ] || { echo "s3test: store setup printed nothing" >&2; exit 1; }
 url=""
 serve http "$http_store"
 http_url=$url
@@ -127,6 +130,7 @@ for name in http https; do
     status=1
   fi
 done
+pids=() # reaped: nothing left for the exit trap to kill
 if [ "$status" -ne 0 ]; then
   echo "s3test: FAILED (server logs above; http: $(tail -n 5 "$work/http.err" | tr '\n' ' '))" >&2
   exit "$status"
