@@ -60,7 +60,7 @@ pub mod store;
 pub use error::{Error, printable};
 pub use fsck::{FsckOptions, FsckReport};
 pub use layout::DEFAULT_NAMESPACE;
-pub use list::{ListPage, ListQuery};
+pub use list::{INTERNAL_PREFIX, ListPage, ListQuery};
 pub use namespace::{Bucket, Namespace, check_bucket_name};
 pub use object::{GetOptions, KeyRef, Object, ObjectInfo, PutOptions};
 pub use range::parse_range;
@@ -75,4 +75,5 @@ pub use dare_keys::{
     CacheMode, RotationOptions, RotationStatus, StoreError as KeyStoreError, TaskState,
     read_customer_key_file, read_passphrase_file, step_name,
 };
+pub use dare_kms::KmsError;
 pub use dare_metadata::{MetaError, PostgresOptions, SqliteOptions};

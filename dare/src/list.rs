@@ -14,6 +14,11 @@ use crate::object::{ObjectInfo, info_of};
 /// Most keys a page holds (S3's limit too).
 pub const MAX_KEYS: usize = 1000;
 
+/// Names starting with this are the store's own (an S3 server's multipart parts and upload
+/// records): listings leave them out unless their prefix asks for them. It begins with a NUL,
+/// which no S3 key can carry (S3 servers refuse it), so no user object is hidden by it.
+pub const INTERNAL_PREFIX: &str = "\0dare/";
+
 /// What to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
@@ -67,6 +72,14 @@ impl Dare {
             })?),
             None => q.start_after.as_ref().map(|s| s.as_bytes().to_vec()),
         };
+        // Internal names sort before every other name that does not start with a NUL:
+        // start past them unless the listing is of them.
+        if !q.prefix.starts_with('\0') {
+            let past = after_all_with_prefix(INTERNAL_PREFIX);
+            if after.as_ref().is_none_or(|a| *a < past) {
+                after = Some(past);
+            }
+        }
         read_with(&*self.meta, |tx| {
             let b = tx
                 .bucket(By::Name(bucket))?

@@ -344,6 +344,44 @@ impl Dare {
         Ok(count)
     }
 
+    /// Changes the encryption of an *empty* encrypted bucket between SSE-S3 (`kms_key` None:
+    /// a bucket key under the namespace key) and SSE-KMS (`kms_key`: a customer master key
+    /// id or alias). Refused with [`Error::BucketNotEmpty`] once the bucket holds objects
+    /// (including an S3 server's incomplete multipart uploads): the policy is fixed once
+    /// there is data, as ECS fixes it at creation. A bucket created with encryption off
+    /// stays off ([`Error::EncryptionPolicy`]). Asking for the policy it has is a no-op.
+    ///
+    /// The bucket is deleted (refused if not empty, atomically) and created again with the
+    /// new policy and the same name and namespace, so it gets a new id and a fresh bucket
+    /// key and no cached key of the old one can ever serve it. Between the two steps the
+    /// bucket does not exist: a concurrent put fails with no such bucket, and a crash there
+    /// leaves no bucket (it was empty, so no object is lost). Returns the bucket as it is now.
+    pub fn set_bucket_encryption(
+        &self,
+        name: &str,
+        kms_key: Option<&str>,
+    ) -> Result<Bucket, Error> {
+        let b = self.bucket(name)?;
+        if !b.encryption {
+            return Err(Error::EncryptionPolicy(format!(
+                "bucket {name} was created with encryption off, and encryption never changes \
+                 once a bucket exists"
+            )));
+        }
+        let want = match kms_key {
+            Some(k) => Some(self.kms.describe(k)?.key_id),
+            None => None,
+        };
+        if want == b.kms_key_id {
+            return Ok(b);
+        }
+        self.delete_bucket(name, false)?;
+        match &want {
+            Some(k) => self.create_bucket_kms(name, &b.namespace, Some(k)),
+            None => self.create_bucket(name, &b.namespace, Some(true)),
+        }
+    }
+
     /// The bucket called `name`.
     pub fn bucket(&self, name: &str) -> Result<Bucket, Error> {
         read_with(&*self.meta, |tx| {

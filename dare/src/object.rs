@@ -216,6 +216,14 @@ fn envelope_of(row: &ObjectRecord) -> Option<Envelope> {
     }
 }
 
+/// The ETag of a multipart object without its `-N` suffix (what the engine computed).
+fn etag_without_parts(etag: &str) -> &str {
+    match etag.rsplit_once('-') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => base,
+        _ => etag,
+    }
+}
+
 fn loc_of(row: &ObjectRecord) -> FileLoc {
     FileLoc {
         bucket_id: row.bucket_id,
@@ -273,6 +281,31 @@ impl Dare {
         name: &str,
         data: &mut dyn Read,
         opts: &PutOptions,
+    ) -> Result<ObjectInfo, Error> {
+        self.put_inner(bucket, name, data, opts, None)
+    }
+
+    /// As [`put`](Self::put), for an object assembled from `parts` parts (an S3 multipart
+    /// upload): its ETag gets S3's `-N` suffix (FORMAT.md §7); readers strip the suffix
+    /// before checking a clear object's checksum.
+    pub fn put_multipart(
+        &self,
+        bucket: &str,
+        name: &str,
+        data: &mut dyn Read,
+        opts: &PutOptions,
+        parts: u32,
+    ) -> Result<ObjectInfo, Error> {
+        self.put_inner(bucket, name, data, opts, Some(parts))
+    }
+
+    fn put_inner(
+        &self,
+        bucket: &str,
+        name: &str,
+        data: &mut dyn Read,
+        opts: &PutOptions,
+        parts: Option<u32>,
     ) -> Result<ObjectInfo, Error> {
         dare_engine::format::check_object_name(name).map_err(|e| Error::InvalidName {
             what: "object",
@@ -341,7 +374,10 @@ impl Dare {
             object_id,
             size: written.size,
             created_ms: now_ms(),
-            etag: written.etag,
+            etag: match parts {
+                Some(n) => format!("{}-{n}", written.etag),
+                None => written.etag,
+            },
             format: dare_engine::format::v2::VERSION,
             suite: sealer.suite().id(),
             chunk_shift: self.chunk_shift,
@@ -529,7 +565,7 @@ impl Dare {
                     nonce_prefix: row.nonce_prefix,
                     size: row.size,
                     meta_block: &row.meta,
-                    etag: &row.etag,
+                    etag: etag_without_parts(&row.etag),
                 },
                 dk.as_ref(),
                 backend,

@@ -156,6 +156,10 @@ pub enum Command {
     /// Benchmarks: AEAD kernels, encryption overhead on a drive.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve the store over S3 (docs/S3.md): SigV4 with the keys of --credentials, SSE-S3,
+    /// SSE-C and SSE-KMS, ranges, listing, copy, multipart. Prints `listening on
+    /// http://ADDR` (or https) once ready; SIGTERM stops it after in-flight requests finish.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]

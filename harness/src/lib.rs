@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod cpuinfo;
 pub mod out;
+pub mod serve;
 pub mod settings;
 
 use std::io;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => maintenance::backup(&s.open()?, a),
         Command::Restore(a) => maintenance::restore(&s, a),
         Command::Hsm(HsmCommand::InitKey(j)) => hsm::init_key(&s, j),
+        Command::Serve(a) => serve::run(&s, a),
         Command::Cpu(j) => cpuinfo::run(s.data.backend, s.disk.io, j.json),
         Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a, s.data.backend),
         Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &s.engine_options()),
