@@ -587,6 +587,11 @@ fn measure(
             },
         };
         c0.create_bucket(bucket)?;
+        if let Sse::Kms(key) = &sse {
+            // dare encrypts every object as its bucket says: an SSE-KMS bucket, and the
+            // requests name its key too (as S3 clients do).
+            c0.put_bucket_encryption_kms(bucket, key)?;
+        }
         targets.push(Target {
             series,
             bucket: bucket.to_owned(),

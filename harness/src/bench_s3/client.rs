@@ -208,6 +208,23 @@ impl Client {
         }
     }
 
+    /// PutBucketEncryption: SSE-KMS under `key` (dare takes it only while the bucket is
+    /// empty, and fixes a bucket's encryption from then on).
+    pub fn put_bucket_encryption_kms(&self, bucket: &str, key: &str) -> Result<()> {
+        let xml = format!(
+            "<ServerSideEncryptionConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm>\
+             <KMSMasterKeyID>{key}</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule>\
+             </ServerSideEncryptionConfiguration>"
+        );
+        let headers = [("content-md5", B64.encode(md5::Md5::digest(xml.as_bytes())))];
+        let sha = dare_engine::format::hex(&sha2::Sha256::digest(xml.as_bytes()));
+        let req = self.request("PUT", &format!("/{bucket}?encryption"), &headers, &sha)?;
+        req.send_bytes(xml.as_bytes())
+            .map_err(|e| failure(&format!("PutBucketEncryption {bucket}"), e))?;
+        Ok(())
+    }
+
     /// PutObject of `body`, whose SHA-256 (hex) is `sha256`.
     pub fn put(&self, path: &str, body: &[u8], sha256: &str, sse: &Sse) -> Result<()> {
         let req = self.request("PUT", path, &sse.headers(true), sha256)?;
