@@ -204,7 +204,7 @@ impl ChannelReader {
     /// The body ended: every declared digest must match before the put may publish.
     fn finish(&mut self, trailers: Option<HeaderMap>) -> io::Result<()> {
         let md5 = std::mem::take(&mut self.md5).finalize();
-        let md5: [u8; 16] = md5.into();
+        let md5: [u8; 16] = md5;
         if let Some(want) = &self.expect.md5 {
             use base64::Engine as _;
             let got = base64::engine::general_purpose::STANDARD.encode(md5);

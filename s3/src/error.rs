@@ -66,8 +66,14 @@ pub(crate) fn map(e: Error) -> S3Error {
             InvalidArgument,
             "The calculated MD5 hash of the key did not match the hash that was provided."
         ),
+        // The key hierarchy reports a refusal of the key service as text only; a disabled
+        // key is told apart by its message (dare-kms's `Disabled` Display: "is disabled").
         Error::Key(KeyError::KmsRefused(m)) => custom(
-            "KMS.KMSInvalidStateException",
+            if m.contains(" is disabled") {
+                "KMS.DisabledException"
+            } else {
+                "KMS.KMSInvalidStateException"
+            },
             StatusCode::BAD_REQUEST,
             m.clone(),
         ),

@@ -413,7 +413,6 @@ impl S3 for DareS3 {
         .await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", i.bucket)),
-            ..Default::default()
         }))
     }
 
@@ -482,7 +481,6 @@ impl S3 for DareS3 {
                 rules: vec![ServerSideEncryptionRule {
                     apply_server_side_encryption_by_default: Some(by_default),
                     bucket_key_enabled: Some(true),
-                    ..Default::default()
                 }],
             }),
         }))

@@ -69,7 +69,7 @@ impl SseC<'_> {
         let bytes = Zeroizing::new(bytes);
         let mut h = Md5::new();
         h.update(&*bytes);
-        let digest: [u8; 16] = h.finalize().into();
+        let digest: [u8; 16] = h.finalize();
         let got = base64::engine::general_purpose::STANDARD.encode(digest);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
             got.as_bytes(),
