@@ -37,8 +37,8 @@ use clap::Args;
 use crate::args::OnOff;
 
 mod fio;
-mod plot;
-mod report;
+pub(crate) mod plot;
+pub(crate) mod report;
 pub mod scratch;
 mod sys;
 mod workload;

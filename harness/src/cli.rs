@@ -860,6 +860,10 @@ pub enum BenchCommand {
     /// What the key management service costs per call: create-datakey and decrypt-datakey
     /// per second and their latency on one thread, beside the bare AES-GCM they wrap.
     Kms(crate::bench_kms::KmsArgs),
+    /// What encryption costs an S3 client: PUT and GET requests/s, MB/s and latency against
+    /// `dare serve` (its own on a scratch store, or --endpoint), a plaintext bucket against
+    /// SSE-S3, SSE-C and SSE-KMS, interleaved.
+    S3(crate::bench_s3::S3Args),
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod bench_aead;
 pub mod bench_kms;
 pub mod bench_meta;
 pub mod bench_overhead;
+pub mod bench_s3;
 pub mod cli;
 pub mod commands;
 pub mod cpuinfo;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Overhead(a)) => bench_overhead::run(a, &s.engine_options()),
         Command::Bench(BenchCommand::Meta(a)) => bench_meta::run(a),
         Command::Bench(BenchCommand::Kms(a)) => bench_kms::run(a),
+        Command::Bench(BenchCommand::S3(a)) => bench_s3::run(a),
     }
 }
 

@@ -46,7 +46,7 @@ fn points(
         .collect()
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the plot: {e}")
 }
 
@@ -200,8 +200,34 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
             BLACK.mix(0.5),
         ))
         .map_err(err)?;
-    // The target: encryption costs at most 2% (shaded band 0–2%). And what ECS reports for
-    // the same job with D@RE on: about 10% lower throughput (white paper §3).
+    draw_target_and_ecs(&mut chart, xmin, xmax)?;
+    for (name, color, pts) in over {
+        draw_line(&mut chart, name, color, pts)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// The overhead panel's references: dare's target (overhead 0–2%, a shaded band) and what ECS
+/// reports for the same job with D@RE on (about 10% lower throughput, white paper §3).
+pub(crate) fn draw_target_and_ecs<
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate<From = (f64, f64)>,
+>(
+    chart: &mut ChartContext<'_, DB, CT>,
+    xmin: f64,
+    xmax: f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let band = TARGET_BAND.mix(0.18).filled();
     chart
         .draw_series(std::iter::once(Rectangle::new(
@@ -222,21 +248,13 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
         .map_err(err)?
         .label("ECS with D@RE: ≈10% (white paper)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], ecs));
-    for (name, color, pts) in over {
-        draw_line(&mut chart, name, color, pts)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
 }
 
-fn draw_line<DB: DrawingBackend, CT: plotters::coord::CoordTranslate<From = (f64, f64)>>(
+pub(crate) fn draw_line<
+    DB: DrawingBackend,
+    CT: plotters::coord::CoordTranslate<From = (f64, f64)>,
+>(
     chart: &mut ChartContext<'_, DB, CT>,
     name: &str,
     color: RGBColor,

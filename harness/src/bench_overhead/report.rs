@@ -19,7 +19,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(mut v: Vec<f64>) -> Summary {
+    pub(crate) fn of(mut v: Vec<f64>) -> Summary {
         v.sort_by(f64::total_cmp);
         let n = v.len();
         let median = match n {
@@ -33,7 +33,7 @@ impl Summary {
             max: v.last().copied().unwrap_or(f64::NAN),
         }
     }
-    fn to_json(self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         json!({"median": self.median, "min": self.min, "max": self.max})
     }
 }
@@ -128,7 +128,7 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -567,7 +567,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// A figure with about three significant digits.
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if !x.is_finite() {
         return "-".into();
     }
