@@ -75,4 +75,5 @@ pub use dare_keys::{
     CacheMode, RotationOptions, RotationStatus, StoreError as KeyStoreError, TaskState,
     read_customer_key_file, read_passphrase_file, step_name,
 };
+pub use dare_kmip::{ClusterConfig as KmipClusterConfig, KmipConfig, KmipError};
 pub use dare_metadata::{MetaError, PostgresOptions, SqliteOptions};
