@@ -335,15 +335,19 @@ impl fmt::Display for Error {
             Error::Kmip(e) => e.fmt(f),
             Error::KmipNeeded { cluster } => write!(
                 f,
-                "this store's master keys are protected by the KMIP cluster {cluster:?}: give                  --kmip-config FILE and --kmip-cluster {cluster} (or DARE_KMIP_CONFIG and                  DARE_KMIP_CLUSTER)"
+                "this store's master keys are protected by the KMIP cluster {cluster:?}: give \
+                 --kmip-config FILE and --kmip-cluster {cluster} (or DARE_KMIP_CONFIG and \
+                 DARE_KMIP_CLUSTER)"
             ),
             Error::KmipNotApplicable { recorded } => write!(
                 f,
-                "this store's master keys are protected by {recorded}, not by a KMIP cluster:                  drop --kmip-config and --kmip-cluster and unset DARE_KMIP_*"
+                "this store's master keys are protected by {recorded}, not by a KMIP cluster: \
+                 drop --kmip-config and --kmip-cluster and unset DARE_KMIP_*"
             ),
             Error::KmipClusterMismatch { given, recorded } => write!(
                 f,
-                "this store's master keys are protected by the KMIP cluster {recorded:?}, not                  {given:?}: give --kmip-cluster {recorded} (or DARE_KMIP_CLUSTER)"
+                "this store's master keys are protected by the KMIP cluster {recorded:?}, not \
+                 {given:?}: give --kmip-cluster {recorded} (or DARE_KMIP_CLUSTER)"
             ),
             Error::Metadata(e) => e.fmt(f),
             Error::Open(e) => e.fmt(f),
