@@ -192,7 +192,12 @@ fn main() {
     write(&dir, "kms_ciphertext", "intact", &[1]);
     write(&dir, "kms_ciphertext", "flip", &[1, 40, 1]);
     write(&dir, "kms_ciphertext", "cut", &[1, 0, 0, 49]);
-    write(&dir, "kms_ciphertext", "short", &cat(&[&[0, 1, 3], &[0; 60]]));
+    write(
+        &dir,
+        "kms_ciphertext",
+        "short",
+        &cat(&[&[0, 1, 3], &[0; 60]]),
+    );
     write(&dir, "kms_ciphertext", "token", &cat(&[&[2, 1], &[0; 88]]));
     // kmip_ttlv: a successful and a failed KMIP response, and a KMIP root blob.
     {
