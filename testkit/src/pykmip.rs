@@ -16,6 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -212,6 +213,9 @@ impl KmipServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: PyKMIP forks helper processes (its policy-directory
+            // monitor), which `stop` kills with it.
+            .process_group(0)
             .spawn()
             .expect("spawn python3 -m kmip.services.server.server");
         let t0 = Instant::now();
@@ -227,6 +231,9 @@ impl KmipServer {
                 );
             }
             if t0.elapsed() > START_WAIT {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
@@ -241,9 +248,15 @@ impl KmipServer {
         self.child = Some(child);
     }
 
-    /// Kills the server (SIGKILL: a crash, connections reset).
+    /// Kills the server and the processes it forked (SIGKILL to its process group: a crash,
+    /// connections reset).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
