@@ -22,7 +22,7 @@ SANITIZER=${FUZZ_SANITIZER:-none}
 export RUSTC_BOOTSTRAP=1
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
 
-ALL_TARGETS=(header open_object open_range roundtrip open_v1 unwrap_key keystore_load aead_differential kms_ciphertext)
+ALL_TARGETS=(header open_object open_range roundtrip open_v1 unwrap_key keystore_load aead_differential kms_ciphertext kmip_ttlv)
 if [[ $TARGET == all ]]; then
     TARGETS=("${ALL_TARGETS[@]}")
 elif [[ " ${ALL_TARGETS[*]} " == *" $TARGET "* ]]; then

@@ -119,6 +119,26 @@ pub enum Error {
         /// The key the store records.
         recorded: String,
     },
+    /// The KMIP root of trust failed: configuration, cluster, TLS files, servers
+    /// (docs/KEYS.md §5.5).
+    Kmip(dare_kmip::KmipError),
+    /// The store's master keys are protected by a KMIP cluster and no KMIP root was given.
+    KmipNeeded {
+        /// The cluster the store records.
+        cluster: String,
+    },
+    /// A KMIP root was given for a store whose master keys are protected otherwise.
+    KmipNotApplicable {
+        /// The store's root of trust as it records it.
+        recorded: String,
+    },
+    /// The KMIP cluster given is not the one the store records.
+    KmipClusterMismatch {
+        /// The cluster given.
+        given: String,
+        /// The cluster the store records.
+        recorded: String,
+    },
     /// The metadata database failed.
     Metadata(MetaError),
     /// Verifying or decrypting an object failed. No unverified plaintext was released.
@@ -326,6 +346,23 @@ impl fmt::Display for Error {
                 "the HSM key {given} cannot unwrap this store's master key: it is not the key \
                  the store was created with ({recorded}), or the key store was tampered with"
             ),
+            Error::Kmip(e) => e.fmt(f),
+            Error::KmipNeeded { cluster } => write!(
+                f,
+                "this store's master keys are protected by the KMIP cluster {cluster:?}: give \
+                 --kmip-config FILE and --kmip-cluster {cluster} (or DARE_KMIP_CONFIG and \
+                 DARE_KMIP_CLUSTER)"
+            ),
+            Error::KmipNotApplicable { recorded } => write!(
+                f,
+                "this store's master keys are protected by {recorded}, not by a KMIP cluster: \
+                 drop --kmip-config and --kmip-cluster and unset DARE_KMIP_*"
+            ),
+            Error::KmipClusterMismatch { given, recorded } => write!(
+                f,
+                "this store's master keys are protected by the KMIP cluster {recorded:?}, not \
+                 {given:?}: give --kmip-cluster {recorded} (or DARE_KMIP_CLUSTER)"
+            ),
             Error::Metadata(e) => e.fmt(f),
             Error::Open(e) => e.fmt(f),
             Error::Seal(e) => e.fmt(f),
@@ -399,6 +436,7 @@ impl std::error::Error for Error {
             Error::Keys(e) => Some(e),
             Error::Kms(e) => Some(e),
             Error::Hsm(e) => Some(e),
+            Error::Kmip(e) => Some(e),
             Error::Metadata(e) | Error::PutOutcomeUnknown { source: e, .. } => Some(e),
             Error::Open(OpenError::Io(e) | OpenError::Sink(e)) => Some(e),
             Error::Open(e) => Some(e),
@@ -424,6 +462,12 @@ impl From<dare_kms::KmsError> for Error {
             dare_kms::KmsError::Key(k) => Error::Key(k),
             e => Error::Kms(e),
         }
+    }
+}
+
+impl From<dare_kmip::KmipError> for Error {
+    fn from(e: dare_kmip::KmipError) -> Self {
+        Error::Kmip(e)
     }
 }
 

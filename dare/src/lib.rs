@@ -77,5 +77,6 @@ pub use dare_keys::{
     StoreError as KeyStoreError, TaskReport, TaskState, read_customer_key_file,
     read_passphrase_file, step_name,
 };
+pub use dare_kmip::{ClusterConfig as KmipClusterConfig, KmipConfig, KmipError};
 pub use dare_kms::KmsError;
 pub use dare_metadata::{MetaError, PostgresOptions, SqliteOptions};

@@ -20,6 +20,7 @@ use dare_hsm::PkcsRoot;
 use dare_keys::{
     CacheMode, KeyStore, PassphraseRoot, RootKeyFile, RootOfTrust, StoreOptions as KeyOptions,
 };
+use dare_kmip::KmipRoot;
 use dare_metadata::{
     MetaError, Metadata, PostgresMetadata, PostgresOptions, SqliteMetadata, SqliteOptions,
     read_with, write_with,
@@ -49,7 +50,14 @@ pub enum Root {
         /// The user PIN (`Debug` redacts it; zeroed when dropped).
         pin: dare_hsm::Pin,
     },
-    /// Any other root of trust (a key server, a test double).
+    /// A cluster of KMIP key servers (KEYS.md §5.5): each master key is encrypted inside
+    /// them by a key of its own that never leaves them. The store records
+    /// `kmip:cluster=NAME`, and refuses to open without this root or with another cluster.
+    Kmip {
+        /// The cluster: servers, TLS files, timeouts, cache times.
+        cluster: dare_kmip::ClusterConfig,
+    },
+    /// Any other root of trust (a test double).
     Custom(Arc<dyn RootOfTrust>),
 }
 
@@ -63,6 +71,13 @@ impl std::fmt::Debug for Root {
                 "Root::Pkcs11({} in {})",
                 dare_hsm::uri_of(&config.token, &config.key),
                 config.module.display()
+            ),
+            Root::Kmip { cluster } => write!(
+                f,
+                "Root::Kmip({}{} {:?})",
+                dare_kmip::DESCRIPTION_PREFIX,
+                cluster.name,
+                cluster.servers
             ),
             Root::Custom(r) => write!(f, "Root::Custom({r:?})"),
         }
@@ -191,6 +206,7 @@ pub(crate) fn root_of_trust(
 ) -> Result<Arc<dyn RootOfTrust>, Error> {
     Ok(match root {
         Root::Pkcs11 { config, pin } => Arc::new(PkcsRoot::open(config, pin)?),
+        Root::Kmip { cluster } => Arc::new(KmipRoot::open(cluster)?),
         Root::Passphrase(p) => {
             if create {
                 dare_keys::check_new_passphrase(p)?;
@@ -219,6 +235,26 @@ pub(crate) fn root_of_trust(
 /// such a store. Which HSM key it is, the key's fingerprint in each blob decides (a relabelled
 /// key, or the same key restored into another token, still opens the store).
 fn check_root_kind(recorded: &str, root: &Root) -> Result<(), Error> {
+    match (dare_kmip::cluster_of_description(recorded), root) {
+        (Some(rec), Root::Kmip { cluster }) if rec == cluster.name => return Ok(()),
+        (Some(rec), Root::Kmip { cluster }) => {
+            return Err(Error::KmipClusterMismatch {
+                given: cluster.name.clone(),
+                recorded: rec.to_string(),
+            });
+        }
+        (Some(rec), Root::KeyFile | Root::Passphrase(_) | Root::Pkcs11 { .. }) => {
+            return Err(Error::KmipNeeded {
+                cluster: rec.to_string(),
+            });
+        }
+        (None, Root::Kmip { .. }) => {
+            return Err(Error::KmipNotApplicable {
+                recorded: recorded.to_string(),
+            });
+        }
+        _ => {}
+    }
     match (dare_hsm::is_hsm_description(recorded), root) {
         // A rekey (KEYS.md §8.3) may have moved the store from one internal root to the other.
         (false, Root::KeyFile) if recorded == PASSPHRASE_ROOT => Err(Error::PassphraseNeeded),
@@ -232,7 +268,7 @@ fn check_root_kind(recorded: &str, root: &Root) -> Result<(), Error> {
         (false, Root::Pkcs11 { .. }) => Err(Error::HsmNotApplicable {
             recorded: recorded.to_string(),
         }),
-        (_, Root::Custom(_)) => Ok(()),
+        (_, Root::Custom(_) | Root::Kmip { .. }) => Ok(()),
     }
 }
 
@@ -321,9 +357,16 @@ impl Dare {
         {
             dare_keys::check_new_passphrase(p)?;
         }
-        // An HSM root is opened (module, token, PIN, key checked) before anything is created.
+        // An HSM root is opened (module, token, PIN, key checked), and a KMIP cluster
+        // checked (at least two servers, TLS files, one server answering), before anything
+        // is created.
         let hsm: Option<Arc<dyn RootOfTrust>> = match &opts.root {
             Root::Pkcs11 { config, pin } => Some(Arc::new(PkcsRoot::open(config, pin)?)),
+            Root::Kmip { cluster } => {
+                let r = KmipRoot::open(cluster)?;
+                r.check()?;
+                Some(Arc::new(r))
+            }
             _ => None,
         };
         // The server first: a database that cannot be reached leaves nothing behind.
@@ -584,6 +627,12 @@ impl Dare {
             target.clone(),
             opts.keys.clone(),
         )?);
+        // A KMIP root stops unwrapping once its cluster has been down past the offline-cache
+        // time; derived keys then expire after the root's cache time, so a long-running
+        // process stops too (KEYS.md §5.5).
+        if let Root::Kmip { cluster } = &opts.root {
+            keys.cache().set_max_age(Some(cluster.cache_time()));
+        }
         let s = keys.store_record();
         let kms = Arc::new(dare_kms::Kms::new(
             keys.clone(),

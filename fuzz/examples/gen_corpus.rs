@@ -192,8 +192,55 @@ fn main() {
     write(&dir, "kms_ciphertext", "intact", &[1]);
     write(&dir, "kms_ciphertext", "flip", &[1, 40, 1]);
     write(&dir, "kms_ciphertext", "cut", &[1, 0, 0, 49]);
-    write(&dir, "kms_ciphertext", "short", &cat(&[&[0, 1, 3], &[0; 60]]));
+    write(
+        &dir,
+        "kms_ciphertext",
+        "short",
+        &cat(&[&[0, 1, 3], &[0; 60]]),
+    );
     write(&dir, "kms_ciphertext", "token", &cat(&[&[2, 1], &[0; 88]]));
+    // kmip_ttlv: a successful and a failed KMIP response, and a KMIP root blob.
+    {
+        use dare_kmip::message::tag;
+        use dare_kmip::ttlv::{Item, encode};
+        let response = |items: Vec<Item>| {
+            let mut out = Vec::new();
+            encode(
+                &Item::structure(
+                    tag::RESPONSE_MESSAGE,
+                    vec![
+                        Item::structure(
+                            tag::RESPONSE_HEADER,
+                            vec![Item::integer(tag::BATCH_COUNT, 1)],
+                        ),
+                        Item::structure(tag::BATCH_ITEM, items),
+                    ],
+                ),
+                &mut out,
+            );
+            out
+        };
+        let ok = response(vec![
+            Item::enumeration(tag::OPERATION, 0x20),
+            Item::enumeration(tag::RESULT_STATUS, 0),
+            Item::structure(
+                tag::RESPONSE_PAYLOAD,
+                vec![
+                    Item::text(tag::UNIQUE_IDENTIFIER, "1"),
+                    Item::bytes(tag::DATA, &[7; 32]),
+                ],
+            ),
+        ]);
+        let failed = response(vec![
+            Item::enumeration(tag::RESULT_STATUS, 1),
+            Item::enumeration(tag::RESULT_REASON, 1),
+            Item::text(tag::RESULT_MESSAGE, "Could not locate object: 9"),
+        ]);
+        write(&dir, "kmip_ttlv", "decrypt-ok", &ok);
+        write(&dir, "kmip_ttlv", "failed", &failed);
+        let blob = dare_kmip::blob::encode("kmip-a", "17", &[1; 12], &[2; 16], &[3; 32]).unwrap();
+        write(&dir, "kmip_ttlv", "blob", &blob);
+    }
     // unwrap_key: a correct wrapping (mode 0) and a wrap-then-edit input (mode 1).
     let kek = Secret32::from_bytes("seed kek", [0x11; 32]);
     let key = Secret32::from_bytes("seed key", [0x22; 32]);

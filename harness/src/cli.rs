@@ -16,8 +16,9 @@ use crate::args::{IoChoice, OnOff};
 /// A store is protected by a random root key file (`root.key` in the store directory) unless
 /// it was created with `--passphrase-file` (or DARE_PASSPHRASE_FILE) or on a PKCS#11 HSM
 /// (`--hsm-module`, `--hsm-token`, `--hsm-key` and the PIN from `--hsm-pin-file` or
-/// DARE_HSM_PIN; DARE_HSM_* in the environment): then every command that opens it needs the
-/// same passphrase file, or the same HSM key.
+/// DARE_HSM_PIN; DARE_HSM_* in the environment) or on a KMIP cluster (`--kmip-config`,
+/// `--kmip-cluster`; DARE_KMIP_*): then every command that opens it needs the same
+/// passphrase file, the same HSM key, or the same cluster.
 ///
 /// Its metadata is in `dare.db` in the store directory, unless it was created with a
 /// PostgreSQL database (DARE_METADATA_URL or --metadata) for several nodes to share: then
@@ -59,6 +60,15 @@ pub struct Cli {
     /// write. Or set DARE_HSM_PIN to the PIN itself.
     #[arg(long, global = true, env = "DARE_HSM_PIN_FILE", value_name = "FILE")]
     pub hsm_pin_file: Option<PathBuf>,
+    /// Protect (init) or unlock the store's master keys with a cluster of KMIP key servers
+    /// instead of the root key file: the JSON file naming the clusters (servers, CA, client
+    /// certificate and key, timeouts, cache times; docs/KEYS.md §5.5). Goes with
+    /// --kmip-cluster. A store created on a KMIP cluster needs both for every command.
+    #[arg(long, global = true, env = "DARE_KMIP_CONFIG", value_name = "FILE")]
+    pub kmip_config: Option<PathBuf>,
+    /// The cluster of the --kmip-config file that protects the store.
+    #[arg(long, global = true, env = "DARE_KMIP_CLUSTER", value_name = "NAME")]
+    pub kmip_cluster: Option<String>,
     /// Keep the store's metadata in this PostgreSQL database instead of dare.db, so that
     /// several nodes share one store: postgres://USER:PASSWORD@HOST:PORT/DATABASE. Given to
     /// `init` (which records the URL without its password in the store's metadata.json) and to

@@ -1,7 +1,8 @@
 //! The global flags and their environment variables, mapped onto [`dare::Options`]. The
 //! library reads no environment variable; clap reads `DARE_STORE`, `DARE_PASSPHRASE_FILE`,
 //! `DARE_HSM_MODULE`, `DARE_HSM_TOKEN`, `DARE_HSM_KEY`, `DARE_HSM_PIN_FILE`,
-//! `DARE_METADATA_URL`, `DARE_AEAD_BACKEND` and `DARE_IO` into the flags, this module reads
+//! `DARE_KMIP_CONFIG`, `DARE_KMIP_CLUSTER`, `DARE_METADATA_URL`, `DARE_AEAD_BACKEND` and
+//! `DARE_IO` into the flags, this module reads
 //! `DARE_HSM_PIN` (a PIN is never a flag: `ps` would show it), and turns them into options.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Settings {
     pub passphrase_file: Option<PathBuf>,
     /// The HSM key, when the store is protected by one (the PIN is read when opening).
     pub hsm: Option<Hsm>,
+    /// The KMIP cluster, when the store is protected by one (the file is read when opening).
+    pub kmip: Option<Kmip>,
     /// The PostgreSQL metadata database, when the store keeps its metadata there (`Debug`
     /// shows no password).
     pub metadata: Option<PostgresUrl>,
@@ -42,6 +45,56 @@ pub struct Hsm {
     pub config: dare::HsmConfig,
     /// The PIN file, or `None`: the PIN is in `DARE_HSM_PIN`.
     pub pin_file: Option<PathBuf>,
+}
+
+/// Where the KMIP configuration is and which of its clusters protects the store.
+#[derive(Debug, Clone)]
+pub struct Kmip {
+    /// The JSON configuration file.
+    pub config: PathBuf,
+    /// The cluster's name.
+    pub cluster: String,
+}
+
+impl Kmip {
+    /// `--kmip-config` and `--kmip-cluster`, checked: both or neither, and no other root.
+    fn from_cli(cli: &Cli) -> Result<Option<Kmip>> {
+        let usage = |m: &str| anyhow::Error::new(Usage(m.to_string()));
+        let (config, cluster) = match (&cli.kmip_config, &cli.kmip_cluster) {
+            (None, None) => return Ok(None),
+            (Some(f), Some(c)) => (f.clone(), c.clone()),
+            (None, Some(_)) => {
+                return Err(usage(
+                    "--kmip-cluster needs the configuration that names it: --kmip-config FILE \
+                     (DARE_KMIP_CONFIG)",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(usage(
+                    "--kmip-config needs the cluster to use: --kmip-cluster NAME \
+                     (DARE_KMIP_CLUSTER)",
+                ));
+            }
+        };
+        if cli.passphrase_file.is_some() || cli.hsm_module.is_some() {
+            return Err(usage(
+                "choose one root of trust: --passphrase-file, an HSM (--hsm-*) or a KMIP \
+                 cluster (--kmip-*), not several",
+            ));
+        }
+        Ok(Some(Kmip { config, cluster }))
+    }
+
+    /// Reads the configuration file and picks the cluster.
+    pub fn cluster(&self) -> Result<dare::KmipClusterConfig> {
+        let cfg = dare::KmipConfig::load(&self.config)
+            .map_err(dare::Error::from)
+            .context("--kmip-config (or DARE_KMIP_CONFIG)")?;
+        Ok(cfg
+            .cluster(&self.cluster)
+            .map_err(dare::Error::from)?
+            .clone())
+    }
 }
 
 /// The environment variable that may hold the HSM PIN itself.
@@ -157,6 +210,7 @@ impl Settings {
             store: cli.store.clone(),
             passphrase_file: cli.passphrase_file.clone(),
             hsm: Hsm::from_cli(cli)?,
+            kmip: Kmip::from_cli(cli)?,
             metadata: cli.metadata.clone(),
             disk,
             data,
@@ -165,17 +219,20 @@ impl Settings {
 
     /// Options with the root of trust the flags name (reads the passphrase file, if any).
     pub fn options(&self) -> Result<Options> {
-        let root = match (&self.passphrase_file, &self.hsm) {
-            (Some(p), _) => Root::Passphrase(
+        let root = match (&self.passphrase_file, &self.hsm, &self.kmip) {
+            (None, None, Some(k)) => Root::Kmip {
+                cluster: k.cluster()?,
+            },
+            (Some(p), _, _) => Root::Passphrase(
                 dare::read_passphrase_file(p)
                     .map_err(dare::Error::from)
                     .context("--passphrase-file (or DARE_PASSPHRASE_FILE)")?,
             ),
-            (None, Some(h)) => Root::Pkcs11 {
+            (None, Some(h), _) => Root::Pkcs11 {
                 config: h.config.clone(),
                 pin: h.pin()?,
             },
-            (None, None) => Root::KeyFile,
+            (None, None, None) => Root::KeyFile,
         };
         Ok(Options {
             root,

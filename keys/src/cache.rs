@@ -7,11 +7,17 @@
 //! Entries are [`Secret32`], so evicted or cleared entries zeroize when dropped. The cache
 //! carries the store's `key_epoch`; a lookup or insert under another epoch (a rotation switched
 //! or rewrapped keys) empties it first.
+//!
+//! An optional maximum age ([`KeyCache::set_max_age`]) makes an entry older than it a miss, so
+//! the key is derived again through the root of trust: a root that stops unwrapping (a KMIP
+//! cluster down past its offline-cache time, docs/KEYS.md §5.5) stops a long-running process
+//! within that age.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::Secret32;
 
@@ -38,8 +44,10 @@ pub(crate) enum CacheKey {
 struct Inner {
     epoch: u64,
     tick: u64,
-    map: HashMap<CacheKey, (Secret32, u64)>,
+    /// Each key with its LRU tick and when it was inserted.
+    map: HashMap<CacheKey, (Secret32, u64, Instant)>,
     order: BTreeMap<u64, CacheKey>,
+    max_age: Option<Duration>,
 }
 
 impl Inner {
@@ -81,6 +89,7 @@ impl KeyCache {
                 tick: 0,
                 map: HashMap::new(),
                 order: BTreeMap::new(),
+                max_age: None,
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -99,9 +108,20 @@ impl KeyCache {
         g.sync_epoch(epoch);
         g.tick += 1;
         let tick = g.tick;
-        let Inner { map, order, .. } = &mut *g;
+        let Inner {
+            map,
+            order,
+            max_age,
+            ..
+        } = &mut *g;
+        if let (Some(age), Some((_, t, at))) = (*max_age, map.get(key))
+            && at.elapsed() >= age
+        {
+            order.remove(t);
+            map.remove(key);
+        }
         match map.get_mut(key) {
-            Some((secret, t)) => {
+            Some((secret, t, _)) => {
                 order.remove(t);
                 order.insert(tick, *key);
                 *t = tick;
@@ -123,7 +143,7 @@ impl KeyCache {
         g.sync_epoch(epoch);
         g.tick += 1;
         let tick = g.tick;
-        if let Some((_, old)) = g.map.insert(key, (value.clone(), tick)) {
+        if let Some((_, old, _)) = g.map.insert(key, (value.clone(), tick, Instant::now())) {
             g.order.remove(&old);
         }
         g.order.insert(tick, key);
@@ -135,6 +155,12 @@ impl KeyCache {
                 None => break,
             }
         }
+    }
+
+    /// Sets how long an entry is used after it was inserted (`None`: until evicted or the
+    /// epoch changes, the default). Entries already older become misses at once.
+    pub fn set_max_age(&self, age: Option<Duration>) {
+        self.lock().max_age = age;
     }
 
     /// Drops (and zeroizes) every entry.
@@ -194,5 +220,17 @@ mod tests {
         off.insert(0, a, &s(1));
         assert_eq!(off.get(0, &a), None);
         assert!(!format!("{c:?}").contains("01"));
+    }
+
+    #[test]
+    fn max_age_expires_entries() {
+        let c = KeyCache::new(4);
+        let a = CacheKey::Vmk { mv: 1 };
+        c.insert(0, a, &s(1));
+        c.set_max_age(Some(Duration::from_secs(3600)));
+        assert_eq!(c.get(0, &a), Some(s(1)));
+        c.set_max_age(Some(Duration::ZERO));
+        assert_eq!(c.get(0, &a), None);
+        assert!(c.is_empty());
     }
 }

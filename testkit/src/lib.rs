@@ -36,6 +36,7 @@
 //!   `synchronous_commit = on`): a commit that returned survives `stop_immediate`.
 #![deny(unsafe_code)]
 
+pub mod pykmip;
 pub mod softhsm;
 
 use std::fs;

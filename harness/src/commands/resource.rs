@@ -22,6 +22,8 @@ pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
         ("a passphrase".to_string(), "passphrase")
     } else if s.hsm.is_some() {
         (format!("the HSM key {recorded}"), "pkcs11")
+    } else if let Some(k) = &s.kmip {
+        (format!("the KMIP cluster {:?}", k.cluster), "kmip")
     } else {
         ("the root key file root.key".to_string(), "root-key-file")
     };
@@ -32,7 +34,8 @@ pub fn init(s: &Settings, a: InitArgs) -> Result<()> {
             "store": s.dir().display().to_string(),
             "chunk_size": d.chunk_size(),
             "root_of_trust": kind,
-            "hsm_key": s.hsm.as_ref().map(|_| recorded),
+            "hsm_key": s.hsm.as_ref().map(|_| &recorded),
+            "kmip_cluster": s.kmip.as_ref().map(|k| &k.cluster),
             "metadata": if s.metadata.is_some() { "postgres" } else { "sqlite" },
             "metadata_database": metadata,
             "store_id": dare_engine::format::hex(&d.store_id()),
