@@ -33,7 +33,7 @@ pub(crate) fn target_root(dir: &Path, target: &Root) -> Result<Arc<dyn RootOfTru
             Arc::new(PassphraseRoot::new(p.to_vec()))
         }
         Root::Pkcs11 { config, pin } => Arc::new(PkcsRoot::open(config, pin)?),
-        Root::KeyFile | Root::Custom(_) => root_of_trust(dir, target, true)?,
+        Root::KeyFile | Root::Kmip { .. } | Root::Custom(_) => root_of_trust(dir, target, true)?,
     })
 }
 

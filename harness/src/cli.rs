@@ -470,6 +470,10 @@ pub struct TargetArgs {
     /// --to external: the KMIP cluster's name.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+    /// --to external: the KMIP configuration file that defines the cluster (KEYS.md §5.5).
+    /// The global --kmip-config names the configuration of the store's current root.
+    #[arg(long, value_name = "FILE")]
+    pub new_kmip_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -302,6 +302,12 @@ pub(crate) fn spawn_dare(s: &Settings, args: &[std::ffi::OsString]) -> Result<()
             c.arg("--hsm-pin-file").arg(p);
         }
     }
+    // A KMIP root: its configuration file and cluster (no secret: the client key is a file
+    // the configuration names).
+    if let Some(k) = &s.kmip {
+        c.arg("--kmip-config").arg(&k.config);
+        c.arg("--kmip-cluster").arg(&k.cluster);
+    }
     // The metadata URL goes through the environment, never the child's command line (where
     // `ps` would show its password).
     if let Some(u) = &s.metadata {

@@ -15,15 +15,15 @@ use super::{Usage, note, print_json};
 use crate::cli::{RootKind, TargetArgs};
 use crate::settings::Settings;
 
-/// **The one placeholder of this build** (issue 12, items 2–3 are merged from the `kmip`
-/// branch): the root of trust of `--to external --cluster NAME`. The merge replaces this
-/// function's body with the KMIP root (`Root::Kmip` from `--kmip-config FILE` and the
-/// cluster `NAME`); nothing else in the rekey path changes.
-fn external_root(cluster: &str) -> Result<Root> {
-    bail!(
-        "--to external (the KMIP key server cluster {cluster:?}) is not in this build of dare: \
-         it has no KMIP root of trust yet; rekey --to internal or --to hsm"
-    )
+/// The root of trust of `--to external --cluster NAME --new-kmip-config FILE`: the KMIP
+/// cluster `NAME` of that configuration (KEYS.md §5.5). No server is contacted here; the
+/// rekey's first step creates the new master key's KMIP key in the cluster.
+fn external_root(cluster: &str, config: &std::path::Path) -> Result<Root> {
+    let cfg = dare::KmipConfig::load(config)
+        .map_err(dare::Error::from)
+        .context("--new-kmip-config")?;
+    let cluster = cfg.cluster(cluster).map_err(dare::Error::from)?.clone();
+    Ok(Root::Kmip { cluster })
 }
 
 /// The rekey target the `--to` and `--new-*` flags name, `None` without `--to`. Reads the
@@ -35,17 +35,21 @@ fn target_root(t: &TargetArgs) -> Result<Option<Root>> {
         || t.new_hsm_pin_file.is_some();
     let usage = |m: &str| -> anyhow::Error { Usage(m.to_owned()).into() };
     let Some(kind) = t.to else {
-        if hsm_flags || t.new_passphrase_file.is_some() || t.cluster.is_some() {
+        if hsm_flags
+            || t.new_passphrase_file.is_some()
+            || t.cluster.is_some()
+            || t.new_kmip_config.is_some()
+        {
             return Err(usage(
-                "--new-passphrase-file, --new-hsm-* and --cluster describe a rekey target: \
-                 they go with --to internal|hsm|external",
+                "--new-passphrase-file, --new-hsm-*, --cluster and --new-kmip-config describe a \
+                 rekey target: they go with --to internal|hsm|external",
             ));
         }
         return Ok(None);
     };
     match kind {
         RootKind::Internal => {
-            if hsm_flags || t.cluster.is_some() {
+            if hsm_flags || t.cluster.is_some() || t.new_kmip_config.is_some() {
                 return Err(usage(
                     "--to internal takes --new-passphrase-file FILE (or nothing: the root key \
                      file), not --new-hsm-* or --cluster",
@@ -61,7 +65,8 @@ fn target_root(t: &TargetArgs) -> Result<Option<Root>> {
             }))
         }
         RootKind::Hsm => {
-            if t.new_passphrase_file.is_some() || t.cluster.is_some() {
+            if t.new_passphrase_file.is_some() || t.cluster.is_some() || t.new_kmip_config.is_some()
+            {
                 return Err(usage(
                     "--to hsm takes --new-hsm-module, --new-hsm-token, --new-hsm-key and \
                      --new-hsm-pin-file, not --new-passphrase-file or --cluster",
@@ -95,10 +100,13 @@ fn target_root(t: &TargetArgs) -> Result<Option<Root>> {
                     "--to external takes --cluster NAME, not --new-passphrase-file or --new-hsm-*",
                 ));
             }
-            let Some(c) = &t.cluster else {
-                return Err(usage("--to external needs --cluster NAME"));
+            let (Some(c), Some(f)) = (&t.cluster, &t.new_kmip_config) else {
+                return Err(usage(
+                    "--to external needs --cluster NAME and --new-kmip-config FILE (the \
+                     configuration that defines the cluster)",
+                ));
             };
-            external_root(c).map(Some)
+            external_root(c, f).map(Some)
         }
     }
 }
@@ -136,6 +144,10 @@ fn target_args(t: &TargetArgs) -> Vec<OsString> {
         t.new_hsm_pin_file.clone().map(Into::into),
     );
     flag("--cluster", t.cluster.clone().map(Into::into));
+    flag(
+        "--new-kmip-config",
+        t.new_kmip_config.clone().map(Into::into),
+    );
     a
 }
 
