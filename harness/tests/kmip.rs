@@ -153,3 +153,103 @@ fn init_refuses_one_server_or_a_cluster_down_and_creates_nothing() {
     );
     assert!(!s.path.exists());
 }
+
+/// Issue 12's rekey check: a key-file store holding objects is rekeyed onto a KMIP cluster,
+/// the runner is SIGKILLed after the step that switches the store's root and resumed; the
+/// handle reports keyToDecommission (internal) and newKey (external, its KMIP id); every
+/// object reads back. A rotation then retires that KMIP-protected master key, and its key is
+/// deactivated on the key server: `keys info` says so and the server refuses to use it.
+#[test]
+fn rekey_to_a_kmip_cluster_survives_a_sigkill_and_deactivates_the_retired_key() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let c = KmipCluster::start(2);
+    let cfg = two_cluster_config(&c);
+    let f = flags(&cfg, "kmip-a");
+    let s = Store::new_hooked(4096);
+    s.ok(&["bucket", "create", "bkt"]);
+    let mut objects = Vec::new();
+    for i in 0..3u64 {
+        let data = pattern(700 + i as usize * 6000, i);
+        let name = format!("bkt/o{i}");
+        s.ok(&["put", &name, &write(&s.tmp("in"), &data)]);
+        objects.push((name, data));
+    }
+    let cfg_s = cfg.display().to_string();
+    let target = [
+        "--to",
+        "external",
+        "--cluster",
+        "kmip-a",
+        "--new-kmip-config",
+        cfg_s.as_str(),
+    ];
+    let mut args = vec!["keys", "rekey", "--wait"];
+    args.extend(target);
+    let o = s.run_env(
+        &args,
+        &[("DARE_CRASH_AFTER_STEP", "3"), ("DARE_LEASE_TTL_MS", "300")],
+    );
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "the runner was not SIGKILLed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // After step 3 the cluster alone protects the store.
+    let read_all = |when: &str| {
+        for (name, data) in &objects {
+            assert_eq!(&ok(&s, &f, &["get", name]), data, "{when}: {name}");
+        }
+    };
+    read_all("after the crash");
+    let (_, line) = s.fails(&["get", "bkt/o0"]);
+    assert!(line.contains("--kmip-cluster kmip-a"), "{line}");
+
+    let mut args = vec!["keys", "task", "1", "--resume", "--wait", "--json"];
+    args.extend(target);
+    let t = s.json(&args);
+    assert_eq!(t["state"], "completed", "{t}");
+    assert_eq!(t["resultType"], "rekey", "{t}");
+    assert_eq!(
+        t["keyToDecommission"]["keyManagementType"], "internal",
+        "{t}"
+    );
+    assert_eq!(
+        t["keyToDecommission"]["keyProviderID"], "root-key-file",
+        "{t}"
+    );
+    assert_eq!(t["newKey"]["keyManagementType"], "external", "{t}");
+    assert_eq!(t["newKey"]["keyProviderID"], "kmip:cluster=kmip-a", "{t}");
+    let kmip_key = t["newKey"]["keyID"]
+        .as_str()
+        .expect("newKey has a KMIP id")
+        .to_string();
+    read_all("after resuming");
+
+    // A rotation under the cluster retires master key 2; its KMIP key is deactivated.
+    let rot: Value =
+        serde_json::from_slice(&ok(&s, &f, &["keys", "rotate", "--wait", "--json"])).unwrap();
+    assert_eq!(rot["task"]["state"], "completed", "{rot}");
+    read_all("after a rotation on the cluster");
+    let i: Value = serde_json::from_slice(&ok(&s, &f, &["keys", "info", "--json"])).unwrap();
+    assert_eq!(i["masterKeyInfo"]["keyManagementType"], "external", "{i}");
+    let retired = i["otherMasterKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["keyID"] == kmip_key.as_str())
+        .unwrap_or_else(|| panic!("master key {kmip_key} not listed: {i}"));
+    assert_eq!(retired["deactivation"], "deactivated", "{i}");
+    assert_eq!(retired["deactivated"], true, "{i}");
+    // The key server itself refuses the destroyed key.
+    let conf = dare_kmip::KmipConfig::load(&cfg).unwrap();
+    let cluster = dare_kmip::Cluster::new(conf.cluster("kmip-a").unwrap()).unwrap();
+    let r = cluster.encrypt_gcm(&kmip_key, b"probe", &[0u8; 12], b"");
+    assert!(r.is_err(), "the retired key {kmip_key} still encrypts");
+    s.ok(&{
+        let mut a: Vec<&str> = f.iter().map(String::as_str).collect();
+        a.extend(["fsck", "--deep"]);
+        a
+    });
+}

@@ -141,9 +141,23 @@ fn rekey_refusals_are_one_line_and_write_nothing() {
     // The root in use: the key file.
     let (_, line) = s.fails(&["keys", "rekey", "--to", "internal", "--wait"]);
     assert!(line.contains("already"), "{line}");
-    // KMIP is not in this build: the one placeholder.
-    let (_, line) = s.fails(&["keys", "rekey", "--to", "external", "--cluster", "c1"]);
-    assert!(line.contains("not in this build"), "{line}");
+    // An external target needs its cluster's configuration, and the configuration must hold
+    // the cluster (the KMIP rekey itself: tests/kmip.rs).
+    let (code, line) = s.fails(&["keys", "rekey", "--to", "external", "--cluster", "c1"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("--new-kmip-config FILE"), "{line}");
+    let missing = s.tmp("no-such-kmip.json");
+    let (_, line) = s.fails(&[
+        "keys",
+        "rekey",
+        "--to",
+        "external",
+        "--cluster",
+        "c1",
+        "--new-kmip-config",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(line.contains("--new-kmip-config"), "{line}");
     // A too-short passphrase, flags that do not go together.
     let short = s.tmp("short");
     secret_file(&short, "short");
