@@ -59,7 +59,7 @@ impl std::error::Error for CredentialsError {}
 
 /// Reads the key pairs of `path` into the authenticator s3s verifies signatures with.
 /// Returns it and the number of pairs.
-pub fn load_credentials(path: &Path) -> Result<(SimpleAuth, usize), CredentialsError> {
+pub fn load_credentials(path: &Path) -> Result<(Credentials, usize), CredentialsError> {
     let io = |e| CredentialsError::Io(path.to_owned(), e);
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mode = f.metadata().map_err(io)?.permissions().mode() & 0o777;
@@ -90,5 +90,30 @@ pub fn load_credentials(path: &Path) -> Result<(SimpleAuth, usize), CredentialsE
     if n == 0 {
         return Err(CredentialsError::Empty(path.to_owned()));
     }
-    Ok((auth, n))
+    Ok((Credentials(auth), n))
+}
+
+/// The key pairs of a credentials file, as s3s's `SimpleAuth` holds them, answering an unknown
+/// access key id as S3 does: 403 `InvalidAccessKeyId` (`SimpleAuth` says `NotSignedUp`).
+#[derive(Debug)]
+pub struct Credentials(SimpleAuth);
+
+impl Credentials {
+    /// Whether `access_key` is one of the file's key ids.
+    pub fn knows(&self, access_key: &str) -> bool {
+        self.0.lookup(access_key).is_some()
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for Credentials {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        match self.0.lookup(access_key) {
+            Some(s) => Ok(s.clone()),
+            None => Err(s3s::s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
+        }
+    }
 }

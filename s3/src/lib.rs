@@ -21,5 +21,5 @@ mod server;
 mod service;
 mod sse;
 
-pub use credentials::{CredentialsError, load_credentials};
+pub use credentials::{Credentials, CredentialsError, load_credentials};
 pub use server::{ServeError, ServerConfig, TlsFiles, run, serve_blocking};

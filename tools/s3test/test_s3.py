@@ -683,11 +683,6 @@ def test_bad_secret_and_unknown_key(t, s3, bucket):
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dare serve answers an unknown access key id with 403 NotSignedUp; S3 says "
-    "403 InvalidAccessKeyId",
-)
 def test_unknown_access_key_is_invalid_access_key_id(t):
     unknown = t.client(access="AKIANOTAKEY000000000", retries={"max_attempts": 1})
     err(lambda: unknown.list_buckets(), "InvalidAccessKeyId", 403)
