@@ -112,8 +112,25 @@ fn device<'a>(token: &'a str, op: &'static str) -> impl Fn(CkError) -> HsmError 
     }
 }
 
-/// The slot of the one initialised token labelled `token`.
+/// The slot of the one initialised token labelled `token`. A module that shows no initialised
+/// token at all is asked twice more, 50 and 100 ms later: SoftHSM2 reads a token's state from
+/// its file, and while another process rewrites that file (a login updates it) the token can
+/// read as uninitialised for a moment — seen as a rare failure of a command run while a
+/// background rotation logged in. A token that is really missing costs 150 ms more to refuse.
 fn find_token(ctx: &Pkcs11, cfg: &HsmConfig) -> Result<Slot, HsmError> {
+    let mut attempt = 0u64;
+    loop {
+        match find_token_once(ctx, cfg) {
+            Err(HsmError::TokenNotFound { found, .. }) if found.is_empty() && attempt < 2 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn find_token_once(ctx: &Pkcs11, cfg: &HsmConfig) -> Result<Slot, HsmError> {
     let slots = ctx
         .get_slots_with_token()
         .map_err(device(&cfg.token, "C_GetSlotList"))?;
