@@ -160,8 +160,9 @@ class Store:
             self.db.row_factory = sqlite3.Row
             self.db.execute("BEGIN")
             (version,) = self.db.execute("SELECT version FROM dare_schema").fetchone()
-            # METADATA.md §1: the KMS tables (§9) and buckets.kms_key_id came with version 3.
-            need(version == 3, f"metadata schema version {version} not supported (3 expected)")
+            # METADATA.md §1: the KMS tables (§9) and buckets.kms_key_id came with version 3;
+            # version 4 (the rekey, §2.1) changed none of them.
+            need(version in (3, 4), f"metadata schema version {version} not supported (3 or 4)")
             self.store = self.one("SELECT * FROM store WHERE id = 1", (), "store row")
         except sqlite3.Error as e:
             raise Refused(f"{db}: {e}") from None
