@@ -51,6 +51,21 @@ pub(crate) fn load(path: &Path) -> Result<Pkcs11, HsmError> {
     Ok(ctx)
 }
 
+/// Finalises the module at `path` (C_Finalize) and forgets it, so that the next [`load`]
+/// initialises it again and the module reads its tokens anew. Only for a module that shows no
+/// initialised token at all (so no root of this process can be using it): see
+/// `root::find_token_reloading`.
+pub(crate) fn reload(path: &Path, ctx: Pkcs11) {
+    let Ok(real) = fs::canonicalize(path) else {
+        return;
+    };
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    loaded.retain(|(p, _)| *p != real);
+    drop(loaded);
+    // A failure here leaves the module as it was; the next load reports what is wrong.
+    let _ = ctx.finalize();
+}
+
 /// A cryptoki error in a few words: the return value's name (`PinIncorrect`), or the
 /// binding's own message.
 pub(crate) fn rv_text(e: &CkError) -> String {

@@ -112,25 +112,30 @@ fn device<'a>(token: &'a str, op: &'static str) -> impl Fn(CkError) -> HsmError 
     }
 }
 
-/// The slot of the one initialised token labelled `token`. A module that shows no initialised
-/// token at all is asked twice more, 50 and 100 ms later: SoftHSM2 reads a token's state from
-/// its file, and while another process rewrites that file (a login updates it) the token can
-/// read as uninitialised for a moment — seen as a rare failure of a command run while a
-/// background rotation logged in. A token that is really missing costs 150 ms more to refuse.
-fn find_token(ctx: &Pkcs11, cfg: &HsmConfig) -> Result<Slot, HsmError> {
+/// The module's context and the slot of the one initialised token labelled `token`. A module
+/// that shows no initialised token at all is finalised and initialised again, twice at most,
+/// 100 and 200 ms later: SoftHSM2 lists its tokens when initialised, reading each token's
+/// file, and a token whose file another process is using at that moment can be left out as
+/// uninitialised for the whole life of the context (seen: a command started while a
+/// background rotation runner logged in to the same token). A token that is really missing
+/// costs 300 ms more to refuse.
+fn find_token_reloading(cfg: &HsmConfig) -> Result<(Pkcs11, Slot), HsmError> {
     let mut attempt = 0u64;
     loop {
-        match find_token_once(ctx, cfg) {
+        let ctx = module::load(&cfg.module)?;
+        match find_token(&ctx, cfg) {
             Err(HsmError::TokenNotFound { found, .. }) if found.is_empty() && attempt < 2 => {
                 attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                module::reload(&cfg.module, ctx);
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
             }
-            r => return r,
+            r => return r.map(|slot| (ctx, slot)),
         }
     }
 }
 
-fn find_token_once(ctx: &Pkcs11, cfg: &HsmConfig) -> Result<Slot, HsmError> {
+/// The slot of the one initialised token labelled `token`.
+fn find_token(ctx: &Pkcs11, cfg: &HsmConfig) -> Result<Slot, HsmError> {
     let slots = ctx
         .get_slots_with_token()
         .map_err(device(&cfg.token, "C_GetSlotList"))?;
@@ -360,8 +365,7 @@ impl PkcsRoot {
     /// Loads the module, finds the token by label, logs in with `pin`, finds the key by label
     /// and checks it (docs/KEYS.md §5.4): each refusal is its own [`HsmError`].
     pub fn open(cfg: &HsmConfig, pin: &Pin) -> Result<PkcsRoot, HsmError> {
-        let ctx = module::load(&cfg.module)?;
-        let slot = find_token(&ctx, cfg)?;
+        let (ctx, slot) = find_token_reloading(cfg)?;
         let uri = uri_of(&cfg.token, &cfg.key);
         let session = ctx
             .open_ro_session(slot)
