@@ -15,6 +15,7 @@
 mod body;
 mod credentials;
 mod error;
+mod linger;
 mod multipart;
 mod reqid;
 mod server;

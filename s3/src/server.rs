@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
 use crate::credentials::{CredentialsError, load_credentials};
+use crate::linger::Linger;
 use crate::reqid::WithRequestId;
 use crate::service::DareS3;
 
@@ -187,7 +188,7 @@ pub async fn run(
         let service = service.clone();
         match &tls {
             None => {
-                let conn = http.serve_connection(TokioIo::new(stream), service);
+                let conn = http.serve_connection(TokioIo::new(Linger::new(stream)), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -203,7 +204,8 @@ pub async fn run(
                 let watcher = graceful.watcher();
                 let timeout = cfg.header_timeout;
                 tokio::spawn(async move {
-                    let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(timeout, acceptor.accept(Linger::new(stream))).await
                     else {
                         return;
                     };

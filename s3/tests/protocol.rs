@@ -535,3 +535,33 @@ fn many_concurrent_clients() {
     assert_eq!(l.status, 200);
     assert_eq!(l.text().matches("<Key>").count(), 32);
 }
+
+/// A request refused before its body is read (here: a bad signature on a 32 MiB PUT, more
+/// than the loopback socket buffers hold) still gets its S3 error: the server drains what the
+/// client goes on sending instead of resetting the connection under it (the reset would
+/// drop the response before the client reads it).
+#[test]
+fn an_error_sent_before_the_body_is_read_reaches_the_client() {
+    let sv = start();
+    let host = sv.addr.to_string();
+    let data = vec![7u8; 32 << 20];
+    let h = hex(&Sha256::digest(&data));
+    let head = signed_head(
+        "PUT",
+        "/bkt/refused",
+        &host,
+        &h,
+        &[("content-length", data.len().to_string())],
+        SystemTime::now(),
+        "wrong",
+    );
+    let mut s = TcpStream::connect(sv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&data)
+        .expect("the server reset the connection while the body was being sent");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("reading the response");
+    assert_error(&parse(&raw), 403, "SignatureDoesNotMatch");
+    assert_error(&get(&sv, "/bkt/refused"), 404, "NoSuchKey");
+}
