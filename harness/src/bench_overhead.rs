@@ -331,12 +331,14 @@ pub fn run_bench(a: &OverheadArgs, base: &dare::Options) -> Result<Report> {
         None
     };
     let measured = outcome?;
+    // `keep` renames the store: report where it now is.
+    let shown = kept.clone().unwrap_or(root);
     Ok(Report::new(
         &plan,
         a,
         measured,
         drive,
-        &root,
+        &shown,
         kept.is_some(),
         started.elapsed(),
     ))

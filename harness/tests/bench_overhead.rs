@@ -55,6 +55,11 @@ fn kept_store(dir: &Path) -> PathBuf {
         })
         .collect();
     assert_eq!(found.len(), 1, "expected one kept scratch store in {dir:?}");
+    let name = found[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("dare-bench-kept-"),
+        "{name}: --keep renames the store"
+    );
     found.pop().unwrap().join("store")
 }
 

@@ -5,9 +5,11 @@
 //! - a run stopped by SIGINT, SIGTERM or SIGHUP removes it from the signal handler and exits
 //!   with 130 (the shell's "interrupted");
 //! - a run killed outright (SIGKILL, a crash, a power cut) cannot clean up, so each run
-//!   records its process id in `<scratch>/owner.pid`, and the next run in the same `--dir`
-//!   removes every `dare-bench-*` directory whose owner process no longer exists. Kept
-//!   stores have no `owner.pid` and are left alone.
+//!   names its directory after its process id, `dare-bench-<pid>-XXXXXX` (one `mkdir`: there
+//!   is no moment at which the directory exists without its owner), and the next run in the
+//!   same `--dir` removes every such directory whose owner process no longer exists. `--keep`
+//!   renames the store to `dare-bench-kept-XXXXXX`, which no run removes. Directories of
+//!   older versions name their owner in `<scratch>/owner.pid` and are swept the same way.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,8 +20,10 @@ use anyhow::{Context, Result};
 
 /// The name prefix of scratch directories.
 pub const PREFIX: &str = "dare-bench-";
-/// The file that names a scratch directory's owner process.
+/// The file that named a scratch directory's owner process (older versions; still swept).
 pub const OWNER_FILE: &str = "owner.pid";
+/// The name prefix of stores kept with `--keep`.
+const KEPT_PREFIX: &str = "dare-bench-kept-";
 
 /// The scratch directory the signal handler removes.
 static CURRENT: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -57,10 +61,12 @@ pub fn sweep(base: &Path) -> Vec<PathBuf> {
             continue;
         }
         let path = e.path();
-        let Some(pid) = fs::read_to_string(path.join(OWNER_FILE))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        else {
+        let from_name = name.to_str().and_then(owner_from_name);
+        let Some(pid) = from_name.or_else(|| {
+            fs::read_to_string(path.join(OWNER_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+        }) else {
             continue; // kept by --keep, or not ours: leave it
         };
         if !alive(pid) && fs::remove_dir_all(&path).is_ok() {
@@ -68,6 +74,15 @@ pub fn sweep(base: &Path) -> Vec<PathBuf> {
         }
     }
     removed
+}
+
+/// The owner's process id in a scratch directory's name, `dare-bench-<pid>-XXXXXX`.
+fn owner_from_name(name: &str) -> Option<u32> {
+    let (pid, _) = name.strip_prefix(PREFIX)?.split_once('-')?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Whether process `pid` is running (a zombie, killed but not yet reaped, is not).
@@ -91,8 +106,9 @@ impl Scratch {
                 p.display()
             ));
         }
+        let prefix = format!("{PREFIX}{}-", std::process::id());
         let dir = tempfile::Builder::new()
-            .prefix(PREFIX)
+            .prefix(&prefix)
             .tempdir_in(base)
             .with_context(|| {
                 format!(
@@ -100,11 +116,6 @@ impl Scratch {
                     base.display()
                 )
             })?;
-        fs::write(
-            dir.path().join(OWNER_FILE),
-            format!("{}\n", std::process::id()),
-        )
-        .with_context(|| format!("cannot write {}", dir.path().join(OWNER_FILE).display()))?;
         set_current(Some(dir.path().to_path_buf()));
         install_handler();
         Ok(Scratch { dir: Some(dir) })
@@ -115,13 +126,28 @@ impl Scratch {
         self.dir.as_ref().map_or(Path::new(""), |d| d.path())
     }
 
-    /// Keeps the directory (drops `owner.pid`, so no later run removes it); returns it.
+    /// Keeps the directory, renamed `dare-bench-kept-XXXXXX` so that no later run removes
+    /// it; returns its path (the old one if the rename failed: it is then swept later).
     pub fn keep(mut self) -> PathBuf {
         wait_if_interrupted();
         set_current(None);
         let d = self.dir.take().map(|d| d.keep()).unwrap_or_default();
-        let _ = fs::remove_file(d.join(OWNER_FILE));
-        d
+        let suffix = d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once('-'))
+            .map(|(_, s)| s.to_string());
+        match (suffix, d.parent()) {
+            (Some(s), Some(parent)) => {
+                let kept = parent.join(format!("{KEPT_PREFIX}{s}"));
+                if fs::rename(&d, &kept).is_ok() {
+                    kept
+                } else {
+                    d
+                }
+            }
+            _ => d,
+        }
     }
 
     /// Removes the directory now.
@@ -175,4 +201,40 @@ fn install_handler() {
         })
         .map_err(|e| e.to_string())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_read_from_the_name_only_when_it_is_a_number() {
+        assert_eq!(owner_from_name("dare-bench-4242-a1B2c3"), Some(4242));
+        assert_eq!(owner_from_name("dare-bench-kept-a1B2c3"), None);
+        assert_eq!(owner_from_name("dare-bench-a1B2c3"), None);
+        assert_eq!(owner_from_name("dare-bench--x"), None);
+        assert_eq!(owner_from_name("other-12-x"), None);
+    }
+
+    #[test]
+    fn sweep_removes_dead_owners_and_keeps_the_rest() {
+        let base = tempfile::tempdir().unwrap();
+        // pid 0 is never a user process's id; our own pid is alive.
+        let dead = base.path().join(format!("{PREFIX}0-dead"));
+        let alive = base
+            .path()
+            .join(format!("{PREFIX}{}-live", std::process::id()));
+        let kept = base.path().join(format!("{KEPT_PREFIX}k"));
+        let old = base.path().join(format!("{PREFIX}oldfmt"));
+        for d in [&dead, &alive, &kept, &old] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::write(old.join(OWNER_FILE), "0\n").unwrap();
+        let mut removed = sweep(base.path());
+        removed.sort();
+        let mut want = vec![dead.clone(), old.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(alive.exists() && kept.exists());
+    }
 }
