@@ -23,6 +23,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("schema_v3.sql")),
     // The rekey: each master key's root of trust and deactivation; a rekey task's target.
     (4, include_str!("schema_v4.sql")),
+    // Sites that joined the store: their public keys and the keys granted to them.
+    (5, include_str!("schema_v5.sql")),
 ];
 
 /// The newest schema version.

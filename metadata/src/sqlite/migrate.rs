@@ -5,7 +5,7 @@
 //! version is one more entry in [`MIGRATIONS`] (and its file). Version 2 adds the task lease;
 //! version 3 the key management service's tables and `buckets.kms_key_id` (it rebuilds
 //! `buckets`, whose CHECK changes: see `schema_v3.sql`); version 4 the rekey's columns (each
-//! master key's root of trust and deactivation, a rekey task's target, `tasks.updated`).
+//! master key's root of trust and deactivation, a rekey task's target, `tasks.updated`); version 5 the sites that joined the store (`sites`, `site_keys`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,6 +24,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("schema_v3.sql")),
     // The rekey: each master key's root of trust and deactivation; a rekey task's target.
     (4, include_str!("schema_v4.sql")),
+    // Sites that joined the store: their public keys and the keys granted to them.
+    (5, include_str!("schema_v5.sql")),
 ];
 
 /// The newest schema version.
