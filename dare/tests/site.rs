@@ -129,6 +129,9 @@ fn a_site_joins_reads_writes_and_follows_rotations_and_rekeys() {
     // Master key 1 and the RT data key.
     assert_eq!(site.keys, 2);
     assert_eq!(a.sites().unwrap(), vec![site.clone()]);
+    let dump: serde_json::Value = serde_json::from_str(&a.keys().dump_json().unwrap()).unwrap();
+    assert_eq!(dump["sites"][0]["name"], "site-b");
+    assert_eq!(dump["sites"][0]["keys"].as_array().unwrap().len(), 2);
 
     // B reads what A wrote, and writes what A reads.
     let b = Dare::open(&b_dir, &site_b(&url, B_PASS)).unwrap();

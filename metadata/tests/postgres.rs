@@ -156,8 +156,9 @@ fn nodes_opening_together_migrate_once() {
         .expect("count")
         .get(0);
     assert_eq!(
-        tables, 13,
-        "dare_schema, the seven tables of schemas 1 and 2 and the five of schema 3"
+        tables, 15,
+        "dare_schema, the seven tables of schemas 1 and 2, the five of schema 3 and the two of \
+         schema 5"
     );
     // Every node works on the one schema.
     let b = seed_bucket(&handles[0]);

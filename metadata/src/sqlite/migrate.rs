@@ -168,7 +168,8 @@ mod tests {
             MIGRATIONS[1],
             MIGRATIONS[2],
             MIGRATIONS[3],
-            (5, "CREATE TABLE added_in_v5 (x INTEGER NOT NULL)"),
+            MIGRATIONS[4],
+            (6, "CREATE TABLE added_in_v6 (x INTEGER NOT NULL)"),
         ];
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
@@ -195,10 +196,10 @@ mod tests {
             r.expect("upgrade");
         }
         let c = Connection::open(&path).expect("open");
-        assert_eq!(stored_version(&c, &path, wait).expect("version"), 5);
+        assert_eq!(stored_version(&c, &path, wait).expect("version"), 6);
         let tables: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v5'",
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v6'",
                 [],
                 |r| r.get(0),
             )
@@ -211,8 +212,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 5,
-                    supported: 4
+                    found: 6,
+                    supported: 5
                 }
             ),
             "{e:?}"
