@@ -104,6 +104,7 @@ impl Dare {
             Arc::new(PostgresMetadata::open(url.expose(), opts.postgres.clone())?);
         let store = read_with(&*meta, |tx| tx.store())?
             .ok_or_else(|| Error::Keys(dare_keys::StoreError::NotInitialized(meta.describe())))?;
+        let shared = objects.is_some();
         let objects = match objects {
             Some(p) => fs::canonicalize(p).map_err(io("resolve", p))?,
             None => std::path::absolute(dir)
@@ -136,7 +137,7 @@ impl Dare {
             f.write_all(public.to_pem().as_bytes())
                 .and_then(|()| f.sync_all())
                 .map_err(io("write", &public_file))?;
-            if objects == dir.join(crate::layout::OBJECTS_DIR) {
+            if !shared {
                 make_dir(&objects)?;
             }
             let loc = LocationFile {

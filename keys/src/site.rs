@@ -67,6 +67,8 @@ pub const GRANT_LABEL: &[u8] = b"dare/v1/site-grant";
 const FILE_MAGIC: &[u8; 8] = b"DARESITE";
 /// The site key file's layout version.
 const FILE_VERSION: u8 = 1;
+/// How many times a grant reads the key records again when they changed under it.
+const GRANT_ATTEMPTS: u32 = 8;
 /// A site key file is a few kilobytes; anything much bigger is not one.
 const FILE_MAX_LEN: u64 = 64 * 1024;
 
@@ -786,9 +788,9 @@ impl KeyStore {
                     .store()?
                     .ok_or_else(|| StoreError::NotInitialized(meta.describe()))?;
                 if now_store.row_version != store.row_version {
-                    return Err(StoreError::Metadata(dare_metadata::MetaError::Conflict(
-                        "store",
-                    )));
+                    // A key record changed since the read (a rotation's new master key):
+                    // read and encrypt again.
+                    return Ok(None);
                 }
                 for s in tx.sites()? {
                     if s.name == name {
@@ -808,15 +810,16 @@ impl KeyStore {
                     tx.put_site_key(r)?;
                 }
                 tx.update_store(&now_store)?;
-                Ok(rows.len())
-            });
+                Ok(Some(rows.len()))
+            })?;
             match r {
-                Err(StoreError::Metadata(dare_metadata::MetaError::Conflict(_)))
-                    if attempts < 8 =>
-                {
-                    continue;
+                Some(n) => return Ok(n),
+                None if attempts >= GRANT_ATTEMPTS => {
+                    return Err(StoreError::Metadata(dare_metadata::MetaError::Conflict(
+                        "store (the key records kept changing during the grant)",
+                    )));
                 }
-                other => return other,
+                None => continue,
             }
         }
     }
