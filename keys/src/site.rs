@@ -900,6 +900,77 @@ mod tests {
         assert!(site.decrypt(&label, &ct[1..]).is_none());
     }
 
+    /// The grant's RSA-OAEP parameters (SHA-256, MGF1-SHA-256, the label of KEYS.md §8.5)
+    /// checked against an independent implementation: `openssl pkeyutl` decrypts what a grant
+    /// encrypts, and a grant opens what `openssl pkeyutl` encrypts to the site's PEM.
+    #[test]
+    fn grants_interoperate_with_openssl_pkeyutl() {
+        let Ok(out) = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+        else {
+            panic!("this test needs the openssl command: apt-get install openssl");
+        };
+        assert!(out.status.success());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (site, pkcs8) = SiteKey::generate().expect("key");
+        let key_file = dir.path().join("site.der");
+        std::fs::write(&key_file, &*pkcs8).expect("write key");
+        let pem_file = dir.path().join("site.pem");
+        std::fs::write(&pem_file, site.public().to_pem()).expect("write pem");
+        let store_id = [0x5a; 16];
+        let label = grant_label(
+            &store_id,
+            &site.public().fingerprint(),
+            &blob_hash(b"a blob"),
+        );
+        let oaep = |extra: &[&str], input: &Path, output: &Path| {
+            let label_opt = format!("rsa_oaep_label:{}", hex(&label));
+            let st = std::process::Command::new("openssl")
+                .arg("pkeyutl")
+                .args(extra)
+                .arg("-in")
+                .arg(input)
+                .arg("-out")
+                .arg(output)
+                .args(["-pkeyopt", "rsa_padding_mode:oaep"])
+                .args(["-pkeyopt", "rsa_oaep_md:sha256"])
+                .args(["-pkeyopt", "rsa_mgf1_md:sha256"])
+                .args(["-pkeyopt", &label_opt])
+                .status()
+                .expect("run openssl");
+            assert!(st.success(), "openssl pkeyutl {extra:?}");
+        };
+        // dare encrypts, openssl decrypts.
+        let key = Secret32::from_bytes("k", [0x3c; 32]);
+        let ct = site.public().encrypt(&label, &key).expect("encrypt");
+        let ct_file = dir.path().join("ct");
+        std::fs::write(&ct_file, &ct).expect("write ct");
+        let pt_file = dir.path().join("pt");
+        let key_arg = key_file.to_str().expect("path");
+        oaep(
+            &["-decrypt", "-keyform", "DER", "-inkey", key_arg],
+            &ct_file,
+            &pt_file,
+        );
+        assert_eq!(std::fs::read(&pt_file).expect("pt"), [0x3c; 32]);
+        // openssl encrypts to the PEM, dare decrypts.
+        let in_file = dir.path().join("in");
+        std::fs::write(&in_file, [0x77; 32]).expect("write in");
+        let ct2_file = dir.path().join("ct2");
+        let pem_arg = pem_file.to_str().expect("path");
+        oaep(
+            &["-encrypt", "-pubin", "-inkey", pem_arg],
+            &in_file,
+            &ct2_file,
+        );
+        let ct2 = std::fs::read(&ct2_file).expect("ct2");
+        let got = site
+            .decrypt(&label, &ct2)
+            .expect("dare decrypts openssl's grant");
+        assert!(got == Secret32::from_bytes("k", [0x77; 32]));
+    }
+
     #[test]
     fn public_keys_that_are_not_rsa_3072_or_more_are_refused() {
         assert!(matches!(
