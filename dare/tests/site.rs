@@ -358,3 +358,63 @@ fn site_init_refuses_what_it_cannot_join_and_leaves_nothing() {
     assert!(Dare::site_init(&dir, &short, None).is_err());
     assert!(!dir.exists());
 }
+
+/// A grant made while a rotation is at its step 1 — after the new master key was made, before
+/// its transaction; and from inside that transaction (the grant commits first, the step's
+/// transaction then conflicts on the store row and runs again) — ends with the new master key
+/// granted too: the joined site opens the store and reads and writes after the rotation.
+#[test]
+fn a_grant_during_a_rotation_covers_its_new_master_key() {
+    use std::sync::Arc;
+
+    use dare_keys::StepHook;
+
+    let (a, a_dir, b_dir, pem, url, tmp) = two_sites();
+    let c_dir = tmp.path().join("c");
+    let c = Dare::site_init(
+        &c_dir,
+        &site_b(&url, "site C's passphrase"),
+        Some(&a_dir.join("objects")),
+    )
+    .unwrap();
+    let c_pem = std::fs::read(&c.public_file).unwrap();
+    let grant_at = |name: &'static str, key: Vec<u8>, inside: bool| {
+        let (dir, url) = (a_dir.clone(), url.clone());
+        let hook = StepHook(Arc::new(move |step| {
+            if step == 1 {
+                // Another process of site A: its own connections.
+                let other = Dare::open(&dir, &site_a(&url)).unwrap();
+                other.grant_site(name, &key).unwrap();
+            }
+        }));
+        let mut o = RotationOptions::default();
+        if inside {
+            o.inside_step_transaction = Some(hook);
+        } else {
+            o.before_step_commit = Some(hook);
+        }
+        o
+    };
+    let id = a.keys().start_rotation().unwrap();
+    a.keys()
+        .run_rotation(id, &grant_at("site-b", pem.clone(), false))
+        .unwrap();
+    let id = a.keys().start_rotation().unwrap();
+    a.keys()
+        .run_rotation(id, &grant_at("site-c", c_pem, true))
+        .unwrap();
+    // Three master keys and the RT data key, for both sites.
+    let sites = a.sites().unwrap();
+    assert_eq!(sites.len(), 2);
+    for s in &sites {
+        assert_eq!(s.keys, 4, "{}", s.name);
+    }
+    for (dir, pass) in [(&b_dir, B_PASS), (&c_dir, "site C's passphrase")] {
+        let d = Dare::open(dir, &site_b(&url, pass)).unwrap();
+        assert_eq!(get(&d, "from-a"), bytes(20_000, 1));
+        let name = format!("from-{}", dir.display().to_string().len());
+        put(&d, &name, b"after two rotations");
+        assert_eq!(rotation_of(&d, &name), 3);
+        assert_eq!(get(&a, &name), b"after two rotations");
+    }
+}
