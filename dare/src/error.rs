@@ -215,6 +215,9 @@ impl Error {
                 | Error::NoSuchBucket(_)
                 | Error::NoSuchObject { .. }
                 | Error::Keys(dare_keys::StoreError::NotFound { .. })
+                | Error::Keys(dare_keys::StoreError::Site(
+                    dare_keys::SiteError::UnknownSite(_)
+                ))
                 | Error::Kms(dare_kms::KmsError::NotFound(_))
         )
     }
@@ -243,6 +246,11 @@ impl Error {
             ),
             Error::Kms(e) => matches!(e, dare_kms::KmsError::DecryptFailed),
             Error::HsmKeyMismatch { .. } => true,
+            // A grant or site key file that fails authentication (KEYS.md §8.5).
+            Error::Keys(dare_keys::StoreError::Site(
+                dare_keys::SiteError::GrantInvalid { .. }
+                | dare_keys::SiteError::KeyFileInvalid { .. },
+            )) => true,
             _ => false,
         }
     }
@@ -490,6 +498,12 @@ impl From<dare_keys::StoreError> for Error {
             dare_keys::StoreError::Metadata(m) => Error::Metadata(m),
             other => Error::Keys(other),
         }
+    }
+}
+
+impl From<dare_keys::SiteError> for Error {
+    fn from(e: dare_keys::SiteError) -> Self {
+        Error::Keys(dare_keys::StoreError::Site(e))
     }
 }
 

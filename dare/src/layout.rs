@@ -88,6 +88,9 @@ pub struct LocationFile {
     pub url: String,
     /// The store id the database's store row must hold.
     pub store_id: [u8; 16],
+    /// Where the data files are, when not `objects/` in the store directory: a site that
+    /// joined the store (docs/KEYS.md §8.5) names the shared data directory. Absolute.
+    pub objects: Option<PathBuf>,
 }
 
 /// The `format` this build writes and reads.
@@ -137,20 +140,29 @@ impl LocationFile {
         let url = v["url"].as_str().ok_or("it has no \"url\"")?;
         let id = v["store_id"].as_str().ok_or("it has no \"store_id\"")?;
         let store_id = parse_id(id).ok_or("its \"store_id\" is not 32 hex digits")?;
+        let objects = match &v["objects"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(p) if Path::new(p).is_absolute() => Some(PathBuf::from(p)),
+            _ => return Err("its \"objects\" is not an absolute path".into()),
+        };
         Ok(LocationFile {
             url: url.to_owned(),
             store_id,
+            objects,
         })
     }
 
     /// The file's text.
     fn render(&self) -> String {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "format": LOCATION_FORMAT,
             "backend": "postgres",
             "url": self.url,
             "store_id": dare_engine::format::hex(&self.store_id),
         });
+        if let Some(p) = &self.objects {
+            v["objects"] = p.to_string_lossy().into_owned().into();
+        }
         // A `Value` always serializes.
         let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
         text.push('\n');
@@ -236,7 +248,18 @@ mod tests {
         let loc = LocationFile {
             url: "postgres://dare:***@db.internal:5432/dare".into(),
             store_id: [0xa5; 16],
+            objects: None,
         };
+        let shared = LocationFile {
+            objects: Some(PathBuf::from("/mnt/shared/dare/objects")),
+            ..loc.clone()
+        };
+        assert_eq!(LocationFile::parse(&shared.render()), Ok(shared.clone()));
+        assert!(
+            LocationFile::parse(&shared.render().replace("/mnt/", "mnt/"))
+                .unwrap_err()
+                .contains("absolute")
+        );
         assert_eq!(LocationFile::parse(&loc.render()), Ok(loc.clone()));
         let text = loc.render();
         for (from, to, why) in [

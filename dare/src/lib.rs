@@ -56,6 +56,7 @@ mod pages;
 mod range;
 pub mod rekey;
 pub mod rewrap;
+pub mod site;
 pub mod store;
 
 pub use error::{Error, printable};
@@ -74,8 +75,8 @@ pub use dare_envelope::{KeyError, Secret32};
 pub use dare_hsm::{HsmConfig, HsmError, Pin as HsmPin};
 pub use dare_keys::{
     CacheMode, KeyRef as MasterKeyRef, KeysInfo, MasterInfo, RotationOptions, RotationStatus,
-    StoreError as KeyStoreError, TaskReport, TaskState, read_customer_key_file,
-    read_passphrase_file, step_name,
+    SiteError, SiteInfo, SitePublicKey, StoreError as KeyStoreError, TaskReport, TaskState,
+    read_customer_key_file, read_passphrase_file, step_name,
 };
 pub use dare_kmip::{ClusterConfig as KmipClusterConfig, KmipConfig, KmipError};
 pub use dare_kms::KmsError;

@@ -313,6 +313,7 @@ fn pair_new_database(dir: &Path, db: &dyn Metadata) -> Result<[u8; 16], Error> {
             let loc = LocationFile {
                 url: db.describe(),
                 store_id: random_id()?,
+                objects: None,
             };
             if loc.create(dir)? {
                 Ok(loc.store_id)
@@ -569,6 +570,10 @@ impl Dare {
                 expected: loc.store_id,
                 found,
             });
+        }
+        if crate::site::is_site(dir) {
+            let objects = loc.objects.clone().unwrap_or_else(|| dir.join(OBJECTS_DIR));
+            return crate::site::open_site(dir, meta, opts, target, &objects);
         }
         Self::open_dir(dir, meta, opts, target)
     }

@@ -163,6 +163,11 @@ pub enum Command {
     /// PKCS#11 HSM root of trust: create the key a store's master keys are wrapped under.
     #[command(subcommand)]
     Hsm(HsmCommand),
+    /// Sites sharing one store (docs/KEYS.md §8.5, ECS §2.5): a new site makes an RSA key
+    /// pair under its own root of trust (`init`), a site that holds the master keys grants
+    /// them to its public key (`grant`), and the new site then opens the store.
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// Benchmarks: AEAD kernels, encryption overhead on a drive.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -180,6 +185,46 @@ pub enum HsmCommand {
     /// and unwrap keys. Refused when the token holds an object with that label already. Then
     /// `dare init` with the same options creates a store protected by it.
     InitKey(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Make --store a new site of the store in the PostgreSQL database DARE_METADATA_URL (or
+    /// --metadata) names: an RSA-3072 key pair whose private key is sealed under this site's
+    /// own root of trust (a new root.key, or --passphrase-file, --hsm-*, --kmip-*) in
+    /// site.key, and its public key in site.pub.pem, printed with its fingerprint. Give the
+    /// PEM to `dare site grant` on a site that holds the master keys; then every command
+    /// opens the store here with this site's root flags.
+    Init {
+        /// The data directory the sites share (the existing site's `objects/` on a shared
+        /// filesystem); default `objects/` in --store.
+        #[arg(long, value_name = "DIR")]
+        objects: Option<PathBuf>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Grant the store's master keys and RT data key to a new site: each is encrypted to the
+    /// site's RSA public key with RSA-OAEP-SHA256 and recorded in the metadata database under
+    /// NAME. Later rotations and rekeys extend the grant to their new keys.
+    Grant {
+        /// The new site's public key: the PEM file `dare site init` wrote (or its DER).
+        public_key: PathBuf,
+        /// The name to record the site under: 1-64 characters of A-Z a-z 0-9 . _ -
+        #[arg(long, value_name = "NAME")]
+        site_name: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List the sites granted the store's keys.
+    List(JsonFlag),
+    /// Revoke a site's grant: it can no longer open the store, and new master keys are not
+    /// granted to it. Rotate afterwards: what it unwrapped before, it may have kept.
+    Revoke {
+        /// The site's name.
+        name: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]

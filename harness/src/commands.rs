@@ -10,6 +10,7 @@ pub mod maintenance;
 pub mod object;
 pub mod rekey;
 pub mod resource;
+pub mod site;
 
 use std::fmt;
 use std::io::{self, Write};

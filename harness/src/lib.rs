@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use cli::{BenchCommand, Cli, Command, HsmCommand};
-use commands::{Usage, hsm, keys, kms, maintenance, object, resource};
+use commands::{Usage, hsm, keys, kms, maintenance, object, resource, site};
 use settings::Settings;
 
 /// Runs a parsed command line.
@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => maintenance::backup(&s.open()?, a),
         Command::Restore(a) => maintenance::restore(&s, a),
         Command::Hsm(HsmCommand::InitKey(j)) => hsm::init_key(&s, j),
+        Command::Site(c) => site::run(&s, c),
         Command::Serve(a) => serve::run(&s, a),
         Command::Cpu(j) => cpuinfo::run(s.data.backend, s.disk.io, j.json),
         Command::Bench(BenchCommand::Aead(a)) => bench_aead::run(a, s.data.backend),

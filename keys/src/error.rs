@@ -117,6 +117,8 @@ pub enum StoreError {
         /// Its expiry as found, Unix milliseconds.
         expires: Option<u64>,
     },
+    /// Joining sites: a grant, a site key file, a revoke (docs/KEYS.md §8.5).
+    Site(crate::SiteError),
     /// The metadata database failed or refused a change.
     Metadata(MetaError),
     /// A key operation failed.
@@ -203,6 +205,7 @@ impl fmt::Display for StoreError {
                 }
                 f.write_str("); it committed nothing more and stopped (resume the task to go on)")
             }
+            StoreError::Site(e) => write!(f, "{e}"),
             StoreError::Metadata(e) => write!(f, "{e}"),
             StoreError::Key(e) => write!(f, "{e}"),
         }
@@ -224,6 +227,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Io { source, .. } => Some(source),
+            StoreError::Site(e) => Some(e),
             StoreError::Metadata(e) => Some(e),
             StoreError::Key(e) => Some(e),
             _ => None,
@@ -241,6 +245,12 @@ impl StoreError {
 impl From<KeyError> for StoreError {
     fn from(e: KeyError) -> Self {
         StoreError::Key(e)
+    }
+}
+
+impl From<crate::SiteError> for StoreError {
+    fn from(e: crate::SiteError) -> Self {
+        StoreError::Site(e)
     }
 }
 

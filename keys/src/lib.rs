@@ -34,6 +34,8 @@
 //!   to the active rotation version), [`StoreRootProvider`], [`CustomerKeyProvider`],
 //!   [`NoCustomerKey`].
 //! - [`RootOfTrust`]: [`RootKeyFile`], [`PassphraseRoot`]; `dare-hsm` adds a PKCS#11 HSM.
+//! - [`site`]: a new site joins (ECS §2.5): an RSA key pair per site, the master keys
+//!   granted to it with RSA-OAEP, [`SiteRoot`] to open the store with the grant.
 //! - [`legacy`]: the one-time import of a key store file made by the previous release.
 //!
 //! Every secret type here zeroizes on drop, prints only its kind in `Debug`, has no `Display`
@@ -50,6 +52,7 @@ pub mod legacy;
 mod rekey;
 mod root;
 mod rotation;
+pub mod site;
 mod sse_c;
 mod store;
 mod store_root;
@@ -76,6 +79,7 @@ pub use rotation::{
     DEFAULT_LEASE_TTL, MASTER_KEY_ATTEMPTS, MAX_LEASE_TTL, RotationOptions, RotationStatus,
     process_lease_owner, step_name,
 };
+pub use site::{SiteError, SiteInfo, SiteKey, SitePublicKey, SiteRoot};
 pub use sse_c::{
     CUSTOMER_BLOCK_LEN, CustomerKeyProvider, NoCustomerKey, customer_key_md5, parse_customer_key,
     read_customer_key_file,

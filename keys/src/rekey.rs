@@ -148,6 +148,7 @@ impl KeyStore {
     /// The target is tried first (a key protected and recovered), so a target that cannot
     /// work fails here with nothing written.
     pub fn start_rekey(&self, target: &dyn RootOfTrust) -> Result<u64, StoreError> {
+        self.refuse_joined_site()?;
         let meta = &**self.metadata();
         let describe = target.describe();
         if describe.is_empty() || describe.chars().count() > MAX_DESCRIPTION {

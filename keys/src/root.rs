@@ -56,6 +56,12 @@ pub trait RootOfTrust: Send + Sync + fmt::Debug {
         let _ = blob;
         Ok(false)
     }
+    /// `Some(fingerprint)` for the root of a site that joined the store by a grant
+    /// ([`crate::SiteRoot`], docs/KEYS.md §8.5): it unwraps the keys granted to it and cannot
+    /// create master keys, so rotations and rekeys are refused on it before they start.
+    fn joined_site(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Who manages the key that protects the master keys (NetApp's `keyManagementType`).
@@ -143,6 +149,10 @@ impl RootOfTrust for RekeyRoots {
         } else {
             self.current.deactivate(blob)
         }
+    }
+
+    fn joined_site(&self) -> Option<String> {
+        self.current.joined_site()
     }
 }
 

@@ -550,6 +550,15 @@ fn switch_root(tx: &mut dyn WriteTx, memo: &mut VmkMemo<'_>, mv: u32) -> Result<
 }
 
 impl KeyStore {
+    /// A site that joined by a grant cannot create master keys (KEYS.md §8.5): rotations and
+    /// rekeys are refused there before anything is written.
+    pub(crate) fn refuse_joined_site(&self) -> Result<(), StoreError> {
+        match self.root.joined_site() {
+            Some(fingerprint) => Err(crate::SiteError::JoinedSite { fingerprint }.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Which roots a runner of task `id` uses: `(kind, wrap, unwrap, roots)`. A rekey needs
     /// its target root, and refuses one that is not the task's (KEYS.md §8.3).
     #[allow(clippy::type_complexity)]
@@ -566,6 +575,7 @@ impl KeyStore {
         ),
         StoreError,
     > {
+        self.refuse_joined_site()?;
         let (t, masters) = read_with::<_, StoreError>(&**self.metadata(), |tx| {
             Ok((key_task(tx, id)?, tx.master_keys()?))
         })?;
@@ -600,6 +610,7 @@ impl KeyStore {
     /// Inserts a new rotation task in state `pending` and returns its id. Refuses while another
     /// rotation task is unfinished ([`StoreError::RotationInProgress`] with its id).
     pub fn start_rotation(&self) -> Result<u64, StoreError> {
+        self.refuse_joined_site()?;
         let meta = &**self.metadata();
         let mut attempt = 0;
         loop {
@@ -926,16 +937,16 @@ impl KeyStore {
         // A rekey protects the RT data key under the new root too (the same key: the VMKs
         // of older master keys stay derivable, and so do the keys derived from it for the
         // key management service, KEYS.md §8.3).
-        let rt_wrapped = match run.kind {
+        let (rt_wrapped, rt) = match run.kind {
             TaskKind::Rekey => {
                 let store = read_with::<_, StoreError>(&**self.metadata(), |tx| {
                     tx.store()?
                         .ok_or_else(|| StoreError::NotInitialized("the metadata database".into()))
                 })?;
                 let rt = run.unwrap.unwrap_master(&store.rt_data_key)?;
-                Some(run.wrap.wrap_master(&rt)?)
+                (Some(run.wrap.wrap_master(&rt)?), Some(rt))
             }
-            _ => None,
+            _ => (None, None),
         };
         let mut attempts = 0;
         let blob = loop {
@@ -960,7 +971,14 @@ impl KeyStore {
                 retired: None,
                 root: master_root(&*run.wrap, &blob, rt_wrapped.clone()),
             })?;
-            update_store(tx, |_| Ok(()))?;
+            let store = update_store(tx, |_| Ok(()))?;
+            // Every site that joined by a grant gets the new keys in the same transaction
+            // (KEYS.md §8.5), so no committed master key is ever missing from a grant.
+            let mut granted: Vec<(&[u8], &Secret32)> = vec![(&blob, &mk)];
+            if let (Some(b), Some(k)) = (&rt_wrapped, &rt) {
+                granted.push((b, k));
+            }
+            crate::site::grant_to_sites(tx, &store.store_id, &granted)?;
             t.new_master = Some(v);
             t.master_attempts = attempts;
             Ok(())

@@ -620,7 +620,7 @@ fn b64(b: &[u8]) -> Value {
 ///
 /// ```text
 /// {"metadata": "<describe()>", "store": {...}, "master_keys": [...], "rotation_keys": [...],
-///  "namespaces": [...], "buckets": [...], "tasks": [...]}
+///  "namespaces": [...], "buckets": [...], "tasks": [...], "sites": [...]}
 /// ```
 ///
 /// Byte strings are standard base64 (the store id lower-case hex); times are Unix seconds.
@@ -730,6 +730,26 @@ pub fn dump_json_of(meta: &dyn Metadata) -> Result<String, StoreError> {
                 })
             })
             .collect();
+        let mut sites = Vec::new();
+        for site in tx.sites()? {
+            let keys: Vec<Value> = tx
+                .site_keys(&site.fingerprint)?
+                .iter()
+                .map(|k| {
+                    json!({
+                        "blob_hash": dare_metadata::records::hex(&k.blob_hash),
+                        "wrapped": b64(&k.wrapped),
+                    })
+                })
+                .collect();
+            sites.push(json!({
+                "name": site.name,
+                "fingerprint": dare_metadata::records::hex(&site.fingerprint),
+                "public_key": b64(&site.public_key),
+                "granted": site.granted,
+                "keys": keys,
+            }));
+        }
         Ok(json!({
             "metadata": meta.describe(),
             "store": store,
@@ -738,6 +758,7 @@ pub fn dump_json_of(meta: &dyn Metadata) -> Result<String, StoreError> {
             "namespaces": namespaces,
             "buckets": buckets,
             "tasks": tasks,
+            "sites": sites,
         }))
     })?;
     serde_json::to_string_pretty(&v)

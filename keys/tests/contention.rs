@@ -297,6 +297,15 @@ impl ReadTx for ContendedTx<'_> {
     fn kms_audit_head(&mut self) -> Result<KmsAuditHead, MetaError> {
         self.inner.kms_audit_head()
     }
+    fn sites(&mut self) -> Result<Vec<dare_metadata::SiteRecord>, MetaError> {
+        self.inner.sites()
+    }
+    fn site_keys(
+        &mut self,
+        fingerprint: &[u8; 32],
+    ) -> Result<Vec<dare_metadata::SiteKeyRecord>, MetaError> {
+        self.inner.site_keys(fingerprint)
+    }
 }
 
 impl WriteTx for ContendedTx<'_> {
@@ -399,6 +408,15 @@ impl WriteTx for ContendedTx<'_> {
     }
     fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError> {
         self.inner.append_kms_audit(r)
+    }
+    fn insert_site(&mut self, s: &dare_metadata::SiteRecord) -> Result<(), MetaError> {
+        self.inner.insert_site(s)
+    }
+    fn put_site_key(&mut self, k: &dare_metadata::SiteKeyRecord) -> Result<(), MetaError> {
+        self.inner.put_site_key(k)
+    }
+    fn delete_site(&mut self, name: &str) -> Result<bool, MetaError> {
+        self.inner.delete_site(name)
     }
     fn commit(self: Box<Self>) -> Result<(), MetaError> {
         self.inner.commit()

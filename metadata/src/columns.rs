@@ -91,8 +91,21 @@ macro_rules! kms_audit_columns {
         "seq, time_ms, actor, operation, key_id, version, request_id, outcome, detail, mac"
     };
 }
+/// Columns of `sites`, in the order of each backend's `rows::site` decoder.
+macro_rules! site_columns {
+    () => {
+        "name, fingerprint, public_key, granted"
+    };
+}
+/// Columns of `site_keys`, in the order of each backend's `rows::site_key` decoder.
+macro_rules! site_key_columns {
+    () => {
+        "fingerprint, blob_hash, wrapped"
+    };
+}
 pub(crate) use {
     bucket_columns, kms_audit_columns, kms_key_columns, kms_key_written_columns,
     kms_registration_columns, kms_version_columns, master_key_columns, namespace_columns,
-    object_columns, rotation_key_columns, store_columns, task_columns,
+    object_columns, rotation_key_columns, site_columns, site_key_columns, store_columns,
+    task_columns,
 };

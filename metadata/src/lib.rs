@@ -38,8 +38,8 @@ pub use kms::{
 };
 pub use records::{
     BucketRecord, MasterKeyRecord, MasterRoot, MasterState, NameRange, NamespaceRecord, NewBucket,
-    NewNamespace, NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskKind, TaskRecord,
-    TaskState,
+    NewNamespace, NewTask, ObjectRecord, RotationKeyRecord, SiteKeyRecord, SiteRecord, StoreRecord,
+    TaskKind, TaskRecord, TaskState,
 };
 // `self::`: the module shares its name with the `postgres` client crate.
 pub use self::postgres::{PostgresMetadata, PostgresOptions};

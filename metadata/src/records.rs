@@ -7,6 +7,43 @@
 
 use std::fmt;
 
+/// A site that joined the store (docs/KEYS.md §8.5): its RSA public key, recorded when a site
+/// holding the master keys granted them to it. Only public data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRecord {
+    /// The site's name (1-64 printable ASCII characters, unique).
+    pub name: String,
+    /// SHA-256 of `public_key` (unique): how a site finds its grant.
+    pub fingerprint: [u8; 32],
+    /// The site's RSA public key, X.509 SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    /// When the grant was made, Unix seconds.
+    pub granted: u64,
+}
+
+/// One top-level key granted to a site: the key inside a root-of-trust blob of the store
+/// (a master key's `wrapped`, its `rt_wrapped`, or the store's `rt_data_key`), encrypted to
+/// the site's public key with RSA-OAEP (docs/KEYS.md §8.5).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SiteKeyRecord {
+    /// The site's fingerprint (its `sites` row).
+    pub fingerprint: [u8; 32],
+    /// SHA-256 of the root-of-trust blob whose key this is.
+    pub blob_hash: [u8; 32],
+    /// The RSA-OAEP ciphertext (the modulus's length).
+    pub wrapped: Vec<u8>,
+}
+
+impl fmt::Debug for SiteKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SiteKeyRecord")
+            .field("fingerprint", &hex(&self.fingerprint))
+            .field("blob_hash", &hex(&self.blob_hash))
+            .field("wrapped_len", &self.wrapped.len())
+            .finish()
+    }
+}
+
 /// The one store row: identity and the keys' active state.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreRecord {

@@ -19,7 +19,7 @@ use crate::kms::{
 };
 use crate::records::{
     BucketRecord, MasterKeyRecord, NameRange, NamespaceRecord, NewBucket, NewNamespace, NewTask,
-    ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord,
+    ObjectRecord, RotationKeyRecord, SiteKeyRecord, SiteRecord, StoreRecord, TaskRecord,
 };
 
 /// Look a namespace or bucket up by id or by name.
@@ -78,6 +78,13 @@ pub trait ReadTx {
     -> Result<Vec<KmsAuditRecord>, MetaError>;
     /// The audit head (`seq` 0 and an empty MAC before the first record).
     fn kms_audit_head(&mut self) -> Result<KmsAuditHead, MetaError>;
+
+    // ---- sites (docs/KEYS.md §8.5) -------------------------------------------------------
+
+    /// Every site granted the store's keys, ascending by name bytes.
+    fn sites(&mut self) -> Result<Vec<SiteRecord>, MetaError>;
+    /// Every key granted to the site with this fingerprint, ascending by blob hash.
+    fn site_keys(&mut self, fingerprint: &[u8; 32]) -> Result<Vec<SiteKeyRecord>, MetaError>;
 }
 
 /// Reads and writes within one atomic transaction. Dropped without [`commit`](Self::commit),
@@ -168,6 +175,14 @@ pub trait WriteTx: ReadTx {
     /// Appends an audit record and moves the head to `(r.seq, r.mac)` — only if the head is
     /// at `r.seq - 1` now, else [`MetaError::Conflict`] (another writer appended first).
     fn append_kms_audit(&mut self, r: &KmsAuditRecord) -> Result<(), MetaError>;
+
+    /// Inserts a site. A taken name or fingerprint is [`MetaError::AlreadyExists`]
+    /// (`what` = `"site"` or `"site key pair"`).
+    fn insert_site(&mut self, s: &SiteRecord) -> Result<(), MetaError>;
+    /// Inserts, or replaces, a key granted to a site (the site must exist).
+    fn put_site_key(&mut self, k: &SiteKeyRecord) -> Result<(), MetaError>;
+    /// Deletes a site and every key granted to it; returns whether it existed.
+    fn delete_site(&mut self, name: &str) -> Result<bool, MetaError>;
 
     /// Makes every change durable and visible at once.
     fn commit(self: Box<Self>) -> Result<(), MetaError>;

@@ -110,8 +110,8 @@ fn no_password(e: &MetaError, passwords: &[&str]) -> String {
 fn open_creates_the_schema_and_hides_the_password() {
     let url = fresh_database();
     let db = open(&url);
-    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 4);
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(PostgresMetadata::SCHEMA_VERSION, 5);
+    assert_eq!(db.schema_version().expect("version"), 5);
     let expect = shown(&url, server().port());
     assert_eq!(db.describe(), expect);
     let debug = format!("{db:?}");
@@ -145,7 +145,7 @@ fn nodes_opening_together_migrate_once() {
             .collect()
     });
     for h in &handles {
-        assert_eq!(h.schema_version().expect("version"), 4);
+        assert_eq!(h.schema_version().expect("version"), 5);
     }
     let mut c = server().client(database_of(&url));
     let tables: i64 = c
@@ -156,8 +156,9 @@ fn nodes_opening_together_migrate_once() {
         .expect("count")
         .get(0);
     assert_eq!(
-        tables, 13,
-        "dare_schema, the seven tables of schemas 1 and 2 and the five of schema 3"
+        tables, 15,
+        "dare_schema, the seven tables of schemas 1 and 2, the five of schema 3 and the two of \
+         schema 5"
     );
     // Every node works on the one schema.
     let b = seed_bucket(&handles[0]);
@@ -241,7 +242,7 @@ fn a_version_1_database_is_migrated_to_the_latest_version() {
             .collect()
     });
     let db = &handles[0];
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(db.schema_version().expect("version"), 5);
     let done = TaskRecord {
         id: 1,
         kind: TaskKind::Rotation,
@@ -364,7 +365,7 @@ fn a_version_2_database_is_migrated_to_version_3() {
             .collect()
     });
     let db = &handles[0];
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(db.schema_version().expect("version"), 5);
     let photos = BucketRecord {
         id: 1,
         name: "photos".into(),

@@ -104,7 +104,7 @@ fn fill(db: &dyn Metadata, n: usize) -> u64 {
 #[test]
 fn create_then_open() {
     let (_dir, path, db) = new_db();
-    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 4);
+    assert_eq!(SqliteMetadata::SCHEMA_VERSION, 5);
     assert_eq!(
         db.schema_version().expect("version"),
         SqliteMetadata::SCHEMA_VERSION
@@ -199,7 +199,7 @@ fn a_version_1_database_is_migrated_to_the_latest_version() {
     let path = dir.path().join("dare.db");
     write_version_1_database(&path);
     let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(db.schema_version().expect("version"), 5);
     let tasks = version_1_tasks();
     assert_eq!(read(&db, |tx| tx.tasks()), tasks);
     let store = read(&db, |tx| tx.store()).expect("store row kept");
@@ -229,7 +229,7 @@ fn a_version_1_database_is_migrated_to_the_latest_version() {
     drop(db);
 
     let again = SqliteMetadata::open(&path, opts()).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 4);
+    assert_eq!(again.schema_version().expect("version"), 5);
     assert_eq!(
         read(&again, |tx| tx.task(2)),
         Some(TaskRecord {
@@ -249,7 +249,7 @@ fn a_version_1_backup_is_migrated_when_restored() {
     let old = dir.path().join("v1.bak");
     write_version_1_database(&old);
     SqliteMetadata::restore(&old, &path, opts()).expect("restore");
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(db.schema_version().expect("version"), 5);
     assert_eq!(read(&db, |tx| tx.kms_keys()), vec![]);
     assert_eq!(read(&db, |tx| tx.tasks()), version_1_tasks());
     assert!(
@@ -350,7 +350,7 @@ fn a_version_2_database_is_migrated_to_version_3() {
     assert_eq!((buckets_before.len(), objects_before.len()), (3, 4));
 
     let db = SqliteMetadata::open(&path, opts()).expect("open migrates");
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(db.schema_version().expect("version"), 5);
     db.check_integrity()
         .expect("integrity and foreign keys after the migration");
     {
@@ -524,7 +524,7 @@ fn a_version_2_database_is_migrated_to_version_3() {
     }
     drop(db);
     let again = SqliteMetadata::open(&path, opts()).expect("reopen");
-    assert_eq!(again.schema_version().expect("version"), 4);
+    assert_eq!(again.schema_version().expect("version"), 5);
     assert_eq!(read(&again, |tx| tx.buckets(None)).len(), 3);
 }
 
@@ -537,7 +537,7 @@ fn a_version_2_backup_is_migrated_when_restored() {
     let old = dir.path().join("v2.bak");
     write_version_2_database(&old);
     SqliteMetadata::restore(&old, &path, opts()).expect("restore");
-    assert_eq!(db.schema_version().expect("version"), 4);
+    assert_eq!(db.schema_version().expect("version"), 5);
     db.check_integrity().expect("integrity");
     let ids: Vec<u64> = read(&db, |tx| tx.buckets(None))
         .iter()

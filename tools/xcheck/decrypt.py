@@ -165,8 +165,10 @@ class Store:
         # does not read either, and buckets.kms_key_id (an SSE-KMS bucket, refused below).
         # Version 4 (the rekey, METADATA.md §2.1) added columns it does not read: master key
         # rows say which root protects them, and `wrapped` stays that root's blob.
-        # Every other column it reads is as in version 1.
-        need(version in (1, 2, 3, 4), f"metadata schema version {version} not supported")
+        # Version 5 (sites that joined the store, METADATA.md §2, KEYS.md §8.5) added two
+        # tables it does not read: keys granted to other sites' RSA keys; the store's own
+        # blobs are unchanged. Every other column it reads is as in version 1.
+        need(version in (1, 2, 3, 4, 5), f"metadata schema version {version} not supported")
         self.store = self.one("SELECT * FROM store WHERE id = 1", (), "store row")
         self.store_id = self.store["store_id"]
         need(isinstance(self.store_id, bytes) and len(self.store_id) == 16, "store_id is not 16 bytes")

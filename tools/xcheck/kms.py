@@ -161,8 +161,8 @@ class Store:
             self.db.execute("BEGIN")
             (version,) = self.db.execute("SELECT version FROM dare_schema").fetchone()
             # METADATA.md §1: the KMS tables (§9) and buckets.kms_key_id came with version 3;
-            # version 4 (the rekey, §2.1) changed none of them.
-            need(version in (3, 4), f"metadata schema version {version} not supported (3 or 4)")
+            # version 4 (the rekey, §2.1) and version 5 (sites, §2) changed none of them.
+            need(version in (3, 4, 5), f"metadata schema version {version} not supported (3 to 5)")
             self.store = self.one("SELECT * FROM store WHERE id = 1", (), "store row")
         except sqlite3.Error as e:
             raise Refused(f"{db}: {e}") from None

@@ -128,6 +128,15 @@ macro_rules! forward_read {
         fn kms_audit_head(&mut self) -> Result<dare_metadata::KmsAuditHead, MetaError> {
             self.inner.kms_audit_head()
         }
+        fn sites(&mut self) -> Result<Vec<dare_metadata::SiteRecord>, MetaError> {
+            self.inner.sites()
+        }
+        fn site_keys(
+            &mut self,
+            fingerprint: &[u8; 32],
+        ) -> Result<Vec<dare_metadata::SiteKeyRecord>, MetaError> {
+            self.inner.site_keys(fingerprint)
+        }
     };
 }
 
@@ -234,6 +243,15 @@ impl WriteTx for HookedTx<'_> {
     }
     fn append_kms_audit(&mut self, r: &dare_metadata::KmsAuditRecord) -> Result<(), MetaError> {
         self.inner.append_kms_audit(r)
+    }
+    fn insert_site(&mut self, s: &dare_metadata::SiteRecord) -> Result<(), MetaError> {
+        self.inner.insert_site(s)
+    }
+    fn put_site_key(&mut self, k: &dare_metadata::SiteKeyRecord) -> Result<(), MetaError> {
+        self.inner.put_site_key(k)
+    }
+    fn delete_site(&mut self, name: &str) -> Result<bool, MetaError> {
+        self.inner.delete_site(name)
     }
     fn commit(self: Box<Self>) -> Result<(), MetaError> {
         // A failing hook takes the commit with it: the transaction rolls back when dropped.

@@ -230,6 +230,8 @@ fn unique_failure(db: &DbError, doing: Doing<'_>) -> MetaError {
         },
         "tasks_one_open_per_kind" => MetaError::InUse("another task of this kind is not finished"),
         "kms_keys_pkey" => by_name("kms key"),
+        "sites_pkey" => by_name("site"),
+        "sites_fingerprint_key" => by_name("site key pair"),
         "kms_keys_alias_key" => MetaError::AlreadyExists {
             what: "kms alias",
             name: doing.alias.to_owned(),

@@ -23,6 +23,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("schema_v3.sql")),
     // The rekey: each master key's root of trust and deactivation; a rekey task's target.
     (4, include_str!("schema_v4.sql")),
+    // Sites that joined the store: their public keys and the keys granted to them.
+    (5, include_str!("schema_v5.sql")),
 ];
 
 /// The newest schema version.
@@ -184,8 +186,9 @@ mod tests {
             MIGRATIONS[1],
             MIGRATIONS[2],
             MIGRATIONS[3],
+            MIGRATIONS[4],
             // Fails if run twice.
-            (5, "CREATE TABLE added_in_v5 (x integer NOT NULL)"),
+            (6, "CREATE TABLE added_in_v6 (x integer NOT NULL)"),
         ];
         let server = PgServer::start();
         let url = server.create_database("migrate");
@@ -210,10 +213,10 @@ mod tests {
             r.expect("upgrade");
         }
         let mut c = connect();
-        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(5));
+        assert_eq!(stored_version(&mut c, "test").expect("version"), Some(6));
         let tables: i64 = c
             .query_one(
-                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v5'",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'added_in_v6'",
                 &[],
             )
             .expect("count")
@@ -224,8 +227,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 5,
-                    supported: 4
+                    found: 6,
+                    supported: 5
                 }
             ),
             "{e:?}"

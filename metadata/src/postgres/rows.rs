@@ -16,13 +16,14 @@ use crate::kms::{
 };
 use crate::records::{
     BucketRecord, MasterKeyRecord, MasterRoot, MasterState, NamespaceRecord, ObjectRecord,
-    RotationKeyRecord, StoreRecord, TaskKind, TaskRecord, TaskState,
+    RotationKeyRecord, SiteKeyRecord, SiteRecord, StoreRecord, TaskKind, TaskRecord, TaskState,
 };
 
 pub(super) use crate::columns::{
     bucket_columns, kms_audit_columns, kms_key_columns, kms_key_written_columns,
     kms_registration_columns, kms_version_columns, master_key_columns, namespace_columns,
-    object_columns, rotation_key_columns, store_columns, task_columns,
+    object_columns, rotation_key_columns, site_columns, site_key_columns, store_columns,
+    task_columns,
 };
 
 /// A u64 for a bigint parameter; [`MetaError::Database`] above `i64::MAX` (the caller sent
@@ -230,6 +231,25 @@ pub(super) fn kms_registration(r: &Row) -> Result<KmsRegistration, MetaError> {
         description: text(r, 3)?.to_owned(),
         created_ms: num(r, 4)?,
         updated_ms: num(r, 5)?,
+    })
+}
+
+/// The record of a `sites` row.
+pub(super) fn site(r: &Row) -> Result<SiteRecord, MetaError> {
+    Ok(SiteRecord {
+        name: text(r, 0)?.to_owned(),
+        fingerprint: fixed(r, 1)?,
+        public_key: bytes(r, 2)?.to_vec(),
+        granted: num(r, 3)?,
+    })
+}
+
+/// The record of a `site_keys` row.
+pub(super) fn site_key(r: &Row) -> Result<SiteKeyRecord, MetaError> {
+    Ok(SiteKeyRecord {
+        fingerprint: fixed(r, 0)?,
+        blob_hash: fixed(r, 1)?,
+        wrapped: bytes(r, 2)?.to_vec(),
     })
 }
 

@@ -127,6 +127,8 @@ fn unique_failure(message: &str, doing: Doing<'_>) -> MetaError {
         // The partial unique index tasks_one_open_per_kind.
         "tasks.kind" => MetaError::InUse("another task of this kind is not finished"),
         "kms_keys.key_id" => by_name("kms key"),
+        "sites.name" => by_name("site"),
+        "sites.fingerprint" => by_name("site key pair"),
         "kms_keys.alias" => MetaError::AlreadyExists {
             what: "kms alias",
             name: doing.alias.to_owned(),

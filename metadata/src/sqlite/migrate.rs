@@ -5,7 +5,7 @@
 //! version is one more entry in [`MIGRATIONS`] (and its file). Version 2 adds the task lease;
 //! version 3 the key management service's tables and `buckets.kms_key_id` (it rebuilds
 //! `buckets`, whose CHECK changes: see `schema_v3.sql`); version 4 the rekey's columns (each
-//! master key's root of trust and deactivation, a rekey task's target, `tasks.updated`).
+//! master key's root of trust and deactivation, a rekey task's target, `tasks.updated`); version 5 the sites that joined the store (`sites`, `site_keys`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,6 +24,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("schema_v3.sql")),
     // The rekey: each master key's root of trust and deactivation; a rekey task's target.
     (4, include_str!("schema_v4.sql")),
+    // Sites that joined the store: their public keys and the keys granted to them.
+    (5, include_str!("schema_v5.sql")),
 ];
 
 /// The newest schema version.
@@ -166,7 +168,8 @@ mod tests {
             MIGRATIONS[1],
             MIGRATIONS[2],
             MIGRATIONS[3],
-            (5, "CREATE TABLE added_in_v5 (x INTEGER NOT NULL)"),
+            MIGRATIONS[4],
+            (6, "CREATE TABLE added_in_v6 (x INTEGER NOT NULL)"),
         ];
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
@@ -193,10 +196,10 @@ mod tests {
             r.expect("upgrade");
         }
         let c = Connection::open(&path).expect("open");
-        assert_eq!(stored_version(&c, &path, wait).expect("version"), 5);
+        assert_eq!(stored_version(&c, &path, wait).expect("version"), 6);
         let tables: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v5'",
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'added_in_v6'",
                 [],
                 |r| r.get(0),
             )
@@ -209,8 +212,8 @@ mod tests {
             matches!(
                 e,
                 MetaError::SchemaTooNew {
-                    found: 5,
-                    supported: 4
+                    found: 6,
+                    supported: 5
                 }
             ),
             "{e:?}"

@@ -15,7 +15,8 @@ use super::error::{Doing, ForeignKey, KMS_AUDIT_TAKEN, map_err};
 use super::rows::{
     self, bucket_columns, int, kms_audit_columns, kms_key_columns, kms_key_written_columns,
     kms_registration_columns, kms_version_columns, master_key_columns, namespace_columns,
-    object_columns, opt_int, rotation_key_columns, store_columns, task_columns,
+    object_columns, opt_int, rotation_key_columns, site_columns, site_key_columns, store_columns,
+    task_columns,
 };
 use crate::MetaError;
 use crate::kms::{
@@ -23,7 +24,8 @@ use crate::kms::{
 };
 use crate::records::{
     BucketRecord, MasterKeyRecord, NameBounds, NameRange, NamespaceRecord, NewBucket, NewNamespace,
-    NewTask, ObjectRecord, RotationKeyRecord, StoreRecord, TaskRecord, TaskState, bump,
+    NewTask, ObjectRecord, RotationKeyRecord, SiteKeyRecord, SiteRecord, StoreRecord, TaskRecord,
+    TaskState, bump,
 };
 use crate::tx::{By, ReadTx, WriteTx};
 
@@ -401,6 +403,20 @@ impl ReadTx for SqliteTx<'_> {
                 seq: 0,
                 mac: Vec::new(),
             }))
+    }
+
+    fn sites(&mut self) -> Result<Vec<SiteRecord>, MetaError> {
+        const SQL: &str = concat!("SELECT ", site_columns!(), " FROM sites ORDER BY name");
+        self.all(SQL, [], rows::site)
+    }
+
+    fn site_keys(&mut self, fingerprint: &[u8; 32]) -> Result<Vec<SiteKeyRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            site_key_columns!(),
+            " FROM site_keys WHERE fingerprint = ?1 ORDER BY blob_hash"
+        );
+        self.all(SQL, [&fingerprint[..]], rows::site_key)
     }
 }
 
@@ -1147,6 +1163,56 @@ impl WriteTx for SqliteTx<'_> {
             Doing::NOTHING,
         )?;
         Ok(())
+    }
+
+    fn insert_site(&mut self, s: &SiteRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO sites (",
+            site_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4)"
+        );
+        let doing = Doing {
+            name: &s.name,
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![
+                s.name,
+                &s.fingerprint[..],
+                s.public_key,
+                int(s.granted, "site grant time")?
+            ],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn put_site_key(&mut self, k: &SiteKeyRecord) -> Result<(), MetaError> {
+        const SQL: &str = concat!(
+            "INSERT INTO site_keys (",
+            site_key_columns!(),
+            ") VALUES (?1, ?2, ?3) ",
+            "ON CONFLICT (fingerprint, blob_hash) DO UPDATE SET wrapped = excluded.wrapped"
+        );
+        let doing = Doing {
+            foreign_key: ForeignKey::MissingNamed { what: "site" },
+            ..Doing::NOTHING
+        };
+        self.exec(
+            SQL,
+            params![&k.fingerprint[..], &k.blob_hash[..], k.wrapped],
+            doing,
+        )?;
+        Ok(())
+    }
+
+    fn delete_site(&mut self, name: &str) -> Result<bool, MetaError> {
+        const KEYS: &str = "DELETE FROM site_keys WHERE fingerprint = \
+             (SELECT fingerprint FROM sites WHERE name = ?1)";
+        const SQL: &str = "DELETE FROM sites WHERE name = ?1";
+        self.exec(KEYS, [name], Doing::NOTHING)?;
+        Ok(self.exec(SQL, [name], Doing::NOTHING)? == 1)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), MetaError> {

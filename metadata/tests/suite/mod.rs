@@ -14,11 +14,13 @@ use std::any::Any;
 mod kms;
 mod objects;
 mod records;
+mod sites;
 mod transactions;
 
 pub use kms::*;
 pub use objects::*;
 pub use records::*;
+pub use sites::*;
 pub use transactions::*;
 
 use dare_metadata::{
@@ -80,6 +82,7 @@ macro_rules! metadata_suite {
             kms_audit_appends_and_moves_the_head,
             kms_audit_appenders_lose_nothing,
             update_bucket_is_a_cas,
+            sites_round_trip,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
