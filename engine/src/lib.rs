@@ -27,6 +27,7 @@ pub mod backend;
 pub mod batch;
 pub mod error;
 pub mod format;
+mod overlap;
 pub mod pipeline;
 pub mod seal;
 pub mod storage;

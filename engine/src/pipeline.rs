@@ -35,6 +35,9 @@ pub(crate) fn seal_to_file(
         }
         let (r, _) = file.write_prefix_at(sealer.head().to_vec(), 0..0, 0);
         r?;
+        if sealer.is_encrypted() && rayon::current_thread_index().is_none() {
+            return crate::overlap::seal_uring(sealer, reader, f, offset, batch_bytes);
+        }
         return seal_uring(sealer, reader, f, offset, batch_bytes);
     }
     if file.is_direct() {
@@ -44,6 +47,13 @@ pub(crate) fn seal_to_file(
     }
     let (r, _) = file.write_prefix_at(sealer.head().to_vec(), 0..0, 0);
     r?;
+    if sealer.is_encrypted() && rayon::current_thread_index().is_none() {
+        return crate::overlap::seal_with(sealer, reader, offset, &mut |_, buf, n, off| {
+            let (r, buf) = file.write_prefix_at(buf, 0..n, off);
+            r?;
+            Ok(Some(buf))
+        });
+    }
     let stride = sealer.stride();
     let chunk = sealer.chunk_size();
     let buf_len = chunks_per_batch(batch_bytes, stride) * stride;
@@ -243,6 +253,21 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), OpenError> {
     let (first, last) = opener.plan_range(offset, len)?;
+    // Encrypted ranges of several chunks: read the next slot while a pool thread opens this
+    // one. Not from inside the pool itself: a pool thread blocked waiting for its own
+    // decryptions could starve them.
+    if opener.is_encrypted() && last > first && rayon::current_thread_index().is_none() {
+        return crate::overlap::open_range(
+            opener,
+            src,
+            first,
+            last,
+            offset,
+            len,
+            batch_bytes,
+            sink,
+        );
+    }
     let stride = opener.stride();
     let per = chunks_per_batch(batch_bytes, stride as usize) as u64;
     let batches: Vec<(u64, u64)> = (first..=last)
@@ -376,7 +401,11 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
 }
 
 /// Turns a chunk failure into its most specific error by re-reading that chunk (cold path).
-fn classify<S: ReadAt + ?Sized>(opener: &ObjectOpener, src: &S, e: OpenError) -> OpenError {
+pub(crate) fn classify<S: ReadAt + ?Sized>(
+    opener: &ObjectOpener,
+    src: &S,
+    e: OpenError,
+) -> OpenError {
     let OpenError::ChunkAuth { index } = e else {
         return e;
     };

@@ -145,18 +145,20 @@ impl DataStore {
 #[derive(Debug)]
 pub struct ObjectReader {
     file: Box<dyn DataFile>,
-    opener: ObjectOpener,
+    opener: Arc<ObjectOpener>,
     batch_bytes: usize,
 }
 
 impl ObjectReader {
     /// Pairs a data file with its opener; refuses a format-2 file whose length or header is
-    /// not what the object's row implies.
+    /// not what the object's row implies. The opener may be shared (`Arc`): a control plane
+    /// that caches opened objects hands the same opener to every reader of one object.
     pub fn new(
         file: Box<dyn DataFile>,
-        opener: ObjectOpener,
+        opener: impl Into<Arc<ObjectOpener>>,
         batch_bytes: usize,
     ) -> Result<ObjectReader, OpenError> {
+        let opener = opener.into();
         opener.check_file_len(file.len()?)?;
         if opener.format() == crate::format::v2::VERSION {
             let mut head = [0u8; crate::format::v2::HEADER_LEN];
