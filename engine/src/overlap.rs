@@ -1,8 +1,19 @@
-//! The pipelines of encrypted objects, which overlap the cryptography with the I/O on two
-//! cores. GET (ranges of several chunks): the calling thread reads slot k+1 (io_uring or
-//! std) while a rayon pool thread verifies and decrypts slot k, and the calling thread hands
-//! each slot's plaintext to the sink in order. PUT: the calling thread fills slot k+1 from
-//! the source and writes sealed slots in order while pool threads seal slot k.
+//! The GET pipeline of encrypted objects, which overlaps decryption with the reads on two
+//! cores: for a range of at least three slots, the calling thread reads slot k+1 (io_uring
+//! or std) while a crypto worker verifies and decrypts slot k, and the calling thread hands
+//! each slot's plaintext to the sink in order.
+//!
+//! The workers are a few threads of the process (one fewer than the CPUs, at least one)
+//! that sleep on a channel between jobs. Not the rayon pool: its idle threads spin before
+//! they sleep; with the slots handed to it, a 1 MiB PUT showed ~0.9 ms more CPU on other
+//! threads than a plaintext PUT in a `--quick` run of `dare bench overhead` on two cores
+//! (docs/PERFORMANCE.md §10) — CPU the I/O needed. A job owns everything it touches (its
+//! buffer, an `Arc` of the opener), so no borrowed memory crosses threads and a request
+//! that fails early leaves nothing dangling.
+//!
+//! PUTs do not use the workers: sealing slot k on a worker while the next slot was filled
+//! made a 1 MiB PUT slower, not faster, on the shared two-vCPU machine of §10 (+314 µs per
+//! request against +184 µs sealing on the calling thread), so the batch pipeline seals them.
 //!
 //! Why not decrypt on the calling thread, as the batch pipeline does: a buffered read's copy
 //! out of the page cache runs on the thread that asked for it (a `pread`, or an io_uring
@@ -18,25 +29,71 @@
 //! Memory is bounded: at most `slots` reads in flight plus [`AHEAD`] slots decrypted ahead.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use zeroize::Zeroize;
 
-use crate::error::{OpenError, SealError};
+use crate::error::OpenError;
 use crate::pipeline::classify;
-use crate::seal::{ObjectOpener, ObjectSealer, Reserved, fill_batch};
+use crate::seal::ObjectOpener;
 use crate::storage::ReadAt;
 
 /// Plaintext bytes per slot (rounded down to whole chunks, at least one): small enough that
-/// a 1 MiB GET has 8 slots to overlap, large enough that a slot's hand-off (a rayon spawn and
-/// a channel message, a few µs) is small against its decrypt (~25 µs at 5 GB/s).
+/// a 1 MiB GET has 8 slots to overlap, large enough that a slot's hand-off (two channel
+/// messages, a few µs) is small against its decrypt (~25 µs at 5 GB/s).
 const SLOT_PLAIN_BYTES: u64 = 128 << 10;
 
 /// Most slots decrypted (or being decrypted) ahead of the one the sink waits for.
 const AHEAD: usize = 4;
 
-/// A slot the pool has opened: the result, its buffer, and where in it the batch sits.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The crypto workers' job queue, started on first use; `None` if no thread could be started
+/// (the pipelines then do the work on the calling thread).
+fn workers() -> Option<&'static Sender<Job>> {
+    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let n = std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .clamp(1, 8);
+            let (tx, rx) = unbounded::<Job>();
+            let mut started = 0;
+            for i in 0..n {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("dare-crypto-{i}"))
+                    .spawn(move || {
+                        for job in rx {
+                            // A job that panicked dropped its result sender: its request
+                            // fails ("worker stopped"); the worker serves the next one.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                    });
+                if spawned.is_ok() {
+                    started += 1;
+                }
+            }
+            (started > 0).then_some(tx)
+        })
+        .as_ref()
+}
+
+/// Runs `job` on a crypto worker, or here if there is none.
+fn run(job: Job) {
+    match workers() {
+        Some(q) => {
+            if let Err(e) = q.send(job) {
+                (e.0)();
+            }
+        }
+        None => job(),
+    }
+}
+
+/// A slot a worker has opened: the result, its buffer, and where in it the batch sits.
 struct Opened {
     k: usize,
     result: Result<usize, OpenError>,
@@ -45,10 +102,39 @@ struct Opened {
     len: usize,
 }
 
-/// Slots handed to the pool, and the in-order delivery of their plaintext.
-struct InOrder<'a, 's, S: ?Sized> {
-    scope: &'a rayon::Scope<'s>,
-    opener: &'s ObjectOpener,
+/// A slot's buffer, taken by whichever thread starts on it first: a worker, or the
+/// requesting thread when it would otherwise wait.
+type Claim<T> = Arc<Mutex<Option<T>>>;
+
+fn take<T>(c: &Claim<T>) -> Option<T> {
+    c.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// Verifies and decrypts slot `k` (chunks `batch`) in `buf[at..at + len]`.
+fn open_slot(
+    opener: &ObjectOpener,
+    (b, count): (u64, u64),
+    k: usize,
+    mut buf: Vec<u8>,
+    at: usize,
+    len: usize,
+) -> Opened {
+    let result = match buf.get_mut(at..at + len) {
+        Some(batch) => opener.open_batch(batch, b, count),
+        None => Err(OpenError::Truncated),
+    };
+    Opened {
+        k,
+        result,
+        buf,
+        at,
+        len,
+    }
+}
+
+/// Slots handed to the workers, and the in-order delivery of their plaintext.
+struct InOrder<'s, S: ?Sized> {
+    opener: &'s Arc<ObjectOpener>,
     src: &'s S,
     batches: &'s [(u64, u64)],
     offset: u64,
@@ -57,57 +143,42 @@ struct InOrder<'a, 's, S: ?Sized> {
     rx: Receiver<Opened>,
     /// Opened slots that arrived before an earlier one.
     ready: BTreeMap<usize, Opened>,
+    /// Slots handed to the workers and not back yet.
+    claims: BTreeMap<usize, (Claim<Vec<u8>>, usize, usize)>,
     spawned: usize,
     delivered: usize,
     free: Vec<Vec<u8>>,
 }
 
-impl<'a, 's, S: ReadAt + ?Sized> InOrder<'a, 's, S> {
-    /// Hands slot `k`, read into `buf[at..at + len]`, to the pool — or, for the last slot,
-    /// opens it here: nothing is left to read, and a pool thread that went to sleep would
-    /// take longer to wake than the one chunk takes to open.
+impl<'s, S: ReadAt + ?Sized> InOrder<'s, S> {
+    /// Hands slot `k`, read into `buf[at..at + len]`, to a worker — or, for the last slot,
+    /// opens it here: nothing is left to read, and a worker that went to sleep would take
+    /// longer to wake than the one chunk takes to open.
     fn submit(&mut self, k: usize, buf: Vec<u8>, at: usize, len: usize) {
-        let (tx, opener, (b, count)) = (self.tx.clone(), self.opener, self.batches[k]);
+        self.spawned += 1;
         if k + 1 == self.batches.len() {
-            let mut buf = buf;
-            let result = match buf.get_mut(at..at + len) {
-                Some(batch) => opener.open_batch(batch, b, count),
-                None => Err(OpenError::Truncated),
-            };
-            let opened = Opened {
-                k,
-                result,
-                buf,
-                at,
-                len,
-            };
-            self.ready.insert(k, opened);
-            self.spawned += 1;
+            let o = open_slot(self.opener, self.batches[k], k, buf, at, len);
+            self.ready.insert(k, o);
             return;
         }
-        self.scope.spawn(move |_| {
-            let mut buf = buf;
-            let result = match buf.get_mut(at..at + len) {
-                Some(batch) => opener.open_batch(batch, b, count),
-                None => Err(OpenError::Truncated),
-            };
-            let opened = Opened {
-                k,
-                result,
-                buf,
-                at,
-                len,
-            };
+        let cell: Claim<Vec<u8>> = Arc::new(Mutex::new(Some(buf)));
+        self.claims.insert(k, (cell.clone(), at, len));
+        let (tx, opener, batch) = (self.tx.clone(), Arc::clone(self.opener), self.batches[k]);
+        run(Box::new(move || {
+            // The requesting thread may have opened the slot itself meanwhile.
+            let Some(buf) = take(&cell) else { return };
+            let opened = open_slot(&opener, batch, k, buf, at, len);
             // The receiver is gone when the read already failed: wipe what was decrypted.
             if let Err(mut e) = tx.send(opened) {
                 e.0.buf.zeroize();
             }
-        });
-        self.spawned += 1;
+        }));
     }
 
     /// Delivers opened slots in order until at most `ahead` submitted slots are undelivered
-    /// (blocking for them), then whatever else is ready without blocking.
+    /// (waiting for them), then whatever else is ready. Rather than wait for a worker, this
+    /// thread opens the oldest slot no worker has started: when the reads are done, both
+    /// cores decrypt.
     fn deliver(
         &mut self,
         ahead: usize,
@@ -115,6 +186,7 @@ impl<'a, 's, S: ReadAt + ?Sized> InOrder<'a, 's, S> {
     ) -> Result<(), OpenError> {
         loop {
             while let Ok(o) = self.rx.try_recv() {
+                self.claims.remove(&o.k);
                 self.ready.insert(o.k, o);
             }
             if let Some(o) = self.ready.remove(&self.delivered) {
@@ -124,10 +196,21 @@ impl<'a, 's, S: ReadAt + ?Sized> InOrder<'a, 's, S> {
             if self.spawned - self.delivered <= ahead {
                 return Ok(());
             }
+            let claimed = self
+                .claims
+                .iter()
+                .find_map(|(&k, (cell, at, len))| take(cell).map(|buf| (k, buf, *at, *len)));
+            if let Some((k, buf, at, len)) = claimed {
+                self.claims.remove(&k);
+                let o = open_slot(self.opener, self.batches[k], k, buf, at, len);
+                self.ready.insert(k, o);
+                continue;
+            }
             let o = self
                 .rx
                 .recv()
                 .map_err(|_| io::Error::other("decrypt worker stopped"))?;
+            self.claims.remove(&o.k);
             self.ready.insert(o.k, o);
         }
     }
@@ -174,7 +257,7 @@ impl<'a, 's, S: ReadAt + ?Sized> InOrder<'a, 's, S> {
     }
 }
 
-impl<S: ?Sized> Drop for InOrder<'_, '_, S> {
+impl<S: ?Sized> Drop for InOrder<'_, S> {
     fn drop(&mut self) {
         // Slots opened but never delivered (a failure stopped the read): no plaintext stays.
         for o in self.ready.values_mut() {
@@ -204,7 +287,7 @@ fn slots_of(first: u64, last: u64, per: u64) -> Vec<(u64, u64)> {
 /// object, passing the plaintext of `[offset, offset + len)` to `sink` in order.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn open_range<S: ReadAt + ?Sized>(
-    opener: &ObjectOpener,
+    opener: &Arc<ObjectOpener>,
     src: &S,
     first: u64,
     last: u64,
@@ -219,9 +302,8 @@ pub(crate) fn open_range<S: ReadAt + ?Sized>(
     // Reads in flight: what the batch budget allows, 2 ..= 16 (one io_uring piece each).
     let slots = (batch_bytes / slot_bytes).clamp(2, 16);
     let (tx, rx) = unbounded();
-    rayon::in_place_scope(|scope| {
+    {
         let mut io = InOrder {
-            scope,
             opener,
             src,
             batches: &batches,
@@ -230,6 +312,7 @@ pub(crate) fn open_range<S: ReadAt + ?Sized>(
             tx,
             rx,
             ready: BTreeMap::new(),
+            claims: BTreeMap::new(),
             spawned: 0,
             delivered: 0,
             free: Vec::new(),
@@ -239,8 +322,7 @@ pub(crate) fn open_range<S: ReadAt + ?Sized>(
             return read_uring(&mut io, file, direct, slots, sink);
         }
         let _ = slots;
-        for k in 0..batches.len() {
-            let (b, count) = batches[k];
+        for (k, &(b, count)) in batches.iter().enumerate() {
             let (off, n) = opener.chunk_extent(b, count);
             let mut buf = io.take_buf();
             buf.resize(n as usize, 0);
@@ -249,15 +331,15 @@ pub(crate) fn open_range<S: ReadAt + ?Sized>(
             io.deliver(AHEAD, sink)?;
         }
         io.deliver(0, sink)
-    })
+    }
 }
 
 /// The io_uring reader: `slots` reads in flight on one ring (block-aligned windows with
-/// `O_DIRECT`); each completed slot goes to the pool and its buffer, once delivered, carries
+/// `O_DIRECT`); each completed slot goes to a worker and its buffer, once delivered, carries
 /// a later read.
 #[cfg(target_os = "linux")]
 fn read_uring<S: ReadAt + ?Sized>(
-    io: &mut InOrder<'_, '_, S>,
+    io: &mut InOrder<'_, S>,
     file: &std::fs::File,
     direct: bool,
     slots: usize,
@@ -265,7 +347,7 @@ fn read_uring<S: ReadAt + ?Sized>(
 ) -> Result<(), OpenError> {
     use crate::storage::{DIRECT_ALIGN, align_up, aligned_start};
     let batches = io.batches;
-    let opener = io.opener;
+    let opener: &ObjectOpener = io.opener;
     let n = batches.len();
     // The file window slot k is read from: exactly its chunks, or for O_DIRECT the
     // block-aligned window around them (its tail may run past the end of the file).
@@ -314,137 +396,14 @@ fn read_uring<S: ReadAt + ?Sized>(
     })?
 }
 
+/// Whether a range of `chunks` chunks is long enough to overlap: at least three slots.
+pub(crate) fn worth_it(opener: &ObjectOpener, chunks: u64) -> bool {
+    chunks >= 3 * chunks_per_slot(opener.geometry().chunk_size)
+}
+
 /// How many plaintext chunks a slot holds: [`SLOT_PLAIN_BYTES`] worth, at least one.
 fn chunks_per_slot(chunk_size: u64) -> u64 {
     (SLOT_PLAIN_BYTES / chunk_size).max(1)
-}
-
-/// A sealed slot back from the pool: its index, result, buffer and reservation.
-type Sealed = (usize, Result<usize, SealError>, Vec<u8>, Reserved);
-
-/// Writes sealed slot `k` (`buf[..n]` at file offset `off`), or starts writing it; returns a
-/// buffer free for reuse, if one is.
-pub(crate) type WriteSlot<'w> =
-    dyn FnMut(usize, Vec<u8>, usize, u64) -> Result<Option<Vec<u8>>, SealError> + 'w;
-
-/// The PUT pipeline of an encrypted object: fills slot k+1 from `reader` while pool threads
-/// seal earlier slots, and passes sealed slots to `write` in order, from file offset
-/// `offset`. The final slot is sealed on the calling thread (nothing is left to fill). An
-/// object of one slot is filled, sealed and written without the pool. Returns the plaintext
-/// length. At most [`AHEAD`] slots are being sealed or waiting to be written.
-pub(crate) fn seal_with(
-    sealer: &mut ObjectSealer,
-    reader: &mut dyn Read,
-    mut offset: u64,
-    write: &mut WriteSlot<'_>,
-) -> Result<u64, SealError> {
-    let ctx = sealer
-        .seal_ctx()
-        .ok_or(SealError::Io(io::Error::other("object is not encrypted")))?;
-    let (chunk, stride) = (sealer.chunk_size(), sealer.stride());
-    let slot_len = chunks_per_slot(chunk as u64) as usize * stride;
-    let mut carry = None;
-    let mut buf = vec![0u8; slot_len];
-    let (plain, fin) = fill_batch(reader, &mut buf, chunk, stride, &mut carry)?;
-    if fin {
-        let n = sealer.seal_batch(&mut buf, plain, fin)?;
-        write(0, buf, n, offset)?;
-        return Ok(plain as u64);
-    }
-    let mut first = Some((buf, plain));
-    let (tx, rx) = unbounded::<Sealed>();
-    rayon::in_place_scope(|scope| -> Result<u64, SealError> {
-        let mut ready: BTreeMap<usize, Sealed> = BTreeMap::new();
-        let mut free: Vec<Vec<u8>> = Vec::new();
-        let (mut spawned, mut written, mut total) = (0usize, 0usize, 0u64);
-        loop {
-            let (mut buf, plain, fin) = match first.take() {
-                Some((buf, plain)) => (buf, plain, false),
-                None => {
-                    let mut buf = free.pop().unwrap_or_else(|| vec![0u8; slot_len]);
-                    let (plain, fin) = fill_batch(reader, &mut buf, chunk, stride, &mut carry)?;
-                    (buf, plain, fin)
-                }
-            };
-            let r = sealer.reserve(plain, fin)?;
-            total += plain as u64;
-            let k = spawned;
-            spawned += 1;
-            if fin {
-                let res = ctx.seal(&mut buf, &r);
-                ready.insert(k, (k, res, buf, r));
-            } else {
-                let (ctx, tx) = (ctx.clone(), tx.clone());
-                scope.spawn(move |_| {
-                    let mut buf = buf;
-                    let res = ctx.seal(&mut buf, &r);
-                    // A failed put dropped the receiver; the slot is simply dropped.
-                    let _ = tx.send((k, res, buf, r));
-                });
-            }
-            // Write sealed slots in order; wait for them while too many are outstanding
-            // (all of them once the final slot is sealed).
-            let ahead = if fin { 0 } else { AHEAD };
-            loop {
-                while let Ok(s) = rx.try_recv() {
-                    ready.insert(s.0, s);
-                }
-                if let Some((_, res, buf, r)) = ready.remove(&written) {
-                    let n = res?;
-                    sealer.absorb(&buf, &r)?;
-                    if let Some(b) = write(written, buf, n, offset)? {
-                        free.push(b);
-                    }
-                    offset += r.sealed_len() as u64;
-                    written += 1;
-                    continue;
-                }
-                if spawned - written <= ahead {
-                    break;
-                }
-                let s = rx
-                    .recv()
-                    .map_err(|_| io::Error::other("seal worker stopped"))?;
-                ready.insert(s.0, s);
-            }
-            if fin {
-                return Ok(total);
-            }
-        }
-    })
-}
-
-/// [`seal_with`] on io_uring: sealed slots are written with several in flight on one ring.
-#[cfg(target_os = "linux")]
-pub(crate) fn seal_uring(
-    sealer: &mut ObjectSealer,
-    reader: &mut dyn Read,
-    file: &std::fs::File,
-    offset: u64,
-    batch_bytes: usize,
-) -> Result<u64, SealError> {
-    let slot_len = chunks_per_slot(sealer.chunk_size() as u64) as usize * sealer.stride();
-    let slots = (batch_bytes / slot_len).clamp(2, 16);
-    crate::storage::with_queue(slots, |q| -> Result<u64, SealError> {
-        let mut started = 0usize;
-        let total = seal_with(sealer, reader, offset, &mut |k, buf, n, off| {
-            let slot = k % slots;
-            let back = if k >= slots {
-                let (r, b) = q.wait(slot);
-                r?;
-                Some(b)
-            } else {
-                None
-            };
-            q.start(slot, file, true, buf, 0..n, off, false);
-            started = k + 1;
-            Ok(back)
-        })?;
-        for slot in 0..started.min(slots) {
-            q.wait(slot).0?;
-        }
-        Ok(total)
-    })?
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The pipelines that overlap disk I/O with encryption, for one object.
+//! The pipelines that overlap disk I/O with encryption, for one object (long encrypted
+//! GETs: `overlap`).
 //!
 //! Put: the caller's thread fills and seals batch k+1 while batch k is written (io_uring:
 //! several slots in flight on one ring; std: a writer thread). Get: batch k+1 is read while
@@ -8,6 +9,7 @@
 //! (std I/O, or the crash-simulating volume of the tests).
 
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::bounded;
@@ -35,9 +37,6 @@ pub(crate) fn seal_to_file(
         }
         let (r, _) = file.write_prefix_at(sealer.head().to_vec(), 0..0, 0);
         r?;
-        if sealer.is_encrypted() && rayon::current_thread_index().is_none() {
-            return crate::overlap::seal_uring(sealer, reader, f, offset, batch_bytes);
-        }
         return seal_uring(sealer, reader, f, offset, batch_bytes);
     }
     if file.is_direct() {
@@ -47,13 +46,6 @@ pub(crate) fn seal_to_file(
     }
     let (r, _) = file.write_prefix_at(sealer.head().to_vec(), 0..0, 0);
     r?;
-    if sealer.is_encrypted() && rayon::current_thread_index().is_none() {
-        return crate::overlap::seal_with(sealer, reader, offset, &mut |_, buf, n, off| {
-            let (r, buf) = file.write_prefix_at(buf, 0..n, off);
-            r?;
-            Ok(Some(buf))
-        });
-    }
     let stride = sealer.stride();
     let chunk = sealer.chunk_size();
     let buf_len = chunks_per_batch(batch_bytes, stride) * stride;
@@ -244,8 +236,13 @@ fn seal_uring_direct(
 
 /// Reads, verifies and decrypts chunks covering `[offset, offset + len)` of the object and
 /// passes the plaintext of the range to `sink`, in order.
+///
+/// `shared` is the same opener behind an `Arc` when the caller has one: encrypted ranges of
+/// several chunks are then opened on the crypto workers while the next slot is read
+/// (`overlap`); without it everything happens on the calling thread.
 pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     opener: &ObjectOpener,
+    shared: Option<&Arc<ObjectOpener>>,
     src: &S,
     offset: u64,
     len: u64,
@@ -253,12 +250,14 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), OpenError> {
     let (first, last) = opener.plan_range(offset, len)?;
-    // Encrypted ranges of several chunks: read the next slot while a pool thread opens this
-    // one. Not from inside the pool itself: a pool thread blocked waiting for its own
-    // decryptions could starve them.
-    if opener.is_encrypted() && last > first && rayon::current_thread_index().is_none() {
+    // Encrypted ranges of several slots: read the next slot while a worker opens this one.
+    // Shorter ranges open on this thread: handing a chunk or two to another thread costs
+    // about what opening them does.
+    if let Some(shared) =
+        shared.filter(|o| o.is_encrypted() && crate::overlap::worth_it(o, last - first + 1))
+    {
         return crate::overlap::open_range(
-            opener,
+            shared,
             src,
             first,
             last,
@@ -423,6 +422,7 @@ pub(crate) fn classify<S: ReadAt + ?Sized>(
 /// must then be discarded — the CLI writes files only after a whole read succeeded).
 pub(crate) fn read_all<S: ReadAt + ?Sized>(
     opener: &ObjectOpener,
+    shared: Option<&Arc<ObjectOpener>>,
     src: &S,
     batch_bytes: usize,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
@@ -446,11 +446,20 @@ pub(crate) fn read_all<S: ReadAt + ?Sized>(
             .map_err(|e| classify(opener, src, e));
     }
     let Some(expected) = opener.clear_crc() else {
-        return open_range_pipelined(opener, src, 0, opener.plaintext_len(), batch_bytes, sink);
+        return open_range_pipelined(
+            opener,
+            shared,
+            src,
+            0,
+            opener.plaintext_len(),
+            batch_bytes,
+            sink,
+        );
     };
     let mut crc = 0u32;
     open_range_pipelined(
         opener,
+        shared,
         src,
         0,
         opener.plaintext_len(),
@@ -511,7 +520,7 @@ pub fn open_from_slice(
     opener.check_file_len(file.len() as u64)?;
     opener.check_file_header(file)?;
     let mut out = Vec::new();
-    match read_all(opener, file, batch_bytes, &mut |p| {
+    match read_all(opener, None, file, batch_bytes, &mut |p| {
         out.extend_from_slice(p);
         Ok(())
     }) {
@@ -534,7 +543,7 @@ pub fn open_range_from_slice(
     opener.check_file_len(file.len() as u64)?;
     opener.check_file_header(file)?;
     let mut out = Vec::new();
-    match open_range_pipelined(opener, file, offset, len, batch_bytes, &mut |p| {
+    match open_range_pipelined(opener, None, file, offset, len, batch_bytes, &mut |p| {
         out.extend_from_slice(p);
         Ok(())
     }) {

@@ -14,7 +14,6 @@
 //! chunk in the middle of an object or choose a chunk count.
 
 use std::io::{self, Read};
-use std::sync::Arc;
 
 use dare_envelope::{DataKey, KeyError, KeyProvider};
 use sha2::{Digest, Sha256};
@@ -63,7 +62,7 @@ enum EtagState {
 /// Encrypts one object (format 2). Write [`head`](Self::head) first, then every batch.
 #[derive(Debug)]
 pub struct ObjectSealer {
-    key: Option<Arc<AeadKey>>,
+    key: Option<AeadKey>,
     prefix: [u8; PREFIX_LEN],
     aad: [u8; 32],
     chunk_shift: u8,
@@ -115,7 +114,7 @@ impl ObjectSealer {
         let (suite, key) = match protection {
             Protection::Encrypted(dk) => (
                 Suite::Aes256Gcm,
-                Some(Arc::new(AeadKey::new(backend, dk.expose_secret()))),
+                Some(AeadKey::new(backend, dk.expose_secret())),
             ),
             Protection::Clear => {
                 prefix = [0; PREFIX_LEN];
@@ -245,8 +244,8 @@ impl ObjectSealer {
     /// Accounts for the next batch (`plain_len` bytes, `is_final` if it ends the object):
     /// gives it its chunk indices, refusing a batch past the chunk limit, an empty batch
     /// anywhere but as a whole empty object, or one after the final batch. The batch is then
-    /// sealed by [`SealCtx::seal`] (on any thread) and its tags absorbed by
-    /// [`absorb`](Self::absorb) in batch order.
+    /// sealed by `seal_chunks` and its tags absorbed by [`absorb`](Self::absorb) in batch
+    /// order.
     pub(crate) fn reserve(
         &mut self,
         plain_len: usize,
@@ -288,16 +287,6 @@ impl ObjectSealer {
         })
     }
 
-    /// What sealing a batch needs, to share with pool threads (`None` in clear).
-    pub(crate) fn seal_ctx(&self) -> Option<SealCtx> {
-        Some(SealCtx {
-            key: self.key.clone()?,
-            prefix: self.prefix,
-            aad: self.aad,
-            stride: self.stride(),
-        })
-    }
-
     /// Adds sealed batch `r` to the ETag (its tags, or in clear its content's CRC-32C).
     /// Batches must be absorbed in the order they were reserved.
     pub(crate) fn absorb(&mut self, batch: &[u8], r: &Reserved) -> Result<(), SealError> {
@@ -327,32 +316,6 @@ pub(crate) struct Reserved {
     is_final: bool,
     plain_len: usize,
     sealed_len: usize,
-}
-
-impl Reserved {
-    /// Length of the sealed batch: the prefix of the batch buffer to write.
-    pub(crate) fn sealed_len(&self) -> usize {
-        self.sealed_len
-    }
-}
-
-/// The part of an [`ObjectSealer`] that seals reserved batches: its key schedule (shared),
-/// nonce prefix and associated data. Cheap to clone; `Send`, so a pool thread can seal one
-/// batch while the caller fills the next and earlier ones are written.
-#[derive(Debug, Clone)]
-pub(crate) struct SealCtx {
-    key: Arc<AeadKey>,
-    prefix: [u8; PREFIX_LEN],
-    aad: [u8; 32],
-    stride: usize,
-}
-
-impl SealCtx {
-    /// Seals reserved batch `r` in place in `batch`; returns its sealed length.
-    pub(crate) fn seal(&self, batch: &mut [u8], r: &Reserved) -> Result<usize, SealError> {
-        seal_chunks(&self.key, &self.prefix, &self.aad, self.stride, batch, r)?;
-        Ok(r.sealed_len)
-    }
 }
 
 /// Seals the chunks of reserved batch `r` in place, each with its own nonce (chunk index and

@@ -189,7 +189,13 @@ impl ObjectReader {
 
     /// Reads the whole object, passing verified plaintext to `sink` batch by batch.
     pub fn read_all(&self, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<(), OpenError> {
-        pipeline::read_all(&self.opener, &*self.file, self.batch_bytes, sink)
+        pipeline::read_all(
+            &self.opener,
+            Some(&self.opener),
+            &*self.file,
+            self.batch_bytes,
+            sink,
+        )
     }
 
     /// Reads `len` bytes at `offset`, decrypting only the chunks that cover them.
@@ -201,6 +207,7 @@ impl ObjectReader {
     ) -> Result<(), OpenError> {
         pipeline::open_range_pipelined(
             &self.opener,
+            Some(&self.opener),
             &*self.file,
             offset,
             len,
