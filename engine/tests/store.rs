@@ -648,8 +648,8 @@ fn a_bad_chunk_in_a_later_slot_releases_exactly_the_slots_before_it(io: IoMode) 
 
 /// From a thread of a rayon pool (a server may run requests there) the pipelines must not
 /// wait for work queued behind themselves: with a pool of one thread, a GET that handed its
-/// decryption to the pool and waited would never finish. They fall back to the calling
-/// thread there.
+/// decryption to that pool and waited would never finish. The crypto workers are threads of
+/// their own, and the requesting thread opens slots no worker has started.
 fn puts_and_gets_from_inside_the_thread_pool(io: IoMode) {
     let (_d, s) = store(io);
     let k = key();
