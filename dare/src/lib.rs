@@ -52,6 +52,7 @@ pub mod list;
 mod migrate;
 pub mod namespace;
 pub mod object;
+mod opened;
 mod pages;
 mod range;
 pub mod rekey;

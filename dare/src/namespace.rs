@@ -336,6 +336,8 @@ impl Dare {
             }
             Ok((b.id, n))
         })?;
+        // The bucket key is destroyed: no opened object of the bucket may outlive it here.
+        self.opened.forget_bucket(id);
         self.shred_logs()?;
         self.data
             .volume()

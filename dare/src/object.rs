@@ -17,6 +17,7 @@
 //! chunks asked for, each released after its tag verified.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use dare_engine::format::v1;
 use dare_engine::{
@@ -224,6 +225,20 @@ fn etag_without_parts(etag: &str) -> &str {
     }
 }
 
+/// Objects whose data file is at most this long are read whole by any GET of them: their
+/// file is prefetched when opened.
+const PREFETCH_MAX: u64 = 256 << 10;
+
+/// Starts reading a small object's data file while the GET unwraps its key and verifies its
+/// metadata, so that work overlaps the drive's latency instead of preceding it (measured:
+/// docs/PERFORMANCE.md §10). Objects in clear get the same hint, so both pay the same
+/// system call. Larger objects are not prefetched: a range GET would read other bytes.
+fn prefetch_small(file: &dyn dare_engine::DataFile, info: &ObjectInfo) {
+    if let Some(len) = info.stored_size.filter(|&n| n <= PREFETCH_MAX) {
+        file.prefetch(0, len);
+    }
+}
+
 fn loc_of(row: &ObjectRecord) -> FileLoc {
     FileLoc {
         bucket_id: row.bucket_id,
@@ -414,6 +429,7 @@ impl Dare {
             }
         };
         if let Some(old) = old {
+            self.opened.forget(old.bucket_id, &old.object_id);
             // Best effort: a failure leaves an orphan that `fsck --repair` removes.
             let _ = self.data.remove(&loc_of(&old));
         }
@@ -491,6 +507,26 @@ impl Dare {
                 name: row.name.clone(),
             });
         }
+        // A hot object's opener is reused while its row and the key epoch are unchanged
+        // (`opened`): bucket-key objects of format 2 only, with the derived-key cache on.
+        let cached = (row.format != v1::VERSION
+            && b.encryption
+            && row.bucket_id == b.id
+            && row.suite == Suite::Aes256Gcm.id()
+            && envelope.as_ref().map(|e| e.kind) == Some(KeyKind::Hierarchy))
+        .then(|| self.keys.store_record().key_epoch);
+        if let Some(opener) = cached.and_then(|epoch| self.opened.get(epoch, row)) {
+            let file = self.data.open_file(&loc_of(row)).map_err(|e| match e {
+                dare_engine::StoreError::DataFileMissing(_) => Error::DataFileMissing {
+                    bucket: b.name.clone(),
+                    name: row.name.clone(),
+                },
+                e => e.into(),
+            })?;
+            prefetch_small(&*file, &info);
+            let reader = ObjectReader::new(file, opener, self.data.config().batch_bytes)?;
+            return Ok(Object { info, reader });
+        }
         let keys = ReadKeys {
             hierarchy: if b.encryption {
                 Some(self.hierarchy(b)?)
@@ -507,6 +543,7 @@ impl Dare {
             e => e.into(),
         };
         let file = self.data.open_file(&loc_of(row)).map_err(missing)?;
+        prefetch_small(&*file, &info);
         let batch = self.data.config().batch_bytes;
         let backend = self.data.config().backend;
         let opener = if row.format == v1::VERSION {
@@ -537,7 +574,7 @@ impl Dare {
             if !agrees {
                 return Err(Error::Open(OpenError::HeaderMismatch));
             }
-            o.with_clear_checksum(&row.etag)?
+            Arc::new(o.with_clear_checksum(&row.etag)?)
         } else {
             let suite = Suite::from_id(row.suite).ok_or(OpenError::Format(
                 dare_engine::FormatError::UnknownSuite(row.suite),
@@ -557,7 +594,7 @@ impl Dare {
                 object_id: row.object_id,
                 name: &row.name,
             };
-            ObjectOpener::new(
+            let opener = Arc::new(ObjectOpener::new(
                 &id,
                 &ObjectParams {
                     suite,
@@ -569,7 +606,11 @@ impl Dare {
                 },
                 dk.as_ref(),
                 backend,
-            )?
+            )?);
+            if let Some(epoch) = cached {
+                self.opened.insert(epoch, row, opener.clone());
+            }
+            opener
         };
         let reader = ObjectReader::new(file, opener, batch)?;
         Ok(Object { info, reader })
@@ -590,6 +631,7 @@ impl Dare {
                     name: name.into(),
                 })
         })?;
+        self.opened.forget(row.bucket_id, &row.object_id);
         // Best effort: a failure leaves an orphan that `fsck --repair` removes.
         let _ = self.data.remove(&loc_of(&row));
         Ok(())

@@ -192,6 +192,8 @@ pub struct Dare {
     pub(crate) key_cache: CacheMode,
     /// The rekey target the store was opened with ([`Dare::open_with_target`]).
     pub(crate) rekey_target: Option<Arc<dyn RootOfTrust>>,
+    /// Opened hot objects (data key schedule, verified metadata), for GETs (`opened`).
+    pub(crate) opened: crate::opened::OpenedCache,
 }
 
 /// The description a [`RootKeyFile`] records.
@@ -635,8 +637,13 @@ impl Dare {
         // A KMIP root stops unwrapping once its cluster has been down past the offline-cache
         // time; derived keys then expire after the root's cache time, so a long-running
         // process stops too (KEYS.md §5.5).
+        let opened = crate::opened::OpenedCache::new(match opts.key_cache {
+            CacheMode::On => crate::opened::DEFAULT_CAPACITY,
+            CacheMode::Off => 0,
+        });
         if let Root::Kmip { cluster } = &opts.root {
             keys.cache().set_max_age(Some(cluster.cache_time()));
+            opened.set_max_age(Some(cluster.cache_time()));
         }
         let s = keys.store_record();
         let kms = Arc::new(dare_kms::Kms::new(
@@ -656,6 +663,7 @@ impl Dare {
             chunk_shift: s.chunk_shift,
             key_cache: opts.key_cache,
             rekey_target: target,
+            opened,
         })
     }
 
@@ -688,6 +696,19 @@ impl Dare {
     /// The key store (versions, rotation tasks, the derived-key cache).
     pub fn keys(&self) -> &Arc<KeyStore> {
         &self.keys
+    }
+
+    /// How many objects' opened state (data key schedule, verified user metadata) GETs reuse
+    /// now (docs/PERFORMANCE.md §10); 0 with the key cache off.
+    pub fn opened_objects(&self) -> usize {
+        self.opened.len()
+    }
+
+    /// (hits, misses) of the opened-object cache since the store was opened: a hit is a GET
+    /// that reused an opened object, a miss one that had to open it (only GETs the cache
+    /// applies to are counted: bucket-key objects of format 2, key cache on).
+    pub fn opened_cache_stats(&self) -> (u64, u64) {
+        self.opened.stats()
     }
 
     /// The metadata database (its [`describe`](Metadata::describe) names it: a file, or a

@@ -19,7 +19,8 @@
 //!    user metadata sealed by [`ObjectSealer::seal_meta`]): that commit publishes the object;
 //! 4. a GET goes the other way: [`ObjectOpener::new`] takes the row and the unwrapped data
 //!    key and verifies the metadata block; an [`ObjectReader`] reads only the chunks a range
-//!    needs and releases a chunk's plaintext only after its tag verified. Objects written in
+//!    needs and releases a chunk's plaintext only after its tag verified (long encrypted
+//!    ranges: decrypted on a crypto worker while the next slot is read, `overlap`). Objects written in
 //!    format 1 (before foundation v2) open with [`ObjectOpener::open_v1`].
 #![deny(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod backend;
 pub mod batch;
 pub mod error;
 pub mod format;
+mod overlap;
 pub mod pipeline;
 pub mod seal;
 pub mod storage;

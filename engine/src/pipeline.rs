@@ -1,4 +1,5 @@
-//! The pipelines that overlap disk I/O with encryption, for one object.
+//! The pipelines that overlap disk I/O with encryption, for one object (long encrypted
+//! GETs: `overlap`).
 //!
 //! Put: the caller's thread fills and seals batch k+1 while batch k is written (io_uring:
 //! several slots in flight on one ring; std: a writer thread). Get: batch k+1 is read while
@@ -8,6 +9,7 @@
 //! (std I/O, or the crash-simulating volume of the tests).
 
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::bounded;
@@ -234,8 +236,13 @@ fn seal_uring_direct(
 
 /// Reads, verifies and decrypts chunks covering `[offset, offset + len)` of the object and
 /// passes the plaintext of the range to `sink`, in order.
+///
+/// `shared` is the same opener behind an `Arc` when the caller has one: encrypted ranges of
+/// several chunks are then opened on the crypto workers while the next slot is read
+/// (`overlap`); without it everything happens on the calling thread.
 pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     opener: &ObjectOpener,
+    shared: Option<&Arc<ObjectOpener>>,
     src: &S,
     offset: u64,
     len: u64,
@@ -243,6 +250,23 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), OpenError> {
     let (first, last) = opener.plan_range(offset, len)?;
+    // Encrypted ranges of several slots: read the next slot while a worker opens this one.
+    // Shorter ranges open on this thread: handing a chunk or two to another thread costs
+    // about what opening them does.
+    if let Some(shared) =
+        shared.filter(|o| o.is_encrypted() && crate::overlap::worth_it(o, last - first + 1))
+    {
+        return crate::overlap::open_range(
+            shared,
+            src,
+            first,
+            last,
+            offset,
+            len,
+            batch_bytes,
+            sink,
+        );
+    }
     let stride = opener.stride();
     let per = chunks_per_batch(batch_bytes, stride as usize) as u64;
     let batches: Vec<(u64, u64)> = (first..=last)
@@ -376,7 +400,11 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
 }
 
 /// Turns a chunk failure into its most specific error by re-reading that chunk (cold path).
-fn classify<S: ReadAt + ?Sized>(opener: &ObjectOpener, src: &S, e: OpenError) -> OpenError {
+pub(crate) fn classify<S: ReadAt + ?Sized>(
+    opener: &ObjectOpener,
+    src: &S,
+    e: OpenError,
+) -> OpenError {
     let OpenError::ChunkAuth { index } = e else {
         return e;
     };
@@ -394,6 +422,7 @@ fn classify<S: ReadAt + ?Sized>(opener: &ObjectOpener, src: &S, e: OpenError) ->
 /// must then be discarded — the CLI writes files only after a whole read succeeded).
 pub(crate) fn read_all<S: ReadAt + ?Sized>(
     opener: &ObjectOpener,
+    shared: Option<&Arc<ObjectOpener>>,
     src: &S,
     batch_bytes: usize,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
@@ -417,11 +446,20 @@ pub(crate) fn read_all<S: ReadAt + ?Sized>(
             .map_err(|e| classify(opener, src, e));
     }
     let Some(expected) = opener.clear_crc() else {
-        return open_range_pipelined(opener, src, 0, opener.plaintext_len(), batch_bytes, sink);
+        return open_range_pipelined(
+            opener,
+            shared,
+            src,
+            0,
+            opener.plaintext_len(),
+            batch_bytes,
+            sink,
+        );
     };
     let mut crc = 0u32;
     open_range_pipelined(
         opener,
+        shared,
         src,
         0,
         opener.plaintext_len(),
@@ -482,7 +520,7 @@ pub fn open_from_slice(
     opener.check_file_len(file.len() as u64)?;
     opener.check_file_header(file)?;
     let mut out = Vec::new();
-    match read_all(opener, file, batch_bytes, &mut |p| {
+    match read_all(opener, None, file, batch_bytes, &mut |p| {
         out.extend_from_slice(p);
         Ok(())
     }) {
@@ -505,7 +543,7 @@ pub fn open_range_from_slice(
     opener.check_file_len(file.len() as u64)?;
     opener.check_file_header(file)?;
     let mut out = Vec::new();
-    match open_range_pipelined(opener, file, offset, len, batch_bytes, &mut |p| {
+    match open_range_pipelined(opener, None, file, offset, len, batch_bytes, &mut |p| {
         out.extend_from_slice(p);
         Ok(())
     }) {

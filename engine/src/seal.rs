@@ -233,6 +233,24 @@ impl ObjectSealer {
         plain_len: usize,
         is_final: bool,
     ) -> Result<usize, SealError> {
+        let r = self.reserve(plain_len, is_final)?;
+        if let Some(key) = &self.key {
+            seal_chunks(key, &self.prefix, &self.aad, self.stride(), batch, &r)?;
+        }
+        self.absorb(batch, &r)?;
+        Ok(r.sealed_len)
+    }
+
+    /// Accounts for the next batch (`plain_len` bytes, `is_final` if it ends the object):
+    /// gives it its chunk indices, refusing a batch past the chunk limit, an empty batch
+    /// anywhere but as a whole empty object, or one after the final batch. The batch is then
+    /// sealed by `seal_chunks` and its tags absorbed by [`absorb`](Self::absorb) in batch
+    /// order.
+    pub(crate) fn reserve(
+        &mut self,
+        plain_len: usize,
+        is_final: bool,
+    ) -> Result<Reserved, SealError> {
         if self.finished {
             return Err(SealError::Format(FormatError::Invalid(
                 "object already finished",
@@ -255,46 +273,81 @@ impl ObjectSealer {
         self.next_index = after;
         self.finished = is_final;
         self.size += plain_len as u64;
-        let Some(key) = &self.key else {
-            let data = batch
-                .get(..plain_len)
-                .ok_or(SealError::Format(FormatError::Invalid(
-                    "batch buffer too small",
-                )))?;
-            if let EtagState::Crc(crc) = &mut self.etag {
+        let sealed_len = if self.key.is_some() {
+            plain_len + chunks * TAG_LEN
+        } else {
+            plain_len
+        };
+        Ok(Reserved {
+            first,
+            after,
+            is_final,
+            plain_len,
+            sealed_len,
+        })
+    }
+
+    /// Adds sealed batch `r` to the ETag (its tags, or in clear its content's CRC-32C).
+    /// Batches must be absorbed in the order they were reserved.
+    pub(crate) fn absorb(&mut self, batch: &[u8], r: &Reserved) -> Result<(), SealError> {
+        let too_small = || SealError::Format(FormatError::Invalid("batch buffer too small"));
+        let stride = self.stride();
+        match &mut self.etag {
+            EtagState::Crc(crc) => {
+                let data = batch.get(..r.plain_len).ok_or_else(too_small)?;
                 *crc = crc32c::crc32c_append(*crc, data);
             }
-            return Ok(plain_len);
-        };
-        let stride = self.stride();
-        let sealed_len = plain_len + chunks * TAG_LEN;
-        let buf = batch
-            .get_mut(..sealed_len)
-            .ok_or(SealError::Format(FormatError::Invalid(
-                "batch buffer too small",
-            )))?;
-        let (prefix, aad) = (self.prefix, self.aad);
-        batch::for_each_chunk(buf, stride, |i, chunk| {
-            let index = first + i as u64;
-            let marker = if is_final && index + 1 == after {
-                MARKER_FINAL
-            } else {
-                MARKER_CHUNK
-            };
-            let (data, tag) = chunk.split_at_mut(chunk.len() - TAG_LEN);
-            // `index < 2^32` was checked above, so the cast keeps every bit.
-            let t = key.seal_in_place(&format::nonce(&prefix, index as u32, marker), &aad, data);
-            tag.copy_from_slice(&t);
-            Ok::<(), ()>(())
-        })
-        .map_err(|_| SealError::Format(FormatError::Invalid("seal failed")))?;
-        if let EtagState::Tags(h) = &mut self.etag {
-            for chunk in buf.chunks(stride) {
-                h.update(&chunk[chunk.len() - TAG_LEN..]);
+            EtagState::Tags(h) => {
+                let sealed = batch.get(..r.sealed_len).ok_or_else(too_small)?;
+                for chunk in sealed.chunks(stride) {
+                    h.update(&chunk[chunk.len() - TAG_LEN..]);
+                }
             }
         }
-        Ok(sealed_len)
+        Ok(())
     }
+}
+
+/// A batch accounted for by [`ObjectSealer::reserve`]: its chunks `first..after`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reserved {
+    first: u64,
+    after: u64,
+    is_final: bool,
+    plain_len: usize,
+    sealed_len: usize,
+}
+
+/// Seals the chunks of reserved batch `r` in place, each with its own nonce (chunk index and
+/// final marker) and its tag after it.
+fn seal_chunks(
+    key: &AeadKey,
+    prefix: &[u8; PREFIX_LEN],
+    aad: &[u8; 32],
+    stride: usize,
+    batch: &mut [u8],
+    r: &Reserved,
+) -> Result<(), SealError> {
+    let buf = batch
+        .get_mut(..r.sealed_len)
+        .ok_or(SealError::Format(FormatError::Invalid(
+            "batch buffer too small",
+        )))?;
+    let (first, after, is_final) = (r.first, r.after, r.is_final);
+    batch::for_each_chunk(buf, stride, |i, chunk| {
+        let index = first + i as u64;
+        let marker = if is_final && index + 1 == after {
+            MARKER_FINAL
+        } else {
+            MARKER_CHUNK
+        };
+        let (data, tag) = chunk.split_at_mut(chunk.len() - TAG_LEN);
+        // `index < 2^32` was checked by `reserve`, so the cast keeps every bit.
+        let t = key.seal_in_place(&format::nonce(prefix, index as u32, marker), aad, data);
+        tag.copy_from_slice(&t);
+        Ok::<(), ()>(())
+    })
+    .map_err(|_| SealError::Format(FormatError::Invalid("seal failed")))
 }
 
 /// The CRC-32C ETag of an object in clear: exactly 8 lower-case hex digits (FORMAT.md §7).
@@ -381,6 +434,16 @@ pub struct ObjectOpener {
     clear_crc: Option<u32>,
     v1_header: Option<v1::Header>,
     v2_header: Option<[u8; v2::HEADER_LEN]>,
+}
+
+impl Drop for ObjectOpener {
+    /// The decrypted user metadata is wiped (the key schedule wipes itself).
+    fn drop(&mut self) {
+        for (k, v) in &mut self.meta {
+            k.zeroize();
+            v.zeroize();
+        }
+    }
 }
 
 impl ObjectOpener {

@@ -46,6 +46,10 @@ pub trait DataFile: ReadAt + Send + Sync + std::fmt::Debug {
     fn is_direct(&self) -> bool {
         false
     }
+    /// Hints that `[off, off + len)` will be read soon, so the drive starts on it while the
+    /// caller does other work (a GET unwraps the object's key and verifies its metadata
+    /// meanwhile). Only a hint: nothing is waited for, and failures are ignored.
+    fn prefetch(&self, _off: u64, _len: u64) {}
 }
 
 /// Reads at positions. `Sync` so a reader thread can prefetch the next batch.
@@ -254,6 +258,13 @@ impl DataFile for IoFile {
 
     fn is_direct(&self) -> bool {
         self.direct
+    }
+
+    fn prefetch(&self, off: u64, len: u64) {
+        // O_DIRECT reads bypass the page cache the hint would fill.
+        if !self.direct {
+            std_io::will_need(&self.file, off, len);
+        }
     }
 }
 

@@ -145,18 +145,20 @@ impl DataStore {
 #[derive(Debug)]
 pub struct ObjectReader {
     file: Box<dyn DataFile>,
-    opener: ObjectOpener,
+    opener: Arc<ObjectOpener>,
     batch_bytes: usize,
 }
 
 impl ObjectReader {
     /// Pairs a data file with its opener; refuses a format-2 file whose length or header is
-    /// not what the object's row implies.
+    /// not what the object's row implies. The opener may be shared (`Arc`): a control plane
+    /// that caches opened objects hands the same opener to every reader of one object.
     pub fn new(
         file: Box<dyn DataFile>,
-        opener: ObjectOpener,
+        opener: impl Into<Arc<ObjectOpener>>,
         batch_bytes: usize,
     ) -> Result<ObjectReader, OpenError> {
+        let opener = opener.into();
         opener.check_file_len(file.len()?)?;
         if opener.format() == crate::format::v2::VERSION {
             let mut head = [0u8; crate::format::v2::HEADER_LEN];
@@ -187,7 +189,13 @@ impl ObjectReader {
 
     /// Reads the whole object, passing verified plaintext to `sink` batch by batch.
     pub fn read_all(&self, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<(), OpenError> {
-        pipeline::read_all(&self.opener, &*self.file, self.batch_bytes, sink)
+        pipeline::read_all(
+            &self.opener,
+            Some(&self.opener),
+            &*self.file,
+            self.batch_bytes,
+            sink,
+        )
     }
 
     /// Reads `len` bytes at `offset`, decrypting only the chunks that cover them.
@@ -199,6 +207,7 @@ impl ObjectReader {
     ) -> Result<(), OpenError> {
         pipeline::open_range_pipelined(
             &self.opener,
+            Some(&self.opener),
             &*self.file,
             offset,
             len,

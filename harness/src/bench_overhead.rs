@@ -21,7 +21,8 @@
 //! - CPU time is read around each request from two clocks: the requesting thread's own
 //!   (`CLOCK_THREAD_CPUTIME_ID`, user + system) and the process's (`CLOCK_PROCESS_CPUTIME_ID`).
 //!   The first is the request's own CPU; the difference is what the process's other threads
-//!   ran meanwhile (the rayon pool, its workers' idle spinning included, the std pipeline's
+//!   ran meanwhile (the engine's crypto workers that decrypt and seal encrypted objects
+//!   beside the I/O, the rayon pool, its workers' idle spinning included, the std pipeline's
 //!   writer/reader thread, io_uring's kernel workers). The report keeps the two apart.
 //! - Where `fio` is installed, the same directory's raw O_DIRECT figures are measured first,
 //!   so the report says how close both paths come to the drive.

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 pub(super) fn read_exact_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
@@ -31,4 +32,16 @@ pub(super) fn read_direct_at(file: &File, buf: &mut [u8], off: u64) -> io::Resul
         }
     }
     Ok(())
+}
+
+/// `posix_fadvise(POSIX_FADV_WILLNEED)`: starts reading `[off, off + len)` into the page cache
+/// without waiting for it. A hint; its result is ignored.
+#[allow(unsafe_code)]
+pub(super) fn will_need(file: &File, off: u64, len: u64) {
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: posix_fadvise reads no memory of ours; it takes the descriptor of `file`, which
+    // is open for the whole call, and two integers.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) };
 }

@@ -70,7 +70,7 @@ pub struct SeriesStats {
     pub extra_thread_cpu_us_per_request: Option<f64>,
     /// Extra CPU per request of the process's other threads against plaintext (process CPU
     /// clock minus the requesting thread's; mean over requests), microseconds: the rayon
-    /// pool (its idle spinning included), pipeline I/O threads, io_uring workers.
+    /// pool (its idle spinning included), the crypto workers, pipeline I/O threads, io_uring workers.
     pub extra_other_cpu_us_per_request: Option<f64>,
     /// Share of the drive's fio figure reached (percent), where fio ran and reads were cold.
     pub drive_pct: Option<f64>,
@@ -391,7 +391,7 @@ impl Report {
             t,
             "+thr CPU µs = extra user+sys CPU per request of the thread making it (its own clock, CLOCK_THREAD_CPUTIME_ID); \
              +oth CPU µs = extra CPU of the process's other threads meanwhile (process clock − thread clock: \
-             rayon pool incl. idle spinning, pipeline I/O threads, io_uring workers); both means over requests; \
+             crypto workers, rayon pool incl. idle spinning, pipeline I/O threads, io_uring workers); both means over requests; \
              CPU s/GB counts all threads"
         );
         let _ = writeln!(
