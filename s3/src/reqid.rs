@@ -63,6 +63,7 @@ impl hyper::service::Service<Request<Incoming>> for WithRequestId {
         let inner = self.inner.clone();
         Box::pin(async move {
             let id = new_request_id();
+            let sends_body = http1_with_body(&req);
             let req = req.map(Body::from);
             let mut resp = match inner.call(req).await {
                 Ok(r) => r,
@@ -96,6 +97,15 @@ impl hyper::service::Service<Request<Incoming>> for WithRequestId {
                     body
                 };
                 resp = Response::from_parts(parts, body);
+                if sends_body {
+                    // The body may be unread, or (after `Expect: 100-continue` answered with
+                    // this error) never sent: the bytes that follow on the connection cannot be
+                    // told from a next request, so this connection ends after the response
+                    // (hyper would otherwise take the next request's first bytes for the body).
+                    // The lingering close (`linger.rs`) lets the client read the response.
+                    resp.headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
             }
             if let Ok(v) = HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v.clone());
@@ -104,6 +114,20 @@ impl hyper::service::Service<Request<Incoming>> for WithRequestId {
             Ok(resp)
         })
     }
+}
+
+/// Whether `req` is an HTTP/1 request that announces a body (HTTP/2 frames bodies itself and
+/// has no `Connection` header).
+fn http1_with_body<B>(req: &Request<B>) -> bool {
+    if req.version() > http::Version::HTTP_11 {
+        return false;
+    }
+    let h = req.headers();
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 pub(crate) fn xml_escape(s: &str) -> String {
