@@ -388,9 +388,12 @@ pub fn open_range(data: &[u8]) {
         {
             continue;
         }
+        // Shared, so that ranges of several slots take the overlapped path (crypto workers).
+        let shared = std::sync::Arc::new(opener);
         let mut got = Vec::new();
         let res = pipeline::open_range_pipelined(
-            &opener,
+            &shared,
+            Some(&shared),
             case.file.as_slice(),
             offset,
             len,

@@ -184,7 +184,7 @@ pub fn open_v1(data: &[u8]) {
                 &f.plaintext
             };
             let mut got = Vec::new();
-            let res = pipeline::read_all(o, object.as_slice(), batch, &mut |p| {
+            let res = pipeline::read_all(o, None, object.as_slice(), batch, &mut |p| {
                 got.extend_from_slice(p);
                 Ok(())
             });
