@@ -43,7 +43,7 @@ fi
 
 echo "== building fuzz targets (sanitizer: $SANITIZER)"
 nice -n "$NICE" cargo fuzz build -O --sanitizer "$SANITIZER"
-BIN_DIR=target/$(rustc -vV | sed -n 's/^host: //p')/release
+BIN_DIR=${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release
 
 echo "== generating seed corpora"
 nice -n "$NICE" cargo run --quiet --example gen_corpus -- corpus
