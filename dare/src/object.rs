@@ -514,7 +514,7 @@ impl Dare {
             && row.bucket_id == b.id
             && row.suite == Suite::Aes256Gcm.id()
             && envelope.as_ref().map(|e| e.kind) == Some(KeyKind::Hierarchy))
-        .then(|| self.keys.store_record().key_epoch);
+        .then(|| self.keys.key_epoch());
         if let Some(opener) = cached.and_then(|epoch| self.opened.get(epoch, row)) {
             let file = self.data.open_file(&loc_of(row)).map_err(|e| match e {
                 dare_engine::StoreError::DataFileMissing(_) => Error::DataFileMissing {

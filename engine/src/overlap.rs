@@ -345,36 +345,13 @@ fn read_uring<S: ReadAt + ?Sized>(
     slots: usize,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), OpenError> {
-    use crate::storage::{DIRECT_ALIGN, align_up, aligned_start};
+    use crate::storage::aligned_start;
     let batches = io.batches;
     let opener: &ObjectOpener = io.opener;
     let n = batches.len();
-    // The file window slot k is read from: exactly its chunks, or for O_DIRECT the
-    // block-aligned window around them (its tail may run past the end of the file).
-    let window = |k: usize| -> (u64, u64, u64) {
-        let (b, count) = batches[k];
-        let (off, len) = opener.chunk_extent(b, count);
-        if direct {
-            let a0 = off - off % DIRECT_ALIGN as u64;
-            (a0, align_up(off + len) - a0, off - a0)
-        } else {
-            (off, len, 0)
-        }
-    };
-    let start = |q: &mut crate::storage::uring::UringQueue, k: usize, mut buf: Vec<u8>| {
-        let (at, wlen, _) = window(k);
-        let extra = if direct { DIRECT_ALIGN } else { 0 };
-        buf.resize(wlen as usize + extra, 0);
-        let base = if direct { aligned_start(&buf) } else { 0 };
-        q.start(
-            k % slots,
-            file,
-            false,
-            buf,
-            base..base + wlen as usize,
-            at,
-            direct,
-        );
+    let window = |k: usize| crate::pipeline::read_window(opener, batches[k], direct);
+    let start = |q: &mut crate::storage::uring::UringQueue, k: usize, buf: Vec<u8>| {
+        crate::pipeline::start_window_read(q, k % slots, file, buf, window(k), direct);
     };
     crate::storage::with_queue(slots, |q| -> Result<(), OpenError> {
         for k in 0..n.min(slots) {

@@ -296,7 +296,7 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
 
     #[cfg(target_os = "linux")]
     if let Some((file, direct)) = src.uring_file() {
-        use crate::storage::{DIRECT_ALIGN, align_up, aligned_start};
+        use crate::storage::aligned_start;
         // Smaller batches, several in flight: decrypting batch k overlaps reading k+1 ...
         let per = chunks_per_batch(batch_bytes.min(SLOT_BYTES), stride as usize) as u64;
         let batches: Vec<(u64, u64)> = (first..=last)
@@ -305,36 +305,12 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
             .collect();
         if batches.len() > 1 {
             let slots = slots_for(batch_bytes);
-            // The file window a batch is read from: exactly its chunks, or for O_DIRECT the
-            // block-aligned window around them (its tail may run past the end of the file).
-            let window = |k: usize| -> (u64, u64, u64) {
-                let (b, count) = batches[k];
-                let (off, len) = opener.chunk_extent(b, count);
-                if direct {
-                    let a0 = off - off % DIRECT_ALIGN as u64;
-                    (a0, align_up(off + len) - a0, off - a0)
-                } else {
-                    (off, len, 0)
-                }
-            };
+            let window = |k: usize| read_window(opener, batches[k], direct);
             return crate::storage::with_queue(slots, |q| -> Result<(), OpenError> {
                 let n = batches.len();
-                let start =
-                    |q: &mut crate::storage::uring::UringQueue, k: usize, mut buf: Vec<u8>| {
-                        let (at, wlen, _) = window(k);
-                        let extra = if direct { DIRECT_ALIGN } else { 0 };
-                        buf.resize(wlen as usize + extra, 0);
-                        let base = if direct { aligned_start(&buf) } else { 0 };
-                        q.start(
-                            k % slots,
-                            file,
-                            false,
-                            buf,
-                            base..base + wlen as usize,
-                            at,
-                            direct,
-                        );
-                    };
+                let start = |q: &mut crate::storage::uring::UringQueue, k: usize, buf: Vec<u8>| {
+                    start_window_read(q, k % slots, file, buf, window(k), direct);
+                };
                 for k in 0..n.min(slots) {
                     start(q, k, Vec::new());
                 }
@@ -553,4 +529,49 @@ pub fn open_range_from_slice(
             Err(e)
         }
     }
+}
+
+/// The file window that batch `(first chunk, count)` is read from: exactly its chunks, or for
+/// O_DIRECT the block-aligned window around them (its tail may run past the end of the file).
+/// Returns (file offset, length, where the chunks start in the window).
+#[cfg(target_os = "linux")]
+pub(crate) fn read_window(
+    opener: &ObjectOpener,
+    batch: (u64, u64),
+    direct: bool,
+) -> (u64, u64, u64) {
+    use crate::storage::{DIRECT_ALIGN, align_up};
+    let (off, len) = opener.chunk_extent(batch.0, batch.1);
+    if direct {
+        let a0 = off - off % DIRECT_ALIGN as u64;
+        (a0, align_up(off + len) - a0, off - a0)
+    } else {
+        (off, len, 0)
+    }
+}
+
+/// Starts reading `window` (from [`read_window`]) of `file` into `buf` on ring slot `slot`.
+#[cfg(target_os = "linux")]
+pub(crate) fn start_window_read(
+    q: &mut crate::storage::uring::UringQueue,
+    slot: usize,
+    file: &std::fs::File,
+    mut buf: Vec<u8>,
+    window: (u64, u64, u64),
+    direct: bool,
+) {
+    use crate::storage::{DIRECT_ALIGN, aligned_start};
+    let (at, wlen, _) = window;
+    let extra = if direct { DIRECT_ALIGN } else { 0 };
+    buf.resize(wlen as usize + extra, 0);
+    let base = if direct { aligned_start(&buf) } else { 0 };
+    q.start(
+        slot,
+        file,
+        false,
+        buf,
+        base..base + wlen as usize,
+        at,
+        direct,
+    );
 }

@@ -320,6 +320,12 @@ impl KeyStore {
         self.snapshot().store.clone()
     }
 
+    /// The key epoch of the store record (bumped by rotation, rewrap and rekey steps), without
+    /// copying the record: the per-GET check of the opened-object cache.
+    pub fn key_epoch(&self) -> u64 {
+        self.snapshot().store.key_epoch
+    }
+
     /// The derived-key cache (for statistics).
     pub fn cache(&self) -> &KeyCache {
         &self.cache
