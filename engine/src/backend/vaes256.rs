@@ -91,25 +91,41 @@ const NPOW: usize = 20;
 const NV: usize = NPOW / 2;
 
 /// Expanded AES-256 key and GHASH key powers; [`GcmKey`](super::common::GcmKey) zeroizes them on drop.
+///
+/// Each value is stored once, in the form the bulk loops load (1,184 bytes): the 128-bit
+/// round keys are the low lanes of `rkb`, and the powers as single blocks are a view of
+/// `pw` ([`Self::h_pow`]). An earlier layout kept both forms (2,064 bytes), and building,
+/// copying and wiping the second copy was part of a per-object set-up measured at
+/// ~530 ns against ring's ~230 ns (`cargo bench -p dare-benches --bench keysetup`).
 #[derive(Zeroize)]
 pub(crate) struct Vaes256Schedule {
-    /// AES-256 round keys 0..=14 in AES byte order.
-    rk: [u128; 15],
-    /// Byte-reflected, preprocessed `H^20, H^19, …, H^1`, then four zero
-    /// entries: a partial group of `n <= 16` blocks loads powers starting at
-    /// index `20 - n`, and its last 256-bit load may run one entry past
-    /// `H^1`; the zeros keep that load in bounds and the products zero.
-    h_pow: [u128; NPOW + 4],
-    /// Karatsuba companions of `h_pow[..20]`: entry `i` holds `hi ^ lo` of
-    /// `h_pow[i]` in both 64-bit halves, so the middle partial product of a
-    /// block and a power costs one carry-less multiply instead of two.
-    h_kar: [u128; NPOW],
-    /// The round keys broadcast to both lanes, and `h_pow` / `h_kar` as the
-    /// bulk loops load them, made once per key rather than on every call
-    /// (they were a per-call stack copy, made and wiped around each message:
-    /// 70 ymm stores, a fixed cost that showed at 4 KiB).
+    /// AES-256 round keys 0..=14 (AES byte order), broadcast to both lanes.
     rkb: [__m256i; 15],
+    /// GHASH key powers with their Karatsuba companions.
     pw: Powers,
+}
+
+impl Vaes256Schedule {
+    /// Byte-reflected, preprocessed `H^20, H^19, …, H^1`, then four zero entries: a partial
+    /// group of `n <= 16` blocks loads powers starting at index `20 - n`, and its last
+    /// 256-bit load may run one entry past `H^1`; the zeros keep that load in bounds and
+    /// the products zero. A view of `pw.hp` followed by `pw.pad`.
+    fn h_pow(&self) -> &[u128; NPOW + 4] {
+        let p = core::ptr::addr_of!(self.pw).cast::<[u128; NPOW + 4]>();
+        // SAFETY: `Powers` is `repr(C)` and starts with `hp` (NV = NPOW/2 ymm) then `pad`
+        // (2 ymm): its first (NPOW + 4) * 16 bytes are those two arrays, contiguous,
+        // initialised, 32-byte aligned (>= u128's 16); any bit pattern is a valid `u128`.
+        // The pointer comes from the whole `pw` field, so the view stays inside it, and it
+        // borrows `self` immutably for the reference's lifetime.
+        unsafe { &*p }
+    }
+
+    /// Round key `i` as one 128-bit block.
+    #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+    #[inline]
+    fn rk128(&self, i: usize) -> __m128i {
+        _mm256_castsi256_si128(self.rkb[i])
+    }
 }
 
 /// The safe API ([`GcmKey`](super::common::GcmKey)) over this kernel.
@@ -119,22 +135,19 @@ impl Kernel for Vaes256Token {
 
     fn schedule(self, key: &[u8; 32]) -> Vaes256Schedule {
         // SAFETY: `self` exists only if `detect()` found every feature that
-        // `expand_key` and `broadcast` enable; they only write through the
-        // `&mut` arrays.
+        // `_mm256_setzero_si256` and `expand_key` enable; `expand_key` only writes
+        // through the `&mut` schedule.
         unsafe {
             let z = _mm256_setzero_si256();
             let mut s = Vaes256Schedule {
-                rk: [0; 15],
-                h_pow: [0; NPOW + 4],
-                h_kar: [0; NPOW],
                 rkb: [z; 15],
                 pw: Powers {
                     hp: [z; NV],
+                    pad: [z; 2],
                     hk: [z; NV],
                 },
             };
-            expand_key(self, key, &mut s.rk, &mut s.h_pow, &mut s.h_kar);
-            broadcast(self, &mut s);
+            expand_key(self, key, &mut s);
             s
         }
     }
@@ -209,6 +222,23 @@ fn gf_mul128(a: __m128i, b: __m128i) -> __m128i {
     reduce128(lo, mi, hi)
 }
 
+/// Two GF(2^128) multiplies, lane by lane, each reduced (key powers only).
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+#[inline]
+fn gf_mul256(a: __m256i, b: __m256i) -> __m256i {
+    let lo = _mm256_clmulepi64_epi128::<0x00>(a, b);
+    let mi = _mm256_xor_si256(
+        _mm256_clmulepi64_epi128::<0x01>(a, b),
+        _mm256_clmulepi64_epi128::<0x10>(a, b),
+    );
+    let hi = _mm256_clmulepi64_epi128::<0x11>(a, b);
+    let p = _mm256_broadcastsi128_si256(gfpoly128());
+    let t = _mm256_clmulepi64_epi128::<0x01>(p, lo);
+    let mi = xor3(mi, _mm256_shuffle_epi32::<0x4e>(lo), t);
+    let t = _mm256_clmulepi64_epi128::<0x01>(p, mi);
+    xor3(hi, _mm256_shuffle_epi32::<0x4e>(mi), t)
+}
+
 /// Accumulates the unreduced product of two block/power lane pairs.
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
 #[inline]
@@ -264,10 +294,13 @@ fn kreduce(acc: Acc) -> __m128i {
 }
 
 /// Key powers for the bulk loops: `hp[j]` holds `H^(20-2j), H^(19-2j)`,
-/// `hk[j]` their Karatsuba companions.
+/// `hk[j]` their Karatsuba companions. `repr(C)` with `pad` (zeros) right after `hp`:
+/// [`Vaes256Schedule::h_pow`] views `hp` and `pad` as one array of single blocks.
 #[derive(Zeroize)]
+#[repr(C)]
 struct Powers {
     hp: [__m256i; NV],
+    pad: [__m256i; 2],
     hk: [__m256i; NV],
 }
 
@@ -403,19 +436,14 @@ fn wipe_regs(a: &mut [__m128i; 15]) {
     }
 }
 
-/// AES-256 key expansion (FIPS 197 §5.2) and GHASH key powers.
+/// AES-256 key expansion (FIPS 197 §5.2) and GHASH key powers, written straight into the
+/// schedule's broadcast form.
 ///
 /// # Safety
 /// The CPU must support every feature enabled on this function; holding a
 /// [`Vaes256Token`] (passed by value) proves it.
 #[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn expand_key(
-    _t: Vaes256Token,
-    key: &[u8; 32],
-    rk: &mut [u128; 15],
-    h_pow: &mut [u128; NPOW + 4],
-    h_kar: &mut [u128; NPOW],
-) {
+unsafe fn expand_key(_t: Vaes256Token, key: &[u8; 32], s: &mut Vaes256Schedule) {
     // SAFETY: both reads are 16 bytes inside the 32-byte `key`.
     let (k0, k1) = unsafe {
         (
@@ -447,8 +475,8 @@ unsafe fn expand_key(
         h = _mm_aesenc_si128(h, *k);
     }
     h = _mm_aesenclast_si128(h, r[14]);
-    for (dst, v) in rk.iter_mut().zip(r.iter()) {
-        *dst = to_u128(*v);
+    for (dst, v) in s.rkb.iter_mut().zip(r.iter()) {
+        *dst = _mm256_broadcastsi128_si256(*v);
     }
     wipe_regs(&mut r);
 
@@ -457,40 +485,27 @@ unsafe fn expand_key(
     // the extra factor of x in the carry-less product of reflected operands.
     let hr = to_u128(_mm_shuffle_epi8(h, bswap_mask128()));
     let carry = hr >> 127;
-    let h1 = (hr << 1) ^ (carry.wrapping_neg() & 0xc200_0000_0000_0000_0000_0000_0000_0001);
-    let h1v = from_u128(h1);
-    h_pow[NPOW - 1] = h1;
-    let mut cur = h1v;
-    for i in (0..NPOW - 1).rev() {
-        cur = gf_mul128(cur, h1v);
-        h_pow[i] = to_u128(cur);
+    let h1 =
+        from_u128((hr << 1) ^ (carry.wrapping_neg() & 0xc200_0000_0000_0000_0000_0000_0000_0001));
+    // H^2..H^4 one at a time, then two independent chains of lane pairs, each step a
+    // multiply of both lanes by H^4: [H^2,H^1]·H^4 = [H^6,H^5], [H^4,H^3]·H^4 = [H^8,H^7],
+    // … — 3 + 2·4 multiplies, 6 deep, instead of a chain of 19 (`hp[j]` holds
+    // `H^(20-2j)` in its low lane, `H^(19-2j)` in its high lane).
+    let h2 = gf_mul128(h1, h1);
+    let h3 = gf_mul128(h2, h1);
+    let h4 = gf_mul128(h2, h2);
+    let hp = &mut s.pw.hp;
+    hp[NV - 1] = _mm256_set_m128i(h1, h2);
+    hp[NV - 2] = _mm256_set_m128i(h3, h4);
+    let b4 = _mm256_broadcastsi128_si256(h4);
+    for j in (0..NV - 2).rev() {
+        hp[j] = gf_mul256(hp[j + 2], b4);
     }
-    for e in &mut h_pow[NPOW..] {
-        *e = 0;
+    // Karatsuba companions: `hi ^ lo` of each power in both 64-bit halves.
+    for (k, h) in s.pw.hk.iter_mut().zip(hp.iter()) {
+        *k = _mm256_xor_si256(*h, _mm256_shuffle_epi32::<0x4e>(*h));
     }
-    for (k, h) in h_kar.iter_mut().zip(h_pow.iter()) {
-        let m = (*h ^ (*h >> 64)) as u64 as u128;
-        *k = m | (m << 64);
-    }
-}
-
-/// Fills the schedule's broadcast round keys and bulk-loop key powers from
-/// `rk`, `h_pow` and `h_kar` (already expanded).
-///
-/// # Safety
-/// CPU features as for [`expand_key`] (proved by the token).
-#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn broadcast(_t: Vaes256Token, s: &mut Vaes256Schedule) {
-    for i in 0..15 {
-        s.rkb[i] = _mm256_broadcastsi128_si256(from_u128(s.rk[i]));
-    }
-    for i in 0..NV {
-        // SAFETY: reads entries 2i..2i+2 <= NPOW of the NPOW+4- and NPOW-entry arrays.
-        unsafe {
-            s.pw.hp[i] = _mm256_loadu_si256(s.h_pow.as_ptr().add(2 * i).cast());
-            s.pw.hk[i] = _mm256_loadu_si256(s.h_kar.as_ptr().add(2 * i).cast());
-        }
-    }
+    s.pw.pad = [_mm256_setzero_si256(); 2];
 }
 
 /// Constants the assembly loop takes as memory operands (no register is
@@ -520,8 +535,9 @@ struct Setup<'k> {
 /// volatile writes: E(K, J0), the mask of the tag (with it, a tag gives away the
 /// GHASH value, an equation in H); and the final GHASH state (likewise). Called
 /// at the end of [`seal_raw`] and [`open_raw`]. The other copies are wiped where
-/// they are made (`rk0` in [`setup`], the round keys in [`expand_key`], the bulk
-/// loop's GHASH state in [`LoopState`], the zero-padded tail buffers).
+/// they are made (the round keys in [`expand_key`], the bulk loop's GHASH state in
+/// [`LoopState`], the zero-padded tail buffers); [`setup`] reads the round keys from
+/// the schedule in place, with no stack copy.
 /// Best effort: registers are not cleared (later SIMD code overwrites them;
 /// clearing them would take assembly after every call), nor any spill slot the
 /// compiler might make for a copy.
@@ -541,21 +557,16 @@ unsafe fn setup<'k>(
 ) -> Setup<'k> {
     let rk = &key.rkb;
     let pw = &key.pw;
-    let mut rk0 = [_mm_setzero_si128(); 15];
-    for (r, k) in rk0.iter_mut().zip(&key.rk) {
-        *r = from_u128(*k);
-    }
     // J0 = IV || 0^31 || 1 (§7.1 step 2).
     let mut j0b = [0u8; 16];
     j0b[..12].copy_from_slice(nonce);
     j0b[15] = 1;
     let j0 = from_u128(u128::from_le_bytes(j0b));
-    let mut e = _mm_xor_si128(j0, rk0[0]);
-    for k in &rk0[1..14] {
-        e = _mm_aesenc_si128(e, *k);
+    let mut e = _mm_xor_si128(j0, key.rk128(0));
+    for i in 1..14 {
+        e = _mm_aesenc_si128(e, key.rk128(i));
     }
-    let ekj0 = _mm_aesenclast_si128(e, rk0[14]);
-    wipe_regs(&mut rk0);
+    let ekj0 = _mm_aesenclast_si128(e, key.rk128(14));
     // First data counter is inc32(J0), kept byte-reflected; lane 1 is +1.
     let le = _mm_add_epi32(
         _mm_shuffle_epi8(j0, bswap_mask128()),
@@ -569,7 +580,7 @@ unsafe fn setup<'k>(
     let x = unsafe {
         ghash_bytes(
             t,
-            &key.h_pow,
+            key.h_pow(),
             pw,
             _mm_setzero_si128(),
             aad.as_ptr(),
@@ -740,13 +751,13 @@ unsafe fn tail(
     unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), r) };
     let mut x = x;
     if !enc {
-        x = ghash_padded(t, &key.h_pow, x, buf, r);
+        x = ghash_padded(t, key.h_pow(), x, buf, r);
     }
     ctr_padded(rk, ctr, buf, r);
     // Bytes past `r` now hold keystream; GHASH needs them zero (§6.4 padding).
     buf[r..].fill(0);
     if enc {
-        x = ghash_padded(t, &key.h_pow, x, buf, r);
+        x = ghash_padded(t, key.h_pow(), x, buf, r);
     }
     // SAFETY: `dst` valid for `r` writes; `buf` is a distinct local.
     unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), dst, r) };
@@ -1262,7 +1273,7 @@ unsafe fn seal_raw(
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, rk, ctr, x, src.add(i), dst.add(i), len - i, true) };
-    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    let tag = finish(key.h_pow(), x, ekj0, aad.len(), len);
     wipe_call_state(&mut ekj0, &mut x);
     tag
 }
@@ -1340,7 +1351,7 @@ unsafe fn open_raw(
     }
     // SAFETY: offsets i..len are inside both buffers; r = len - i < 256.
     x = unsafe { tail(t, key, rk, ctr, x, src.add(i), dst.add(i), len - i, false) };
-    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    let tag = finish(key.h_pow(), x, ekj0, aad.len(), len);
     wipe_call_state(&mut ekj0, &mut x);
     tag
 }
