@@ -22,12 +22,16 @@ const NONCE: [u8; 12] = [7; 12];
 const AAD: [u8; 32] = [3; 32];
 const SIZE: usize = 4096;
 
+type NewDropFn = Box<dyn Fn(&[u8; 32])>;
+type SealFn = Box<dyn Fn(&[u8; 32], &mut [u8]) -> [u8; 16]>;
+type OpenFn = Box<dyn Fn(&[u8; 32], &mut [u8], &[u8; 16]) -> bool>;
+
 /// One implementation: builds a key, uses it once (or not), drops it.
 struct Imp {
     name: String,
-    new_drop: Box<dyn Fn(&[u8; 32])>,
-    seal: Box<dyn Fn(&[u8; 32], &mut [u8]) -> [u8; 16]>,
-    open: Box<dyn Fn(&[u8; 32], &mut [u8], &[u8; 16]) -> bool>,
+    new_drop: NewDropFn,
+    seal: SealFn,
+    open: OpenFn,
 }
 
 fn implementations() -> Vec<Imp> {
