@@ -51,7 +51,9 @@ fn implementations() -> Vec<Imp> {
         let key = |k: &[u8; 32]| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k).unwrap());
         v.push(Imp {
             name: "aws-lc-rs".into(),
-            new_drop: Box::new(move |k| drop(black_box(key(k)))),
+            new_drop: Box::new(move |k| {
+                black_box(key(k));
+            }),
             seal: Box::new(move |k, buf| {
                 let t = key(k)
                     .seal_in_place_separate_tag(
@@ -83,7 +85,9 @@ fn implementations() -> Vec<Imp> {
         let key = |k: &[u8; 32]| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k).unwrap());
         v.push(Imp {
             name: "ring".into(),
-            new_drop: Box::new(move |k| drop(black_box(key(k)))),
+            new_drop: Box::new(move |k| {
+                black_box(key(k));
+            }),
             seal: Box::new(move |k, buf| {
                 let t = key(k)
                     .seal_in_place_separate_tag(
