@@ -356,9 +356,7 @@ impl<K: Kernel> GcmKey<K> {
         let inside = part.start <= part.end && part.end <= buf.len();
         let ok = inside
             && match TagInput::new(aad, buf) {
-                Some(input) => {
-                    tag_matches(self.kernel.tag_only(&self.schedule, nonce, input), tag)
-                }
+                Some(input) => tag_matches(self.kernel.tag_only(&self.schedule, nonce, input), tag),
                 // Longer than any valid GCM ciphertext, so it cannot be authentic.
                 None => false,
             };

@@ -306,8 +306,37 @@ macro_rules! kernel_tests {
             /// Lengths for the partial-open tests: block and bulk-loop edges
             /// (16, 128, 256, 320, 512 bytes), a chunk and 300 KiB.
             const PART_LENGTHS: &[usize] = &[
-                0, 1, 15, 16, 17, 31, 32, 33, 127, 128, 129, 255, 256, 257, 319, 320, 321, 511,
-                512, 513, 639, 640, 641, 1000, 4095, 4096, 4097, 65535, 65536, 65537, 300 << 10,
+                0,
+                1,
+                15,
+                16,
+                17,
+                31,
+                32,
+                33,
+                127,
+                128,
+                129,
+                255,
+                256,
+                257,
+                319,
+                320,
+                321,
+                511,
+                512,
+                513,
+                639,
+                640,
+                641,
+                1000,
+                4095,
+                4096,
+                4097,
+                65535,
+                65536,
+                65537,
+                300 << 10,
             ];
 
             /// Parts of an `n`-byte message: empty, unaligned start and end, whole,
@@ -315,7 +344,11 @@ macro_rules! kernel_tests {
             fn parts(n: usize) -> Vec<core::ops::Range<usize>> {
                 let mut v = vec![0..0, n..n, 0..n, n / 2..n / 2, n / 3..n, 0..n / 2];
                 if n > 0 {
-                    v.extend([n - 1..n, 1.min(n)..n, 3 * n / 7 + 1..n.min(3 * n / 7 + 1 + 4097)]);
+                    v.extend([
+                        n - 1..n,
+                        1.min(n)..n,
+                        3 * n / 7 + 1..n.min(3 * n / 7 + 1 + 4097),
+                    ]);
                 }
                 if n > 40 {
                     v.extend([5..n - 7, 16..32, 17..33, 15..n, n - 33..n - 1]);
@@ -349,10 +382,19 @@ macro_rules! kernel_tests {
                     &pt[from..part.end],
                     "decrypted span len={n} part={part:?}"
                 );
-                assert_eq!(&buf[..from], &ct[..from], "decrypted before the span, part={part:?}");
-                assert_eq!(&buf[part.end..], &ct[part.end..], "decrypted after the span, part={part:?}");
+                assert_eq!(
+                    &buf[..from],
+                    &ct[..from],
+                    "decrypted before the span, part={part:?}"
+                );
+                assert_eq!(
+                    &buf[part.end..],
+                    &ct[part.end..],
+                    "decrypted after the span, part={part:?}"
+                );
                 let mut full = ct.to_vec();
-                k.open_in_place(nonce, aad, &mut full, tag).expect("full open");
+                k.open_in_place(nonce, aad, &mut full, tag)
+                    .expect("full open");
                 assert_eq!(&full[part.clone()], &buf[part.clone()], "part vs full open");
             }
 
@@ -368,7 +410,8 @@ macro_rules! kernel_tests {
             ) {
                 let mut buf = ct.to_vec();
                 assert!(
-                    k.open_part(nonce, aad, &mut buf, tag, part.clone()).is_err(),
+                    k.open_part(nonce, aad, &mut buf, tag, part.clone())
+                        .is_err(),
                     "open_part accepted {what}, len={} part={part:?}",
                     ct.len()
                 );
@@ -412,14 +455,46 @@ macro_rules! kernel_tests {
                     for part in parts(n) {
                         let mut bad_tag = tag;
                         bad_tag[(n + part.start) % 16] ^= 0x10;
-                        expect_part_reject(&k, &nonce, &aad, &ct, &bad_tag, part.clone(), "wrong tag");
+                        expect_part_reject(
+                            &k,
+                            &nonce,
+                            &aad,
+                            &ct,
+                            &bad_tag,
+                            part.clone(),
+                            "wrong tag",
+                        );
                         let mut bad_aad = aad.clone();
                         bad_aad[n % 21] ^= 1;
-                        expect_part_reject(&k, &nonce, &bad_aad, &ct, &tag, part.clone(), "wrong AAD");
-                        expect_part_reject(&k, &nonce, &aad[1..], &ct, &tag, part.clone(), "short AAD");
+                        expect_part_reject(
+                            &k,
+                            &nonce,
+                            &bad_aad,
+                            &ct,
+                            &tag,
+                            part.clone(),
+                            "wrong AAD",
+                        );
+                        expect_part_reject(
+                            &k,
+                            &nonce,
+                            &aad[1..],
+                            &ct,
+                            &tag,
+                            part.clone(),
+                            "short AAD",
+                        );
                         let mut wrong_nonce = nonce;
                         wrong_nonce[11] ^= 1;
-                        expect_part_reject(&k, &wrong_nonce, &aad, &ct, &tag, part.clone(), "wrong nonce");
+                        expect_part_reject(
+                            &k,
+                            &wrong_nonce,
+                            &aad,
+                            &ct,
+                            &tag,
+                            part.clone(),
+                            "wrong nonce",
+                        );
                         if n == 0 {
                             continue;
                         }
@@ -435,7 +510,15 @@ macro_rules! kernel_tests {
                         for i in at {
                             let mut bad = ct.clone();
                             bad[i] ^= 1 << (i % 8);
-                            expect_part_reject(&k, &nonce, &aad, &bad, &tag, part.clone(), "flipped ciphertext bit");
+                            expect_part_reject(
+                                &k,
+                                &nonce,
+                                &aad,
+                                &bad,
+                                &tag,
+                                part.clone(),
+                                "flipped ciphertext bit",
+                            );
                         }
                     }
                     // Parts not inside the buffer: refused, buffer zeroed.
@@ -445,7 +528,15 @@ macro_rules! kernel_tests {
                         if part.start <= part.end && part.end <= n {
                             continue;
                         }
-                        expect_part_reject(&k, &nonce, &aad, &ct, &tag, part, "part outside the buffer");
+                        expect_part_reject(
+                            &k,
+                            &nonce,
+                            &aad,
+                            &ct,
+                            &tag,
+                            part,
+                            "part outside the buffer",
+                        );
                     }
                 }
             }
@@ -488,7 +579,9 @@ macro_rules! kernel_tests {
                 // The keystream of the message: ciphertext XOR plaintext.
                 let ks: Vec<u8> = ct.iter().zip(&pt).map(|(c, p)| c ^ p).collect();
                 for block in [0usize, 1, 2, 7, 8, 15, 16, 19, 20, 21, 40, 255, 1000, 4095] {
-                    for m in [0usize, 1, 15, 16, 17, 100, 255, 256, 319, 320, 321, 641, 5000, 40_000] {
+                    for m in [
+                        0usize, 1, 15, 16, 17, 100, 255, 256, 319, 320, 321, 641, 5000, 40_000,
+                    ] {
                         let from = 16 * block;
                         let to = (from + m).min(n);
                         let mut buf = vec![0u8; to - from];

@@ -1307,7 +1307,10 @@ unsafe fn ctr_raw(
         mut x,
     } = unsafe { setup(t, key, nonce, &[]) };
     // All four lanes advance by `block` (wrapping inc32, §6.2).
-    let mut ctr = _mm512_add_epi32(ctr, _mm512_broadcast_i32x4(_mm_set_epi32(0, 0, 0, block as i32)));
+    let mut ctr = _mm512_add_epi32(
+        ctr,
+        _mm512_broadcast_i32x4(_mm_set_epi32(0, 0, 0, block as i32)),
+    );
     let mut off = 0;
     while off < len {
         let n = core::cmp::min(192, len - off);
