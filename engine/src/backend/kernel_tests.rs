@@ -523,8 +523,6 @@ macro_rules! kernel_tests {
                     }
                     // Parts not inside the buffer: refused, buffer zeroed.
                     for part in [0..n + 1, n + 1..n + 1, n / 2 + 1..n / 2] {
-                        #[allow(clippy::reversed_empty_ranges)] // the point of the test
-                        let part = part;
                         if part.start <= part.end && part.end <= n {
                             continue;
                         }
