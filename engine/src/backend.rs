@@ -448,6 +448,43 @@ impl AeadKey {
         }
     }
 
+    /// Verifies the tag over the whole of `buf` (ciphertext), then decrypts in place only
+    /// `buf[part.start & !15 .. part.end]` (the part, its start rounded down to a block):
+    /// what a range read delivers from a chunk it covers only partly. The kernels check the
+    /// tag by GHASH alone and run AES-CTR over that span only; nothing is decrypted before
+    /// the tag verified. On success, bytes of `buf` outside the span are unspecified and must
+    /// not be delivered. On failure, or if `part` is not inside `buf`, `buf` is zeroed.
+    ///
+    /// The portable backend opens the whole buffer (the part is then decrypted too).
+    pub(crate) fn open_part(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+        part: std::ops::Range<usize>,
+    ) -> Result<(), AuthFailed> {
+        let ok = match self {
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes512(k) => k.open_part(nonce, aad, buf, tag, part).is_ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::Vaes256(k) => k.open_part(nonce, aad, buf, tag, part).is_ok(),
+            #[cfg(target_arch = "x86_64")]
+            AeadKey::AesNi(k) => k.open_part(nonce, aad, buf, tag, part).is_ok(),
+            AeadKey::Portable(_) => {
+                part.start <= part.end
+                    && part.end <= buf.len()
+                    && self.open_in_place(nonce, aad, buf, tag).is_ok()
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            zeroize::Zeroize::zeroize(buf);
+            Err(AuthFailed)
+        }
+    }
+
     /// Verifies and decrypts `buf` in place. On failure `buf` is zeroed: no unauthenticated
     /// plaintext is left for anyone to read.
     pub(crate) fn open_in_place(

@@ -276,7 +276,10 @@ pub(crate) fn open_range_pipelined<S: ReadAt + ?Sized>(
     let end = offset + len;
 
     let mut deliver = |buf: &mut [u8], b: u64, count: u64| -> Result<(), OpenError> {
-        if let Err(e) = opener.open_batch(buf, b, count) {
+        // Chunks the range covers only partly are verified whole but decrypted only over the
+        // bytes delivered below (`open_batch_range`): the slices taken here are exactly the
+        // decrypted spans.
+        if let Err(e) = opener.open_batch_range(buf, b, count, offset, end) {
             return Err(classify(opener, src, e));
         }
         let g = opener.geometry();

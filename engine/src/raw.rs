@@ -37,6 +37,19 @@ impl RawAead {
     ) -> bool {
         self.0.open_in_place(nonce, aad, buf, tag).is_ok()
     }
+    /// Verifies the tag over the whole of `buf`, then decrypts in place only
+    /// `buf[part.start & !15 .. part.end]`; the rest of `buf` is unspecified on success. On
+    /// failure, or if `part` is not inside `buf`, `buf` is zeroed.
+    pub fn open_part(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+        part: std::ops::Range<usize>,
+    ) -> bool {
+        self.0.open_part(nonce, aad, buf, tag, part).is_ok()
+    }
     /// Opens `input` into `output`; on failure `output` is zeroed.
     pub fn open_to(
         &self,

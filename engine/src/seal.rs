@@ -786,6 +786,68 @@ impl ObjectOpener {
         }
     }
 
+    /// Like [`Self::open_batch`] for a batch read to serve the plaintext range `lo..hi` of
+    /// the object (`lo < hi`, the range lying within chunks `first..first+count`): every
+    /// chunk's tag is verified over the whole chunk, but a chunk the range covers only partly
+    /// is decrypted only over the part it contributes (its start rounded down to a block,
+    /// [`AeadKey::open_part`](crate::backend::AeadKey::open_part)); fully covered chunks are
+    /// opened whole. Returns the plaintext length as `open_batch` does. On success, for
+    /// chunk `i` of the batch, only the bytes `i * stride + (max(lo, start) - start) ..
+    /// i * stride + (min(hi, end) - start)` are plaintext (`start..end` the chunk's
+    /// plaintext extent); the rest of `buf` is unspecified and must not be delivered. On
+    /// failure every byte of `buf` is zeroed, and the error is the same as `open_batch`'s.
+    pub(crate) fn open_batch_range(
+        &self,
+        buf: &mut [u8],
+        first: u64,
+        count: u64,
+        lo: u64,
+        hi: u64,
+    ) -> Result<usize, OpenError> {
+        let Some(key) = &self.key else {
+            return Ok(buf.len());
+        };
+        let g = self.geometry;
+        let stride = (g.chunk_size as usize) + TAG_LEN;
+        let prefix = self.prefix;
+        let last_chunk = g.chunks - 1;
+        let result = batch::for_each_chunk(buf, stride, |i, chunk| {
+            let index = first + i as u64;
+            let marker = if index == last_chunk {
+                MARKER_FINAL
+            } else {
+                MARKER_CHUNK
+            };
+            let split = chunk
+                .len()
+                .checked_sub(TAG_LEN)
+                .ok_or(OpenError::Truncated)?;
+            let (data, tag) = chunk.split_at_mut(split);
+            let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError::Truncated)?;
+            let nonce = format::nonce(&prefix, index as u32, marker);
+            // The part of this chunk's plaintext the range wants, relative to the chunk.
+            let start = index * g.chunk_size;
+            let end = start + data.len() as u64;
+            let a = lo.clamp(start, end) - start;
+            let b = hi.clamp(start, end) - start;
+            let a = a.min(b) as usize;
+            let b = b as usize;
+            let r = if a == 0 && b == data.len() {
+                key.open_in_place(&nonce, &self.aad, data, &tag)
+            } else {
+                key.open_part(&nonce, &self.aad, data, &tag, a..b)
+            };
+            r.map_err(|_| OpenError::ChunkAuth { index })
+        });
+        match result {
+            Ok(()) => Ok(buf.len() - (count as usize) * TAG_LEN),
+            Err(e) => {
+                buf.zeroize();
+                Err(e)
+            }
+        }
+    }
+
     /// Tells why chunk `index`, whose stored bytes are `stored`, failed to verify: a last
     /// chunk that verifies as a middle chunk means the object was cut at a chunk boundary; a
     /// middle chunk that verifies as final means data was appended after the real end. The

@@ -11,7 +11,8 @@ use dare_engine::raw::{RawAead, aead_open, aead_seal};
 /// `aead_differential` target. Input: key (32), nonce (12), AAD length (1), tamper mode (1),
 /// tamper position (2), then AAD and message. Every backend in `AeadBackend::available()`
 /// (so new kernels join automatically) must produce the reference ciphertext and tag, open
-/// what it sealed through every API, and agree with the reference on accepting or rejecting
+/// what it sealed through every API (a partial open, `open_part`, included: same verdict,
+/// and the part's plaintext), and agree with the reference on accepting or rejecting
 /// a tampered input; a rejected open leaves only zeros in its output.
 pub fn aead_differential(data: &[u8]) {
     if data.len() < 48 {
@@ -100,6 +101,26 @@ pub fn aead_differential(data: &[u8]) {
                     "{backend}: rejected open left data behind"
                 );
             }
+        }
+
+        // A partial open (range reads): same verdict as a full open; on success the part is
+        // the plaintext, on failure the whole buffer is zeros.
+        let n = t_ct.len();
+        let a = pos % (n + 1);
+        let b = a + (pos / 7 + usize::from(mode)) % (n + 1 - a);
+        let mut part_buf = t_ct.clone();
+        let ok_part = raw.open_part(&t_nonce, &t_aad, &mut part_buf, &t_tag, a..b);
+        assert_eq!(
+            ok_part, ref_ok,
+            "{backend}: open_part verdict differs from aes-gcm"
+        );
+        if ref_ok {
+            assert!(part_buf[a..b] == msg[a..b], "{backend}: open_part plaintext");
+        } else {
+            assert!(
+                part_buf.iter().all(|&x| x == 0),
+                "{backend}: rejected open_part left data behind"
+            );
         }
     }
 }

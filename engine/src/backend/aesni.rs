@@ -57,7 +57,7 @@ use core::arch::x86_64::*;
 use zeroize::Zeroize;
 
 use super::CpuFeatures;
-use super::common::{Buffers, Kernel};
+use super::common::{Buffers, CtrSpan, Kernel, TagInput};
 
 /// Zero-sized proof that the CPU features this kernel needs were detected.
 /// Only [`AesNiToken::detect`] creates it.
@@ -122,6 +122,21 @@ impl Kernel for AesNiToken {
     fn open(self, s: &AesNiSchedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
         // SAFETY: as in `seal`, for `open_raw`'s identical preconditions.
         unsafe { open_raw(self, s, nonce, io.aad(), io.src(), io.dst(), io.len()) }
+    }
+
+    fn tag_only(self, s: &AesNiSchedule, nonce: &[u8; 12], input: TagInput<'_>) -> [u8; 16] {
+        let ct = input.ct();
+        // SAFETY: `self` proves the CPU features; `ct` is a valid slice of
+        // `ct.len()` bytes and `input` guarantees the length limits.
+        unsafe { tag_raw(self, s, nonce, input.aad(), ct.as_ptr(), ct.len()) }
+    }
+
+    fn ctr_xor(self, s: &AesNiSchedule, nonce: &[u8; 12], mut span: CtrSpan<'_>) {
+        let block = span.block();
+        let buf = span.buf();
+        // SAFETY: `self` proves the CPU features; `buf` is an exclusive slice
+        // of `buf.len()` bytes; `span` guarantees the counters do not wrap.
+        unsafe { ctr_raw(self, s, nonce, block, buf.as_mut_ptr(), buf.len()) }
     }
 }
 
@@ -993,4 +1008,76 @@ unsafe fn open_raw(
     // SAFETY: offsets i..len are inside both buffers; len - i < 128.
     x = unsafe { tail(t, key, ctr, x, src.add(i), dst.add(i), len - i, false) };
     finish(key, x, ekj0, aad.len(), len)
+}
+
+// ---------------------------------------------------------------------------
+// Partial opens (range reads): the tag by GHASH alone, then AES-CTR over only
+// the bytes delivered.
+// ---------------------------------------------------------------------------
+
+/// The GCM tag of (`aad`, the `len` bytes of ciphertext at `ct`) without
+/// decrypting: GHASH over both (§7.2 steps 5-6, 8 blocks per reduction in
+/// [`ghash_bytes`]), masked with E(K, J0).
+///
+/// # Safety
+/// CPU features (token); `ct` readable for `len` bytes; `len` and
+/// `aad.len()` within SP 800-38D limits.
+#[target_feature(enable = "aes,pclmulqdq,avx")]
+unsafe fn tag_raw(
+    t: AesNiToken,
+    key: &AesNiSchedule,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    ct: *const u8,
+    len: usize,
+) -> [u8; 16] {
+    // SAFETY: features proved by `t`; `aad` is a valid slice.
+    let (_, ekj0, mut x) = unsafe { setup(t, key, nonce, aad) };
+    // SAFETY: caller's guarantee for `ct`/`len`.
+    x = unsafe { ghash_bytes(t, key, x, ct, len) };
+    finish(key, x, ekj0, aad.len(), len)
+}
+
+/// XORs the GCTR keystream into the `len` bytes at `p` in place, starting at
+/// data block `block` of the message (counter `inc32(J0) + block`), 8
+/// counter chains per step, then a padded tail.
+///
+/// # Safety
+/// CPU features (token); `p` readable and writable for `len` bytes;
+/// `16 * block + len` within the SP 800-38D message limit (no counter wrap).
+#[target_feature(enable = "aes,pclmulqdq,avx")]
+unsafe fn ctr_raw(
+    t: AesNiToken,
+    key: &AesNiSchedule,
+    nonce: &[u8; 12],
+    block: u32,
+    p: *mut u8,
+    len: usize,
+) {
+    // No AAD: the GHASH part of the set-up is empty; E(K, J0) is not needed.
+    // SAFETY: features proved by `t`; the empty AAD is a valid slice.
+    let (ctr, mut ekj0, mut x) = unsafe { setup(t, key, nonce, &[]) };
+    ekj0.zeroize();
+    x.zeroize();
+    // Wrapping inc32 by `block` (§6.2).
+    let mut ctr = _mm_add_epi32(ctr, _mm_set_epi32(0, 0, 0, block as i32));
+    let mut i = 0;
+    while len - i >= 16 * NB {
+        // SAFETY: i + 128 <= len; in place.
+        unsafe { ctr8(t, key, &mut ctr, p.add(i), p.add(i)) };
+        i += 16 * NB;
+    }
+    let r = len - i;
+    if r > 0 {
+        let mut pad = Pad([0u8; 128]);
+        let buf = &mut pad.0;
+        // SAFETY: `p.add(i)` is valid for `r < 128` reads; `buf` is a
+        // distinct local.
+        unsafe { core::ptr::copy_nonoverlapping(p.add(i), buf.as_mut_ptr(), r) };
+        // SAFETY: `buf` holds 128 bytes; in place.
+        unsafe { ctr8(t, key, &mut ctr, buf.as_ptr(), buf.as_mut_ptr()) };
+        // SAFETY: `p.add(i)` is valid for `r` writes; `buf` is a distinct local.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p.add(i), r) };
+        pad.wipe();
+    }
 }

@@ -136,6 +136,65 @@ impl<'a> Buffers<'a> {
     }
 }
 
+/// The AAD and ciphertext of a tag computation without decryption
+/// ([`Kernel::tag_only`]), checked: built only by [`GcmKey`]'s methods, it
+/// guarantees that both lengths are within the SP 800-38D limits
+/// ([`lengths_ok`]), so the bit lengths of the final GHASH block fit 64 bits.
+/// The memory itself is two ordinary shared borrows.
+pub(crate) struct TagInput<'a> {
+    aad: &'a [u8],
+    ct: &'a [u8],
+}
+
+impl<'a> TagInput<'a> {
+    /// `None` past the length limits.
+    fn new(aad: &'a [u8], ct: &'a [u8]) -> Option<Self> {
+        lengths_ok(aad.len(), ct.len()).then_some(Self { aad, ct })
+    }
+
+    /// The additional authenticated data.
+    pub(crate) fn aad(&self) -> &'a [u8] {
+        self.aad
+    }
+
+    /// The whole ciphertext of the message.
+    pub(crate) fn ct(&self) -> &'a [u8] {
+        self.ct
+    }
+}
+
+/// A span of a message to run the keystream over ([`Kernel::ctr_xor`]),
+/// checked: built only by [`GcmKey`]'s methods, it guarantees that the span
+/// (starting at data block `block` of its message, `16 * block` bytes in) ends
+/// within the SP 800-38D message limit, so its 32-bit block counters never
+/// wrap. The memory is one exclusive borrow.
+pub(crate) struct CtrSpan<'a> {
+    block: u32,
+    buf: &'a mut [u8],
+}
+
+impl<'a> CtrSpan<'a> {
+    /// `buf` holds the message's bytes from data block `block` on; `None` if
+    /// they would end past [`MAX_PT_LEN`].
+    fn new(block: u32, buf: &'a mut [u8]) -> Option<Self> {
+        let end = u64::from(block)
+            .checked_mul(16)?
+            .checked_add(buf.len() as u64)?;
+        (end <= MAX_PT_LEN).then_some(Self { block, buf })
+    }
+
+    /// Index of the span's first block among the message's data blocks
+    /// (0 = the first, encrypted with counter `inc32(J0)`).
+    pub(crate) fn block(&self) -> u32 {
+        self.block
+    }
+
+    /// The bytes, XORed with the keystream in place.
+    pub(crate) fn buf(&mut self) -> &mut [u8] {
+        self.buf
+    }
+}
+
 /// One ISA's AES-256-GCM code, implemented by the kernel's zero-sized proof
 /// token: calling the kernel takes the token by value, and only the kernel's
 /// `detect()` creates one. Safe to call: every pointer it receives comes in a
@@ -155,6 +214,15 @@ pub(crate) trait Kernel: Copy {
     /// output and returns the tag computed over the ciphertext, for
     /// [`GcmKey`] to compare.
     fn open(self, s: &Self::Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16];
+    /// The GCM tag of (AAD, ciphertext) without decrypting anything:
+    /// `GHASH_H(A || 0^v || C || 0^u || [len(A)]_64 || [len(C)]_64) ⊕ E(K, J0)`
+    /// (§7.2 steps 5-7), for [`GcmKey`] to compare before it decrypts part of
+    /// the message.
+    fn tag_only(self, s: &Self::Schedule, nonce: &[u8; 12], input: TagInput<'_>) -> [u8; 16];
+    /// XORs the GCTR keystream (§6.5) into `span` in place, starting with the
+    /// counter of data block `span.block()`: `inc32(J0)` advanced by that many
+    /// blocks (block 0 is the message's first data block).
+    fn ctr_xor(self, s: &Self::Schedule, nonce: &[u8; 12], span: CtrSpan<'_>);
 }
 
 /// An AES-256-GCM key on kernel `K`: the safe API every kernel shares, written
@@ -261,6 +329,78 @@ impl<K: Kernel> GcmKey<K> {
         } else {
             output.zeroize();
             Err(OpenFailed::AuthFailed)
+        }
+    }
+}
+
+impl<K: Kernel> GcmKey<K> {
+    /// Verifies the tag over the whole of `buf` (ciphertext), then decrypts in
+    /// place only `buf[part.start & !15 .. part.end]`: the part, its start
+    /// rounded down to a block boundary. A range read needs the tag checked
+    /// over the whole chunk but the plaintext of only the bytes it delivers,
+    /// and GHASH alone runs several times faster than AES-CTR and GHASH
+    /// together. Nothing is decrypted before the tag verified.
+    ///
+    /// On success the bytes of `buf` outside that span are unspecified (they
+    /// hold ciphertext, which is public, but no caller may deliver them as
+    /// plaintext). On failure, or if `part` is not inside `buf`, the whole of
+    /// `buf` is zeroed.
+    pub(crate) fn open_part(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+        part: core::ops::Range<usize>,
+    ) -> Result<(), AuthFailed> {
+        let inside = part.start <= part.end && part.end <= buf.len();
+        let ok = inside
+            && match TagInput::new(aad, buf) {
+                Some(input) => tag_matches(self.kernel.tag_only(&self.schedule, nonce, input), tag),
+                // Longer than any valid GCM ciphertext, so it cannot be authentic.
+                None => false,
+            };
+        if !ok {
+            buf.zeroize();
+            return Err(AuthFailed);
+        }
+        let from = part.start & !15;
+        // `from / 16 < 2^32` and the span ends within `buf`, whose length
+        // passed `lengths_ok` above, so `CtrSpan::new` cannot refuse; were it
+        // to, nothing is decrypted and the caller gets an error.
+        match u32::try_from(from / 16)
+            .ok()
+            .and_then(|block| CtrSpan::new(block, &mut buf[from..part.end]))
+        {
+            Some(span) => {
+                self.kernel.ctr_xor(&self.schedule, nonce, span);
+                Ok(())
+            }
+            None => {
+                buf.zeroize();
+                Err(AuthFailed)
+            }
+        }
+    }
+
+    /// The tag [`Kernel::tag_only`] computes for (`aad`, `ct`), or `None` past
+    /// the length limits. For the kernel tests, which compare it with `seal`'s.
+    #[cfg(test)]
+    pub(crate) fn tag_only(&self, nonce: &[u8; 12], aad: &[u8], ct: &[u8]) -> Option<[u8; 16]> {
+        let input = TagInput::new(aad, ct)?;
+        Some(self.kernel.tag_only(&self.schedule, nonce, input))
+    }
+
+    /// [`Kernel::ctr_xor`] on `buf` from data block `block`; `false` (nothing
+    /// done) past the length limits. For the kernel tests.
+    #[cfg(test)]
+    pub(crate) fn ctr_xor(&self, nonce: &[u8; 12], block: u32, buf: &mut [u8]) -> bool {
+        match CtrSpan::new(block, buf) {
+            Some(span) => {
+                self.kernel.ctr_xor(&self.schedule, nonce, span);
+                true
+            }
+            None => false,
         }
     }
 }

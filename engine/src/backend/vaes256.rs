@@ -63,7 +63,7 @@ use core::arch::x86_64::*;
 use zeroize::Zeroize;
 
 use super::CpuFeatures;
-use super::common::{Buffers, Kernel};
+use super::common::{Buffers, CtrSpan, Kernel, TagInput};
 
 /// Zero-sized proof that the CPU features this kernel needs were detected.
 /// Only [`Vaes256Token::detect`] creates it.
@@ -161,6 +161,21 @@ impl Kernel for Vaes256Token {
     fn open(self, s: &Vaes256Schedule, nonce: &[u8; 12], io: Buffers<'_>) -> [u8; 16] {
         // SAFETY: as in `seal`, for `open_raw`'s identical preconditions.
         unsafe { open_raw(self, s, nonce, io.aad(), io.src(), io.dst(), io.len()) }
+    }
+
+    fn tag_only(self, s: &Vaes256Schedule, nonce: &[u8; 12], input: TagInput<'_>) -> [u8; 16] {
+        let ct = input.ct();
+        // SAFETY: `self` proves the CPU features; `ct` is a valid slice of
+        // `ct.len()` bytes and `input` guarantees the length limits.
+        unsafe { tag_raw(self, s, nonce, input.aad(), ct.as_ptr(), ct.len()) }
+    }
+
+    fn ctr_xor(self, s: &Vaes256Schedule, nonce: &[u8; 12], mut span: CtrSpan<'_>) {
+        let block = span.block();
+        let buf = span.buf();
+        // SAFETY: `self` proves the CPU features; `buf` is an exclusive slice
+        // of `buf.len()` bytes; `span` guarantees the counters do not wrap.
+        unsafe { ctr_raw(self, s, nonce, block, buf.as_mut_ptr(), buf.len()) }
     }
 }
 
@@ -1354,4 +1369,147 @@ unsafe fn open_raw(
     let tag = finish(key.h_pow(), x, ekj0, aad.len(), len);
     wipe_call_state(&mut ekj0, &mut x);
     tag
+}
+
+// ---------------------------------------------------------------------------
+// Partial opens (range reads): the tag by GHASH alone, then AES-CTR over only
+// the bytes delivered.
+// ---------------------------------------------------------------------------
+
+/// GHASH of `len` bytes at `p` into `x`, 20 blocks (10 ymm) per step with one
+/// Karatsuba reduction each ([`ghash_n`] on the bulk powers), then the
+/// 16-block and padded remainder of [`ghash_bytes`]. Without AES to stitch
+/// with, the carry-less multiplies have the vector units to themselves.
+///
+/// # Safety
+/// CPU features (token); `p` valid for reads of `len` bytes.
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+unsafe fn ghash_long(
+    t: Vaes256Token,
+    key: &Vaes256Schedule,
+    pw: &Powers,
+    mut x: __m128i,
+    p: *const u8,
+    len: usize,
+) -> __m128i {
+    let bs = bswap_mask();
+    let mut i = 0;
+    while len - i >= 32 * NV {
+        let mut g = [_mm256_setzero_si256(); NV];
+        for (j, v) in g.iter_mut().enumerate() {
+            // SAFETY: i + 32j + 32 <= i + 320 <= len.
+            *v = _mm256_shuffle_epi8(unsafe { _mm256_loadu_si256(p.add(i + 32 * j).cast()) }, bs);
+        }
+        x = ghash_n(x, &g, pw);
+        i += 32 * NV;
+    }
+    // SAFETY: `p.add(i)` is valid for the remaining `len - i` reads.
+    unsafe { ghash_bytes(t, &key.h_pow, pw, x, p.add(i), len - i) }
+}
+
+/// The GCM tag of (`aad`, the `len` bytes of ciphertext at `ct`) without
+/// decrypting: GHASH over both (§7.2 step 5-6), masked with E(K, J0).
+///
+/// # Safety
+/// CPU features (token); `ct` readable for `len` bytes; `len` and
+/// `aad.len()` within SP 800-38D limits.
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+unsafe fn tag_raw(
+    t: Vaes256Token,
+    key: &Vaes256Schedule,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    ct: *const u8,
+    len: usize,
+) -> [u8; 16] {
+    // SAFETY: features proved by `t`; `aad` is a valid slice.
+    let Setup {
+        pw,
+        mut ekj0,
+        mut x,
+        ..
+    } = unsafe { setup(t, key, nonce, aad) };
+    // SAFETY: caller's guarantee for `ct`/`len`.
+    x = unsafe { ghash_long(t, key, pw, x, ct, len) };
+    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    wipe_call_state(&mut ekj0, &mut x);
+    tag
+}
+
+/// XORs the keystream of `N` ymm (`2N` blocks) from `*ctr` into the `32N`
+/// bytes at `p` in place, round-major so the `N` AES chains interleave;
+/// advances `*ctr` by `2N`.
+///
+/// # Safety
+/// CPU features (token); `p` readable and writable for `32N` bytes.
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+#[inline]
+unsafe fn ctr_only<const N: usize>(rk: &[__m256i; 15], ctr: &mut __m256i, p: *mut u8) {
+    let mut b = counters::<N>(ctr, rk[0]);
+    aes_rounds(&mut b, rk);
+    for (j, v) in b.iter().enumerate() {
+        // SAFETY: 32j + 32 <= 32N, within the caller's guarantee.
+        unsafe {
+            let q = p.add(32 * j);
+            let d = _mm256_loadu_si256(q.cast());
+            _mm256_storeu_si256(q.cast(), _mm256_xor_si256(d, *v));
+        }
+    }
+}
+
+/// XORs the GCTR keystream into the `len` bytes at `p` in place, starting at
+/// data block `block` of the message (counter `inc32(J0) + block`): ten
+/// counter chains (20 blocks) per step, as many as the sixteen ymm registers
+/// hold with a round key, then eight, then a padded tail.
+///
+/// # Safety
+/// CPU features (token); `p` readable and writable for `len` bytes;
+/// `16 * block + len` within the SP 800-38D message limit (no counter wrap).
+#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
+unsafe fn ctr_raw(
+    t: Vaes256Token,
+    key: &Vaes256Schedule,
+    nonce: &[u8; 12],
+    block: u32,
+    p: *mut u8,
+    len: usize,
+) {
+    // No AAD: the GHASH part of the set-up is empty; E(K, J0) is not needed.
+    // SAFETY: features proved by `t`; the empty AAD is a valid slice.
+    let Setup {
+        rk,
+        ctr,
+        mut ekj0,
+        mut x,
+        ..
+    } = unsafe { setup(t, key, nonce, &[]) };
+    wipe_call_state(&mut ekj0, &mut x);
+    // Both lanes advance by `block` (wrapping inc32, §6.2).
+    let mut ctr = _mm256_add_epi32(
+        ctr,
+        _mm256_broadcastsi128_si256(_mm_set_epi32(0, 0, 0, block as i32)),
+    );
+    let mut i = 0;
+    while len - i >= 32 * NV {
+        // SAFETY: i + 320 <= len.
+        unsafe { ctr_only::<NV>(rk, &mut ctr, p.add(i)) };
+        i += 32 * NV;
+    }
+    if len - i >= 256 {
+        // SAFETY: i + 256 <= len.
+        unsafe { ctr_only::<8>(rk, &mut ctr, p.add(i)) };
+        i += 256;
+    }
+    let r = len - i;
+    if r > 0 {
+        let mut pad = Pad([0u8; 256]);
+        let buf = &mut pad.0;
+        // SAFETY: `p.add(i)` is valid for `r < 256` reads and writes; `buf`
+        // is a distinct local.
+        unsafe { core::ptr::copy_nonoverlapping(p.add(i), buf.as_mut_ptr(), r) };
+        ctr_padded(rk, ctr, buf, r);
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p.add(i), r) };
+        pad.wipe();
+    }
 }
