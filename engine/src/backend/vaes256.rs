@@ -1404,7 +1404,7 @@ unsafe fn ghash_long(
         i += 32 * NV;
     }
     // SAFETY: `p.add(i)` is valid for the remaining `len - i` reads.
-    unsafe { ghash_bytes(t, &key.h_pow, pw, x, p.add(i), len - i) }
+    unsafe { ghash_bytes(t, key.h_pow(), pw, x, p.add(i), len - i) }
 }
 
 /// The GCM tag of (`aad`, the `len` bytes of ciphertext at `ct`) without
@@ -1431,7 +1431,7 @@ unsafe fn tag_raw(
     } = unsafe { setup(t, key, nonce, aad) };
     // SAFETY: caller's guarantee for `ct`/`len`.
     x = unsafe { ghash_long(t, key, pw, x, ct, len) };
-    let tag = finish(&key.h_pow, x, ekj0, aad.len(), len);
+    let tag = finish(key.h_pow(), x, ekj0, aad.len(), len);
     wipe_call_state(&mut ekj0, &mut x);
     tag
 }
