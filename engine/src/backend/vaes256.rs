@@ -657,10 +657,18 @@ unsafe fn ghash_bytes(
         x = ghash_n(x, &g, pw);
         i += 256;
     }
-    let r = len - i;
-    if r == 0 {
+    if (len - i).is_multiple_of(32) {
+        // Whole pairs of blocks (the engine's 32-byte associated data is one): straight from
+        // memory, without the padded stack copy and its wipe.
+        while i < len {
+            // SAFETY: `len - i` is a positive multiple of 32, so i + 32 <= len.
+            let g = _mm256_shuffle_epi8(unsafe { _mm256_loadu_si256(p.add(i).cast()) }, bs);
+            x = ghash_n(x, &[g], pw);
+            i += 32;
+        }
         return x;
     }
+    let r = len - i;
     let mut pad = Pad([0u8; 256]);
     let buf = &mut pad.0;
     // SAFETY: `p.add(i)` is valid for `r < 256` reads; `buf` is a distinct local.
