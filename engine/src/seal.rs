@@ -753,37 +753,8 @@ impl ObjectOpener {
         first: u64,
         count: u64,
     ) -> Result<usize, OpenError> {
-        let Some(key) = &self.key else {
-            return Ok(buf.len());
-        };
-        let g = self.geometry;
-        let stride = (g.chunk_size as usize) + TAG_LEN;
-        let prefix = self.prefix;
-        let last_chunk = g.chunks - 1;
-        let result = batch::for_each_chunk(buf, stride, |i, chunk| {
-            let index = first + i as u64;
-            let marker = if index == last_chunk {
-                MARKER_FINAL
-            } else {
-                MARKER_CHUNK
-            };
-            let split = chunk
-                .len()
-                .checked_sub(TAG_LEN)
-                .ok_or(OpenError::Truncated)?;
-            let (data, tag) = chunk.split_at_mut(split);
-            let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError::Truncated)?;
-            let nonce = format::nonce(&prefix, index as u32, marker);
-            key.open_in_place(&nonce, &self.aad, data, &tag)
-                .map_err(|_| OpenError::ChunkAuth { index })
-        });
-        match result {
-            Ok(()) => Ok(buf.len() - (count as usize) * TAG_LEN),
-            Err(e) => {
-                buf.zeroize();
-                Err(e)
-            }
-        }
+        // Every chunk lies wholly inside `0..u64::MAX`, so each is opened whole.
+        self.open_batch_range(buf, first, count, 0, u64::MAX)
     }
 
     /// Like [`Self::open_batch`] for a batch read to serve the plaintext range `lo..hi` of
