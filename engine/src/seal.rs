@@ -246,11 +246,7 @@ impl ObjectSealer {
     /// anywhere but as a whole empty object, or one after the final batch. The batch is then
     /// sealed by `seal_chunks` and its tags absorbed by [`absorb`](Self::absorb) in batch
     /// order.
-    pub(crate) fn reserve(
-        &mut self,
-        plain_len: usize,
-        is_final: bool,
-    ) -> Result<Reserved, SealError> {
+    fn reserve(&mut self, plain_len: usize, is_final: bool) -> Result<Reserved, SealError> {
         if self.finished {
             return Err(SealError::Format(FormatError::Invalid(
                 "object already finished",
@@ -289,7 +285,7 @@ impl ObjectSealer {
 
     /// Adds sealed batch `r` to the ETag (its tags, or in clear its content's CRC-32C).
     /// Batches must be absorbed in the order they were reserved.
-    pub(crate) fn absorb(&mut self, batch: &[u8], r: &Reserved) -> Result<(), SealError> {
+    fn absorb(&mut self, batch: &[u8], r: &Reserved) -> Result<(), SealError> {
         let too_small = || SealError::Format(FormatError::Invalid("batch buffer too small"));
         let stride = self.stride();
         match &mut self.etag {
@@ -310,7 +306,7 @@ impl ObjectSealer {
 
 /// A batch accounted for by [`ObjectSealer::reserve`]: its chunks `first..after`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Reserved {
+struct Reserved {
     first: u64,
     after: u64,
     is_final: bool,

@@ -648,6 +648,17 @@ unsafe fn ghash_bytes(
 ) -> __m128i {
     let bs = bswap_mask();
     let mut i = 0;
+    // 20 blocks per reduction while they last (long AAD, or a whole ciphertext for
+    // `tag_raw`), then 16, then pairs or the padded remainder.
+    while len - i >= 32 * NV {
+        let mut g = [_mm256_setzero_si256(); NV];
+        for (j, v) in g.iter_mut().enumerate() {
+            // SAFETY: i + 32j + 32 <= i + 320 <= len.
+            *v = _mm256_shuffle_epi8(unsafe { _mm256_loadu_si256(p.add(i + 32 * j).cast()) }, bs);
+        }
+        x = ghash_n(x, &g, pw);
+        i += 32 * NV;
+    }
     while len - i >= 256 {
         let mut g = [_mm256_setzero_si256(); 8];
         for (j, v) in g.iter_mut().enumerate() {
@@ -1384,37 +1395,6 @@ unsafe fn open_raw(
 // the bytes delivered.
 // ---------------------------------------------------------------------------
 
-/// GHASH of `len` bytes at `p` into `x`, 20 blocks (10 ymm) per step with one
-/// Karatsuba reduction each ([`ghash_n`] on the bulk powers), then the
-/// 16-block and padded remainder of [`ghash_bytes`]. Without AES to stitch
-/// with, the carry-less multiplies have the vector units to themselves.
-///
-/// # Safety
-/// CPU features (token); `p` valid for reads of `len` bytes.
-#[target_feature(enable = "aes,pclmulqdq,avx,avx2,vaes,vpclmulqdq")]
-unsafe fn ghash_long(
-    t: Vaes256Token,
-    key: &Vaes256Schedule,
-    pw: &Powers,
-    mut x: __m128i,
-    p: *const u8,
-    len: usize,
-) -> __m128i {
-    let bs = bswap_mask();
-    let mut i = 0;
-    while len - i >= 32 * NV {
-        let mut g = [_mm256_setzero_si256(); NV];
-        for (j, v) in g.iter_mut().enumerate() {
-            // SAFETY: i + 32j + 32 <= i + 320 <= len.
-            *v = _mm256_shuffle_epi8(unsafe { _mm256_loadu_si256(p.add(i + 32 * j).cast()) }, bs);
-        }
-        x = ghash_n(x, &g, pw);
-        i += 32 * NV;
-    }
-    // SAFETY: `p.add(i)` is valid for the remaining `len - i` reads.
-    unsafe { ghash_bytes(t, key.h_pow(), pw, x, p.add(i), len - i) }
-}
-
 /// The GCM tag of (`aad`, the `len` bytes of ciphertext at `ct`) without
 /// decrypting: GHASH over both (§7.2 step 5-6), masked with E(K, J0).
 ///
@@ -1438,7 +1418,7 @@ unsafe fn tag_raw(
         ..
     } = unsafe { setup(t, key, nonce, aad) };
     // SAFETY: caller's guarantee for `ct`/`len`.
-    x = unsafe { ghash_long(t, key, pw, x, ct, len) };
+    x = unsafe { ghash_bytes(t, key.h_pow(), pw, x, ct, len) };
     let tag = finish(key.h_pow(), x, ekj0, aad.len(), len);
     wipe_call_state(&mut ekj0, &mut x);
     tag
