@@ -7,9 +7,13 @@
 //! working buffer and opens it there, in place (ring opens in place only; aws-lc-rs opens in
 //! place with the tag after the ciphertext, so its copy carries the tag too). Earlier runs
 //! opened out of place where the API allowed and charged only ring the copy. Each thread has its own
-//! buffers and key. Rounds alternate between implementations so drift hits all of them.
-//! Each figure is reported twice: the median of the rounds and the best round (on a shared,
-//! noisy host the best round is the one least disturbed by other processes).
+//! buffers and key. Each round measures every implementation once, back to back (the order
+//! rotating from round to round), so drift hits all of them. Each rate is reported as the
+//! median of the rounds and the best round; comparisons are *paired*: the ratio of two
+//! implementations' rates within each round, summarised by the median and quartiles of those
+//! ratios. On this shared host the rates of one implementation move by ±30% between rounds
+//! while the within-round ratio moves far less, so only the paired figure can say whether one
+//! implementation is ahead at sizes where they are close (4 KiB).
 //!
 //! aws-lc-rs picks its own AES-GCM code from the CPU's features, and honours the
 //! `OPENSSL_ia32cap` environment variable (read once, when aws-lc initialises). To compare a
@@ -38,15 +42,16 @@ pub struct AeadArgs {
     #[arg(long = "threads", default_values_t = [1usize])]
     pub threads: Vec<usize>,
     /// Seconds of measurement per implementation, operation, size and thread count, split
-    /// into alternating rounds.
+    /// into rounds (the default: 100 rounds of 10 ms).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
     /// Leave out the reference implementations (aws-lc-rs, ring).
     #[arg(long)]
     pub no_reference: bool,
-    /// Rounds per figure; implementations alternate from round to round, and the report
-    /// gives the median and the best round.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds per figure: each round measures every implementation back to back; the report
+    /// gives the median and the best round of each rate, and the quartiles of the per-round
+    /// ratios against ring and aws-lc-rs.
+    #[arg(long, default_value_t = 100)]
     pub rounds: u32,
     /// Print JSON.
     #[arg(long)]
@@ -167,6 +172,34 @@ pub struct Sample {
     pub bytes_per_sec: f64,
     /// Best round.
     pub best_bytes_per_sec: f64,
+    /// This implementation's rate over ring's, and over aws-lc-rs's, *in the same round*:
+    /// the median and quartiles of the per-round ratios (absent without that reference).
+    pub paired: Vec<(&'static str, Paired)>,
+}
+
+/// Quartiles of per-round ratios against one reference implementation. Each round measures
+/// every implementation back to back, so a ratio taken within a round sees nearly the same
+/// machine load on both sides; the spread of these ratios, not of the rates, says whether
+/// two implementations differ (the rates themselves move by ±30% on this shared host).
+#[derive(Debug, Clone, Copy)]
+pub struct Paired {
+    pub median: f64,
+    pub p25: f64,
+    pub p75: f64,
+}
+
+/// The implementations ratios are taken against, in report order.
+const REFERENCES: [&str; 2] = ["ring", "aws-lc-rs"];
+
+/// Median and quartiles of `v` (not empty), by nearest rank.
+fn quartiles(mut v: Vec<f64>) -> Paired {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Paired {
+        median: at(0.5),
+        p25: at(0.25),
+        p75: at(0.75),
+    }
 }
 
 fn implementations(with_reference: bool) -> Vec<(String, Box<dyn Impl>)> {
@@ -211,6 +244,9 @@ fn measure(imp: &dyn Impl, op: &'static str, size: usize, threads: usize, dur: D
                     let at = (2048 + 4096 - d) % 4096;
                     let out = &mut work[at..at + size + 16];
                     let tag = imp.seal(&mut buf); // valid ciphertext for open
+                    // Touch the working buffer's pages before the clock starts (a fresh
+                    // allocation of 1 MiB faults on first write), and check the pair.
+                    assert!(imp.open(&buf, &tag, out), "valid ciphertext failed to open");
                     let start = Instant::now();
                     let mut n = 0u64;
                     while start.elapsed() < dur {
@@ -253,8 +289,8 @@ pub fn run_bench(a: &AeadArgs) -> Result<Vec<Sample>> {
     if a.threads.iter().any(|&t| t == 0 || t > 256) {
         bail!("--threads must be from 1 to 256");
     }
-    if a.rounds == 0 || a.rounds > 1000 {
-        bail!("--rounds must be from 1 to 1000");
+    if a.rounds == 0 || a.rounds > 100_000 {
+        bail!("--rounds must be from 1 to 100000");
     }
     let imps = implementations(!a.no_reference);
     let rounds = a.rounds;
@@ -263,14 +299,25 @@ pub fn run_bench(a: &AeadArgs) -> Result<Vec<Sample>> {
     for &size in &a.sizes {
         for &threads in &a.threads {
             for op in ["seal", "open"] {
-                let mut rates = vec![Vec::new(); imps.len()];
-                for _ in 0..rounds {
-                    for (i, (_, imp)) in imps.iter().enumerate() {
-                        rates[i].push(measure(imp.as_ref(), op, size as usize, threads, slice));
+                // rates[round][i]; the order within a round rotates, so no implementation
+                // always runs first (or right after the same neighbour).
+                let mut rates = vec![vec![0f64; imps.len()]; rounds as usize];
+                for (round, row) in rates.iter_mut().enumerate() {
+                    for k in 0..imps.len() {
+                        let i = (round + k) % imps.len();
+                        row[i] = measure(imps[i].1.as_ref(), op, size as usize, threads, slice);
                     }
                 }
                 for (i, (name, _)) in imps.iter().enumerate() {
-                    let r = &mut rates[i];
+                    let paired = REFERENCES
+                        .iter()
+                        .filter_map(|&r| {
+                            let j = imps.iter().position(|(n, _)| n == r)?;
+                            let ratios = rates.iter().map(|row| row[i] / row[j]).collect();
+                            Some((r, quartiles(ratios)))
+                        })
+                        .collect();
+                    let mut r: Vec<f64> = rates.iter().map(|row| row[i]).collect();
                     r.sort_by(f64::total_cmp);
                     out.push(Sample {
                         backend: name.clone(),
@@ -279,6 +326,7 @@ pub fn run_bench(a: &AeadArgs) -> Result<Vec<Sample>> {
                         threads,
                         bytes_per_sec: r[r.len() / 2],
                         best_bytes_per_sec: r[r.len() - 1],
+                        paired,
                     });
                 }
             }
@@ -300,6 +348,9 @@ pub fn run(a: AeadArgs, selected: AeadBackend) -> Result<()> {
             "results": samples.iter().map(|s| json!({
                 "backend": s.backend, "op": s.op, "bytes": s.bytes, "threads": s.threads, "bytes_per_sec": s.bytes_per_sec,
                 "best_bytes_per_sec": s.best_bytes_per_sec,
+                "paired": s.paired.iter().map(|(r, p)| (r.to_string(), json!({
+                    "median": p.median, "p25": p.p25, "p75": p.p75,
+                }))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
         });
         writeln!(o, "{}", serde_json::to_string_pretty(&v)?)?;
@@ -319,33 +370,35 @@ pub fn run(a: AeadArgs, selected: AeadBackend) -> Result<()> {
     }
     writeln!(
         o,
-        "{} alternating rounds, {:.1} s per figure; median and best round; GB/s = 10^9 bytes/s",
+        "{} rounds, {:.1} s per figure; GB/s = 10^9 bytes/s, median and best round; \
+         \"x ring\" and \"x aws-lc\": median [quartiles] of this implementation's rate over \
+         the reference's in the same round",
         a.rounds, a.seconds
     )?;
     writeln!(
         o,
-        "{:<12} {:<5} {:>9} {:>7} {:>9} {:>12} {:>9} {:>12}",
-        "impl", "op", "bytes", "threads", "GB/s", "vs aws-lc-rs", "best", "vs aws-lc-rs"
+        "{:<10} {:<4} {:>8} {:>3} {:>6} {:>6}  {:<19} {:<19}",
+        "impl", "op", "bytes", "thr", "GB/s", "best", "x ring", "x aws-lc"
     )?;
     for s in &samples {
-        let base = samples.iter().find(|b| {
-            b.backend == "aws-lc-rs" && b.op == s.op && b.bytes == s.bytes && b.threads == s.threads
-        });
-        let ratio = |f: fn(&Sample) -> f64| {
-            base.map(|b| format!("{:.2}x", f(s) / f(b)))
+        let ratio = |name: &str| {
+            s.paired
+                .iter()
+                .find(|(r, _)| *r == name)
+                .map(|(_, p)| format!("{:.2} [{:.2}-{:.2}]", p.median, p.p25, p.p75))
                 .unwrap_or_else(|| "-".into())
         };
         writeln!(
             o,
-            "{:<12} {:<5} {:>9} {:>7} {:>9.2} {:>12} {:>9.2} {:>12}",
+            "{:<10} {:<4} {:>8} {:>3} {:>6.2} {:>6.2}  {:<19} {:<19}",
             s.backend,
             s.op,
             s.bytes,
             s.threads,
             s.bytes_per_sec / 1e9,
-            ratio(|x| x.bytes_per_sec),
             s.best_bytes_per_sec / 1e9,
-            ratio(|x| x.best_bytes_per_sec),
+            ratio("ring"),
+            ratio("aws-lc-rs"),
         )?;
     }
     Ok(())

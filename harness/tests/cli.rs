@@ -643,7 +643,43 @@ fn bench_aead_reports_every_backend_median_and_best() {
             r["best_bytes_per_sec"].as_f64().unwrap(),
         );
         assert!(med > 0.0 && best >= med, "{r}");
+        // Paired ratios against both references (built in by default), ordered quartiles;
+        // a reference against itself is exactly 1 in every round.
+        for reference in ["ring", "aws-lc-rs"] {
+            let p = &r["paired"][reference];
+            let q = |k: &str| {
+                p[k].as_f64()
+                    .unwrap_or_else(|| panic!("{r}: {reference}.{k}"))
+            };
+            assert!(
+                q("p25") > 0.0 && q("p25") <= q("median") && q("median") <= q("p75"),
+                "{r}"
+            );
+            if r["backend"] == reference {
+                assert_eq!((q("p25"), q("median"), q("p75")), (1.0, 1.0, 1.0), "{r}");
+            }
+        }
     }
+    let text = s.run_env(
+        &[
+            "bench",
+            "aead",
+            "--size",
+            "4096",
+            "--seconds",
+            "0.02",
+            "--rounds",
+            "2",
+        ],
+        &[],
+    );
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ring ") && l.contains("1.00 [1.00-1.00]")),
+        "{text}"
+    );
     let bad = s.run_env(&["bench", "aead", "--rounds", "0"], &[]);
     assert!(!bad.status.success());
 }
