@@ -11,6 +11,13 @@
 //! - an optional maximum age, the derived-key cache's (a KMIP root's cache time, KEYS.md
 //!   §5.5), so that a root that stops unwrapping stops reads within the same time.
 //!
+//! **Admission.** An object is kept on its *second* open within a while, not its first: a
+//! small table of fingerprints (the doorkeeper of TinyLFU) remembers the objects opened once,
+//! and only an object found there is inserted. A workload of cold GETs, each object read once,
+//! then pays nothing here; inserting every object and evicting the oldest cost ~0.7 µs per
+//! 4 KiB GET, a quarter of its whole encryption overhead (`cargo bench -p dare-benches --bench
+//! getpath`, docs/PERFORMANCE.md §14). A hot object is opened twice before it is cached.
+//!
 //! Overwrites and deletes also remove their entry at once ([`OpenedCache::forget`]), so no
 //! data key outlives its object here. Only objects whose key comes from the bucket's key
 //! hierarchy with the derived-key cache on are cached: never SSE-C objects (their key is the
@@ -36,6 +43,21 @@ const MAX_META: usize = 4096;
 
 type Key = (u64, [u8; 16]);
 
+/// Slots of the doorkeeper (a power of two; 64 KiB of fingerprints).
+const DOOR_SLOTS: usize = 8192;
+
+/// The slot and the fingerprint (never 0, which marks an empty slot) of an object in the
+/// doorkeeper. Object ids are random 128-bit values the store draws for every object
+/// (`dare_engine::FileLoc`), so their bits serve as the hash: one half picks the slot, the
+/// other (mixed with the bucket id) is the fingerprint. A collision only admits an object one
+/// open early.
+fn door(key: &Key) -> (usize, u64) {
+    let (lo, hi) = key.1.split_at(8);
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    let slot = (word(hi) as usize) & (DOOR_SLOTS - 1);
+    (slot, (word(lo) ^ key.0.rotate_left(29)) | 1)
+}
+
 struct Entry {
     row: ObjectRecord,
     opener: Arc<ObjectOpener>,
@@ -46,9 +68,13 @@ struct Entry {
 struct Inner {
     epoch: u64,
     tick: u64,
-    map: HashMap<Key, Entry>,
+    /// Keyed by random object ids, hashed with foldhash (seeded per process): SipHash, the
+    /// standard map's, cost ~0.15 µs per lookup, and every GET of an encrypted object looks up.
+    map: HashMap<Key, Entry, foldhash::fast::RandomState>,
     order: BTreeMap<u64, Key>,
     max_age: Option<Duration>,
+    /// Fingerprints of objects opened once and not (yet) admitted; empty until first use.
+    seen: Vec<u64>,
 }
 
 /// The opened-object cache of one [`crate::Dare`].
@@ -77,9 +103,10 @@ impl OpenedCache {
             inner: Mutex::new(Inner {
                 epoch: 0,
                 tick: 0,
-                map: HashMap::new(),
+                map: HashMap::default(),
                 order: BTreeMap::new(),
                 max_age: None,
+                seen: Vec::new(),
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -113,6 +140,8 @@ impl OpenedCache {
         if e.row != *row || max_age.is_some_and(|age| e.at.elapsed() >= age) {
             order.remove(&e.tick);
             map.remove(&key);
+            // Hot until now: its re-open is admitted at once.
+            g.remember(&key);
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -123,16 +152,20 @@ impl OpenedCache {
         Some(e.opener.clone())
     }
 
-    /// Keeps `opener`, opened from `row` under key epoch `epoch`.
+    /// Keeps `opener`, opened from `row` under key epoch `epoch`, if the object was opened
+    /// before (see the module docs on admission) or is cached already.
     pub(crate) fn insert(&self, epoch: u64, row: &ObjectRecord, opener: Arc<ObjectOpener>) {
         if self.capacity == 0 || row.meta.len() > MAX_META {
             return;
         }
         let mut g = self.lock();
         g.sync_epoch(epoch);
+        let key = (row.bucket_id, row.object_id);
+        if !g.map.contains_key(&key) && !g.admit(&key) {
+            return;
+        }
         g.tick += 1;
         let tick = g.tick;
-        let key = (row.bucket_id, row.object_id);
         let entry = Entry {
             row: row.clone(),
             opener,
@@ -194,8 +227,38 @@ impl OpenedCache {
 }
 
 impl Inner {
+    /// Records `key` as opened once, so its next open is admitted.
+    fn remember(&mut self, key: &Key) {
+        if self.seen.is_empty() {
+            self.seen = vec![0; DOOR_SLOTS];
+        }
+        let (slot, fp) = door(key);
+        self.seen[slot] = fp;
+    }
+
+    /// Whether an object not in the cache is admitted: yes if its fingerprint is in the
+    /// doorkeeper (the slot is then freed), otherwise it is recorded there and not admitted.
+    fn admit(&mut self, key: &Key) -> bool {
+        if self.seen.is_empty() {
+            self.seen = vec![0; DOOR_SLOTS];
+        }
+        let (slot, fp) = door(key);
+        if self.seen[slot] == fp {
+            self.seen[slot] = 0;
+            true
+        } else {
+            self.seen[slot] = fp;
+            false
+        }
+    }
+
     fn sync_epoch(&mut self, epoch: u64) {
         if self.epoch != epoch {
+            // The entries were hot: their re-opens under the new epoch are admitted at once.
+            let keys: Vec<Key> = self.map.keys().copied().collect();
+            for k in &keys {
+                self.remember(k);
+            }
             self.map.clear();
             self.order.clear();
             self.epoch = epoch;

@@ -1,0 +1,71 @@
+//! The CPU a GET spends on encryption: whole GETs of small objects from a plaintext and an
+//! encrypted bucket of one store, alternating, page cache warm — so the difference between the
+//! two is what the encrypted path computes per request (metadata row, key unwrap, key
+//! schedule, metadata-block and chunk verification), without the drive's time, which
+//! `dare bench overhead` measures. Each bucket holds more objects than the opened-object cache
+//! keeps (1,024), and GETs cycle through them, so every encrypted GET opens its object from
+//! scratch, as a cold GET does.
+//!
+//! `cargo bench -p dare-benches --bench getpath`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dare::{Dare, GetOptions, Options, PutOptions};
+
+/// Objects per bucket: twice the opened-object cache.
+const OBJECTS: usize = 2048;
+
+fn getpath(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::default();
+    opts.data.sync = false; // set-up speed only; GETs never sync
+    let d = Dare::create(&dir.path().join("store"), 65536, &opts).unwrap();
+    d.create_namespace("plain", false).unwrap();
+    d.create_bucket("plain", "plain", Some(false)).unwrap();
+    d.create_bucket("enc", dare::DEFAULT_NAMESPACE, Some(true))
+        .unwrap();
+    const SIZES: [usize; 2] = [4096, 65536];
+    // Every object first, so a profile of one benchmark (`--profile-time`) sees GETs only.
+    for size in SIZES {
+        let data = vec![0x5a_u8; size];
+        for bucket in ["plain", "enc"] {
+            for i in 0..OBJECTS {
+                let mut r = &data[..];
+                d.put(
+                    bucket,
+                    &format!("{size}-{i}"),
+                    &mut r,
+                    &PutOptions::default(),
+                )
+                .unwrap();
+            }
+        }
+    }
+    for size in SIZES {
+        let mut g = c.benchmark_group(format!("get-{}KiB", size >> 10));
+        g.throughput(Throughput::Bytes(size as u64));
+        for bucket in ["plain", "enc"] {
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::from_parameter(bucket), |b| {
+                b.iter(|| {
+                    i = (i + 1) % OBJECTS;
+                    let obj = d
+                        .get(bucket, &format!("{size}-{i}"), &GetOptions::default())
+                        .unwrap();
+                    let mut n = 0usize;
+                    obj.read_all(&mut |b: &[u8]| {
+                        n += black_box(b).len();
+                        Ok(())
+                    })
+                    .unwrap();
+                    assert_eq!(n, size);
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, getpath);
+criterion_main!(benches);
