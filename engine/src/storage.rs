@@ -1,9 +1,12 @@
 //! Positioned file I/O for object files, with an io_uring implementation and a std fallback.
 //!
 //! The engine needs only three things from storage: read bytes at an offset, write a buffer
-//! at an offset, and make written data durable. [`IoMode::detect`] probes io_uring once at
-//! start (a ring can be refused by an old kernel or by a container's seccomp profile) and
-//! falls back to positioned std I/O with identical results. Both paths are tested.
+//! at an offset, and make written data durable. Both paths give identical results and both
+//! are tested. Buffered files use positioned std I/O by default (`DiskOptions::default`:
+//! measured faster for cold reads, docs/PERFORMANCE.md §14); io_uring, with several requests
+//! in flight per object, is the path for `O_DIRECT` and can be chosen for any file.
+//! [`IoMode::detect`] probes once whether a ring is allowed here (an old kernel or a
+//! container's seccomp profile can refuse it) and falls back to std.
 //!
 //! Files may be opened with `O_DIRECT` (io_uring path only): reads then go through
 //! block-aligned windows, and the put pipeline writes only whole aligned blocks (see
@@ -108,7 +111,9 @@ pub enum IoMode {
 }
 
 impl IoMode {
-    /// io_uring if this kernel and sandbox allow a ring, else std. Probed once per process.
+    /// io_uring if this kernel and sandbox allow a ring, else std (for `O_DIRECT`, or a
+    /// caller that prefers the ring; not the default of buffered files). Probed once per
+    /// process.
     /// (The CLI's `--io std` / `DARE_IO=std` forces the fallback; the library reads no
     /// environment variable.)
     pub fn detect() -> IoMode {

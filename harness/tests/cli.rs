@@ -586,12 +586,21 @@ fn cpu_reports_backend_and_io() {
     let v = s.json(&["cpu", "--json"]);
     assert!(v["selected"].is_string() && v["io_uring"].is_boolean());
     assert!(v["features"]["aes"].is_boolean());
+    assert_eq!(
+        v["io"], "std",
+        "buffered files use positioned std I/O by default"
+    );
     let forced = s.run_env(&["cpu", "--json"], &[("DARE_AEAD_BACKEND", "portable")]);
     let v: Value = serde_json::from_slice(&forced.stdout).unwrap();
     assert_eq!(v["selected"], "portable");
     let forced = s.run_env(&["cpu", "--json"], &[("DARE_IO", "std")]);
     let v: Value = serde_json::from_slice(&forced.stdout).unwrap();
     assert_eq!(v["io"], "std");
+    if v["io_uring"] == true {
+        let forced = s.run_env(&["cpu", "--json"], &[("DARE_IO", "uring")]);
+        let v: Value = serde_json::from_slice(&forced.stdout).unwrap();
+        assert_eq!(v["io"], "io_uring");
+    }
 }
 
 /// `dare bench aead` measures every backend this CPU supports (the AES-NI kernel included
