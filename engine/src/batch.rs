@@ -4,11 +4,14 @@
 
 use rayon::prelude::*;
 
-/// Below this many bytes a batch is sealed or opened on the calling thread: at 15–20 GB/s a
-/// core gets through 1 MiB in about 50 µs, about what it costs to wake pool threads, hand
-/// them the work and wait for them (measured: handing 512 KiB batches to the pool added
-/// ~150 µs and 15 context switches to a 1 MiB GET).
-const PARALLEL_MIN_BYTES: usize = 1 << 20;
+/// Below this many bytes a batch is sealed or opened on the calling thread: waking pool
+/// threads, handing them the work and waiting for them costs about what a core takes for the
+/// batch. Measured: handing 512 KiB batches to the pool added ~150 µs and 15 context switches
+/// to a 1 MiB GET (docs/PERFORMANCE.md §2); on the 2-vCPU Zen 3, sealing a 1 MiB PUT's one
+/// batch on the pool cost +218…+268 µs per PUT over plaintext and ~400 µs of the pool
+/// threads' CPU, on the calling thread +106…+144 µs and none (§14.5). Batches of the default
+/// 4 MiB budget (a 64 MiB object's) are just above this and still go to the pool.
+const PARALLEL_MIN_BYTES: usize = 2 << 20;
 
 /// Calls `f(i, chunk_i)` for each `stride`-sized chunk of `buf` (the last may be shorter),
 /// in parallel on the rayon pool when the batch is large enough to pay for it. Stops at the
