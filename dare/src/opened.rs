@@ -48,7 +48,7 @@ const DOOR_SLOTS: usize = 8192;
 
 /// The slot and the fingerprint (never 0, which marks an empty slot) of an object in the
 /// doorkeeper. Object ids are random 128-bit values the store draws for every object
-/// (`dare_engine::FileLoc`), so their bits serve as the hash: one half picks the slot, the
+/// (`crate::layout::random_id`), so their bits serve as the hash: one half picks the slot, the
 /// other (mixed with the bucket id) is the fingerprint. A collision only admits an object one
 /// open early.
 fn door(key: &Key) -> (usize, u64) {
