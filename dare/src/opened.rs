@@ -14,9 +14,9 @@
 //! **Admission.** An object is kept on its *second* open within a while, not its first: a
 //! small table of fingerprints (the doorkeeper of TinyLFU) remembers the objects opened once,
 //! and only an object found there is inserted. A workload of cold GETs, each object read once,
-//! then pays nothing here; inserting every object and evicting the oldest cost ~0.7 µs per
-//! 4 KiB GET, a quarter of its whole encryption overhead (`cargo bench -p dare-benches --bench
-//! getpath`, docs/PERFORMANCE.md §14). A hot object is opened twice before it is cached.
+//! then pays nothing here; inserting every object and evicting the oldest cost ~0.7 µs of the
+//! ~6.5 µs of extra CPU of a 4 KiB GET (`cargo bench -p dare-benches --bench getpath` under
+//! `perf`, docs/PERFORMANCE.md §14.2). A hot object is opened twice before it is cached.
 //!
 //! Overwrites and deletes also remove their entry at once ([`OpenedCache::forget`]), so no
 //! data key outlives its object here. Only objects whose key comes from the bucket's key
