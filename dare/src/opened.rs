@@ -12,7 +12,7 @@
 //!   §5.5), so that a root that stops unwrapping stops reads within the same time.
 //!
 //! **Admission.** An object is kept on its *second* open within a while, not its first: a
-//! small table of fingerprints (the doorkeeper of TinyLFU) remembers the objects opened once,
+//! small two-way table of fingerprints (the doorkeeper of TinyLFU) remembers the objects opened once,
 //! and only an object found there is inserted. A workload of cold GETs, each object read once,
 //! then pays nothing here; inserting every object and evicting the oldest cost ~0.7 µs of the
 //! ~6.5 µs of extra CPU of a 4 KiB GET (`cargo bench -p dare-benches --bench getpath` under
@@ -43,19 +43,37 @@ const MAX_META: usize = 4096;
 
 type Key = (u64, [u8; 16]);
 
-/// Slots of the doorkeeper (a power of two; 64 KiB of fingerprints).
-const DOOR_SLOTS: usize = 8192;
+/// Sets of the doorkeeper (a power of two), two fingerprints each: 64 KiB in all.
+const DOOR_SETS: usize = 4096;
 
-/// The slot and the fingerprint (never 0, which marks an empty slot) of an object in the
+/// The set and the fingerprint (never 0, which marks an empty way) of an object in the
 /// doorkeeper. Object ids are random 128-bit values the store draws for every object
-/// (`crate::layout::random_id`), so their bits serve as the hash: one half picks the slot, the
-/// other (mixed with the bucket id) is the fingerprint. A collision only admits an object one
-/// open early.
+/// (`crate::layout::random_id`), so their bits serve as the hash: one half picks the set, the
+/// other (mixed with the bucket id) is the fingerprint. Two ways per set, so that two objects
+/// of one set read in turn do not keep pushing each other out before their second open.
 fn door(key: &Key) -> (usize, u64) {
     let (lo, hi) = key.1.split_at(8);
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-    let slot = (word(hi) as usize) & (DOOR_SLOTS - 1);
-    (slot, (word(lo) ^ key.0.rotate_left(29)) | 1)
+    let set = (word(hi) as usize) & (DOOR_SETS - 1);
+    (set, (word(lo) ^ key.0.rotate_left(29)) | 1)
+}
+
+/// The two ways of `key`'s set (allocated on first use) and its fingerprint.
+fn door_ways<'t>(seen: &'t mut Vec<u64>, key: &Key) -> (&'t mut [u64], u64) {
+    if seen.is_empty() {
+        *seen = vec![0; 2 * DOOR_SETS];
+    }
+    let (set, fp) = door(key);
+    (&mut seen[2 * set..2 * set + 2], fp)
+}
+
+/// Records fingerprint `fp` in its set: the newest in way 0, the one it displaces in way 1
+/// (a fingerprint already there stays where it is).
+fn door_record(ways: &mut [u64], fp: u64) {
+    if !ways.contains(&fp) {
+        ways[1] = ways[0];
+        ways[0] = fp;
+    }
 }
 
 struct Entry {
@@ -229,39 +247,90 @@ impl OpenedCache {
 impl Inner {
     /// Records `key` as opened once, so its next open is admitted.
     fn remember(&mut self, key: &Key) {
-        if self.seen.is_empty() {
-            self.seen = vec![0; DOOR_SLOTS];
-        }
-        let (slot, fp) = door(key);
-        self.seen[slot] = fp;
+        let (ways, fp) = door_ways(&mut self.seen, key);
+        door_record(ways, fp);
     }
 
     /// Whether an object not in the cache is admitted: yes if its fingerprint is in the
-    /// doorkeeper (the slot is then freed), otherwise it is recorded there and not admitted.
+    /// doorkeeper (its way is then freed), otherwise it is recorded there and not admitted.
     fn admit(&mut self, key: &Key) -> bool {
-        if self.seen.is_empty() {
-            self.seen = vec![0; DOOR_SLOTS];
-        }
-        let (slot, fp) = door(key);
-        if self.seen[slot] == fp {
-            self.seen[slot] = 0;
-            true
-        } else {
-            self.seen[slot] = fp;
-            false
+        let (ways, fp) = door_ways(&mut self.seen, key);
+        match ways.iter().position(|&w| w == fp) {
+            Some(i) => {
+                ways[i] = 0;
+                true
+            }
+            None => {
+                door_record(ways, fp);
+                false
+            }
         }
     }
 
     fn sync_epoch(&mut self, epoch: u64) {
         if self.epoch != epoch {
             // The entries were hot: their re-opens under the new epoch are admitted at once.
-            let keys: Vec<Key> = self.map.keys().copied().collect();
-            for k in &keys {
-                self.remember(k);
+            for k in self.map.keys() {
+                let (ways, fp) = door_ways(&mut self.seen, k);
+                door_record(ways, fp);
             }
             self.map.clear();
             self.order.clear();
             self.epoch = epoch;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DOOR_SETS, Inner, Key};
+    use std::collections::BTreeMap;
+
+    fn inner() -> Inner {
+        Inner {
+            epoch: 0,
+            tick: 0,
+            map: Default::default(),
+            order: BTreeMap::new(),
+            max_age: None,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Objects whose ids pick the same doorkeeper set (same high half), with distinct
+    /// fingerprints (different low halves).
+    fn same_set(n: u8) -> Vec<Key> {
+        (0..n)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[0] = i + 1;
+                id[8..].copy_from_slice(&(DOOR_SETS as u64 + 5).to_le_bytes());
+                (7, id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_objects_of_one_set_read_in_turn_are_both_admitted_on_their_second_open() {
+        let mut g = inner();
+        let k = same_set(2);
+        assert!(
+            !g.admit(&k[0]) && !g.admit(&k[1]),
+            "first opens are not admitted"
+        );
+        assert!(g.admit(&k[0]) && g.admit(&k[1]), "second opens are");
+        // Admission freed their ways: a third object of the set starts afresh.
+        let c = same_set(3)[2];
+        assert!(!g.admit(&c) && g.admit(&c));
+    }
+
+    #[test]
+    fn a_remembered_object_is_admitted_at_once() {
+        let mut g = inner();
+        let k = same_set(1)[0];
+        g.remember(&k);
+        g.remember(&k); // twice: still one way
+        assert!(g.admit(&k));
+        assert!(!g.admit(&k), "its way was freed by the admission");
     }
 }

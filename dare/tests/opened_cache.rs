@@ -110,25 +110,29 @@ fn objects_read_once_are_not_kept() {
     for i in 0..40 {
         put(&s.d, "bkt", &format!("o{i}"), &data(3_000, i as u8));
     }
-    for i in 0..40 {
-        assert_eq!(
-            get(&s.d, "bkt", &format!("o{i}")).unwrap(),
-            data(3_000, i as u8)
-        );
-    }
-    assert_eq!(s.d.opened_objects(), 0);
-    assert_eq!(s.d.opened_cache_stats(), (0, 40));
-    // Read again, each is admitted; a third round hits every one.
-    for _ in 0..2 {
+    let read_all = || {
         for i in 0..40 {
             assert_eq!(
                 get(&s.d, "bkt", &format!("o{i}")).unwrap(),
                 data(3_000, i as u8)
             );
         }
+    };
+    read_all();
+    assert_eq!(s.d.opened_objects(), 0);
+    assert_eq!(s.d.opened_cache_stats(), (0, 40));
+    // Each read twice in a row is admitted on its second open, whatever else shares its
+    // doorkeeper set (an earlier open of it may have been pushed out by other objects');
+    // a third round then hits every one.
+    for i in 0..40 {
+        for _ in 0..2 {
+            get(&s.d, "bkt", &format!("o{i}")).unwrap();
+        }
     }
     assert_eq!(s.d.opened_objects(), 40);
-    assert_eq!(s.d.opened_cache_stats(), (40, 80));
+    let (hits, misses) = s.d.opened_cache_stats();
+    read_all();
+    assert_eq!(s.d.opened_cache_stats(), (hits + 40, misses));
 }
 
 #[test]

@@ -609,18 +609,18 @@ fn cpu_reports_backend_and_io() {
 #[test]
 fn bench_aead_reports_every_backend_median_and_best() {
     let s = Store::new(4096);
+    let quick = [
+        "bench",
+        "aead",
+        "--size",
+        "4096",
+        "--seconds",
+        "0.02",
+        "--rounds",
+        "2",
+    ];
     let out = s.run_env(
-        &[
-            "bench",
-            "aead",
-            "--size",
-            "4096",
-            "--seconds",
-            "0.02",
-            "--rounds",
-            "2",
-            "--json",
-        ],
+        &[&quick[..], &["--json"]].concat(),
         &[("OPENSSL_ia32cap", "~0x0:~0x60000000000")],
     );
     assert!(
@@ -669,19 +669,7 @@ fn bench_aead_reports_every_backend_median_and_best() {
             }
         }
     }
-    let text = s.run_env(
-        &[
-            "bench",
-            "aead",
-            "--size",
-            "4096",
-            "--seconds",
-            "0.02",
-            "--rounds",
-            "2",
-        ],
-        &[],
-    );
+    let text = s.run_env(&quick, &[]);
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
